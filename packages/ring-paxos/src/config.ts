@@ -1,0 +1,199 @@
+import { readFileSync } from 'node:fs';
+import { BALLOT_ID_SPACE } from './core/messages.js';
+import { DATAGRAM_OVERHEAD, DEFAULT_RING_SETTINGS, type RingSettings } from './core/settings.js';
+import { ConfigError } from './errors.js';
+import { MAX_UDP_PAYLOAD, TAG_BYTES } from './wire/codec.js';
+
+/** A static node of the cluster: an acceptor process. */
+export interface NodeSpec {
+  id: number;
+  host: string;
+  port: number;
+  /** Serve Prometheus /metrics on this port (0 or absent: none). */
+  metricsPort?: number;
+}
+
+export interface RingSpec {
+  id: number;
+  /** All 2f+1 acceptors of the ring; the first f+1 form the ring, the rest are spares. */
+  acceptors: number[];
+  /** The ring members in order (default: the first f+1 acceptors); the last is the coordinator. */
+  ring: number[];
+  /** f: acceptor failures the ring tolerates. */
+  f: number;
+  /** "group:port" for IP multicast of Phase 2A and decisions; absent: unicast fan-out. */
+  multicast?: { group: string; port: number; interface: string };
+}
+
+export interface ClusterConfig {
+  /** Shared secret: every datagram carries an HMAC when set. */
+  secret?: string;
+  nodes: NodeSpec[];
+  rings: RingSpec[];
+  settings: RingSettings;
+  /** Driver tick period in milliseconds. */
+  tickMs: number;
+}
+
+type Json = unknown;
+
+function isObj(x: Json): x is Record<string, Json> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function int(v: Json, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(field, `must be an integer, got ${JSON.stringify(v)}`);
+  if (v < min || v > max) throw new ConfigError(field, `must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+function host(v: Json, field: string): string {
+  if (typeof v !== 'string' || !(IPV4.test(v) || v === 'localhost')) {
+    throw new ConfigError(field, `must be an IPv4 address such as 127.0.0.1, got ${JSON.stringify(v)}`);
+  }
+  return v === 'localhost' ? '127.0.0.1' : v;
+}
+
+const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
+  window: [1, 65536],
+  logCapacity: [16, 1 << 24],
+  maxValueBytes: [256, MAX_UDP_PAYLOAD],
+  maxDatagramBytes: [1024, MAX_UDP_PAYLOAD],
+  lingerMs: [0, 1000],
+  proposerLingerMs: [0, 1000],
+  phase2TimeoutMs: [1, 60000],
+  phase1TimeoutMs: [1, 60000],
+  phase1Range: [16, 1 << 24],
+  progressIntervalMs: [1, 60000],
+  learnerTimeoutMs: [10, 3600000],
+  maxLearners: [1, 65536],
+  gapTimeoutMs: [1, 60000],
+  maxRetransmitInstances: [1, 65536],
+  learnerBuffer: [16, 1 << 24],
+  retryTimeoutMs: [1, 600000],
+  maxSends: [1, 1000000],
+  maxOutstanding: [1, 1 << 20],
+  maxProposers: [1, 1 << 20],
+  heartbeatMs: [1, 60000],
+};
+
+/** Validate ring settings (partial, over the defaults); errors name `${prefix}.${key}`. */
+export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
+  const s: RingSettings = { ...DEFAULT_RING_SETTINGS };
+  if (raw === undefined) return s;
+  if (!isObj(raw)) throw new ConfigError(prefix, 'must be an object');
+  for (const [k, v] of Object.entries(raw)) {
+    const bounds = SETTING_BOUNDS[k as keyof RingSettings];
+    if (!bounds) throw new ConfigError(`${prefix}.${k}`, `unknown setting (known: ${Object.keys(SETTING_BOUNDS).join(', ')})`);
+    s[k as keyof RingSettings] = int(v, `${prefix}.${k}`, bounds[0], bounds[1]);
+  }
+  if (s.maxValueBytes + DATAGRAM_OVERHEAD + TAG_BYTES > s.maxDatagramBytes) {
+    throw new ConfigError(
+      `${prefix}.maxValueBytes`,
+      `${s.maxValueBytes} plus ${DATAGRAM_OVERHEAD + TAG_BYTES} bytes of framing exceeds maxDatagramBytes ${s.maxDatagramBytes}`,
+    );
+  }
+  if (s.logCapacity < s.window * 2) throw new ConfigError(`${prefix}.logCapacity`, `must be at least twice window (${s.window})`);
+  if (s.phase1Range < s.window) throw new ConfigError(`${prefix}.phase1Range`, `must be at least window (${s.window})`);
+  return s;
+}
+
+/** Validate a parsed cluster file. Every error names the field, as `rings[2].acceptors[1]`. */
+export function parseCluster(raw: Json): ClusterConfig {
+  if (!isObj(raw)) throw new ConfigError('(root)', 'the cluster file must be a JSON object');
+  const known = new Set(['secret', 'nodes', 'rings', 'settings', 'tickMs']);
+  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown field (known: ${[...known].join(', ')})`);
+  let secret: string | undefined;
+  if (raw.secret !== undefined) {
+    if (typeof raw.secret !== 'string' || raw.secret.length < 16) throw new ConfigError('secret', 'must be a string of at least 16 characters');
+    secret = raw.secret;
+  }
+  if (!Array.isArray(raw.nodes) || raw.nodes.length === 0) throw new ConfigError('nodes', 'must be a non-empty array');
+  const nodes: NodeSpec[] = [];
+  const ids = new Set<number>();
+  const endpoints = new Set<string>();
+  raw.nodes.forEach((n: Json, i: number) => {
+    const f = `nodes[${i}]`;
+    if (!isObj(n)) throw new ConfigError(f, 'must be an object');
+    const id = int(n.id, `${f}.id`, 1, BALLOT_ID_SPACE - 1);
+    if (ids.has(id)) throw new ConfigError(`${f}.id`, `duplicate node id ${id}`);
+    ids.add(id);
+    const h = host(n.host, `${f}.host`);
+    const port = int(n.port, `${f}.port`, 1, 65535);
+    if (endpoints.has(`${h}:${port}`)) throw new ConfigError(`${f}.port`, `${h}:${port} is used by another node`);
+    endpoints.add(`${h}:${port}`);
+    const spec: NodeSpec = { id, host: h, port };
+    if (n.metricsPort !== undefined) spec.metricsPort = int(n.metricsPort, `${f}.metricsPort`, 0, 65535);
+    nodes.push(spec);
+  });
+  if (!Array.isArray(raw.rings) || raw.rings.length === 0) throw new ConfigError('rings', 'must be a non-empty array');
+  const ringIds = new Set<number>();
+  const rings: RingSpec[] = raw.rings.map((r: Json, i: number) => {
+    const f = `rings[${i}]`;
+    if (!isObj(r)) throw new ConfigError(f, 'must be an object');
+    const id = int(r.id, `${f}.id`, 0, 0xffff);
+    if (ringIds.has(id)) throw new ConfigError(`${f}.id`, `duplicate ring id ${id}`);
+    ringIds.add(id);
+    if (!Array.isArray(r.acceptors) || r.acceptors.length === 0) throw new ConfigError(`${f}.acceptors`, 'must be a non-empty array of node ids');
+    const acceptors = r.acceptors.map((a: Json, k: number) => {
+      const v = int(a, `${f}.acceptors[${k}]`, 1, BALLOT_ID_SPACE - 1);
+      if (!ids.has(v)) throw new ConfigError(`${f}.acceptors[${k}]`, `node ${v} is not in nodes`);
+      return v;
+    });
+    if (new Set(acceptors).size !== acceptors.length) throw new ConfigError(`${f}.acceptors`, 'lists a node twice');
+    if (acceptors.length % 2 === 0) throw new ConfigError(`${f}.acceptors`, `needs 2f+1 acceptors (an odd count), got ${acceptors.length}`);
+    const fTol = (acceptors.length - 1) / 2;
+    let order: number[] = acceptors.slice(0, fTol + 1);
+    if (r.ring !== undefined) {
+      if (!Array.isArray(r.ring) || r.ring.length !== fTol + 1) throw new ConfigError(`${f}.ring`, `must list f+1 = ${fTol + 1} of the acceptors`);
+      order = r.ring.map((a: Json, k: number) => {
+        const v = int(a, `${f}.ring[${k}]`, 1, BALLOT_ID_SPACE - 1);
+        if (!acceptors.includes(v)) throw new ConfigError(`${f}.ring[${k}]`, `node ${v} is not one of the ring's acceptors`);
+        return v;
+      });
+      if (new Set(order).size !== order.length) throw new ConfigError(`${f}.ring`, 'lists a node twice');
+    }
+    const spec: RingSpec = { id, acceptors, ring: order, f: fTol };
+    if (r.multicast !== undefined) {
+      const m = r.multicast;
+      if (!isObj(m)) throw new ConfigError(`${f}.multicast`, 'must be an object { group, port, interface }');
+      const group = host(m.group, `${f}.multicast.group`);
+      const first = Number(group.split('.')[0]);
+      if (first < 224 || first > 239) throw new ConfigError(`${f}.multicast.group`, `must be an IPv4 multicast address (224.0.0.0/4), got ${group}`);
+      spec.multicast = { group, port: int(m.port, `${f}.multicast.port`, 1, 65535), interface: host(m.interface, `${f}.multicast.interface`) };
+    }
+    return spec;
+  });
+  const settings = parseSettings(raw.settings);
+  const tickMs = raw.tickMs === undefined ? 5 : int(raw.tickMs, 'tickMs', 1, 1000);
+  return { secret, nodes, rings, settings, tickMs };
+}
+
+/** Read and validate a cluster file; a JSON syntax error names the file. */
+export function loadCluster(path: string): ClusterConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(path, `cannot read the cluster file: ${(e as Error).message}`);
+  }
+  let raw: Json;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(path, `not valid JSON: ${(e as Error).message}`);
+  }
+  return parseCluster(raw);
+}
+
+/** A local cluster on 127.0.0.1: `acceptors` nodes from `basePort`, one ring over them. */
+export function localCluster(opts: { acceptors?: number; basePort: number; rings?: number; settings?: Partial<RingSettings>; secret?: string }): ClusterConfig {
+  const n = opts.acceptors ?? 3;
+  const nodes: NodeSpec[] = [];
+  for (let i = 0; i < n; i++) nodes.push({ id: i + 1, host: '127.0.0.1', port: opts.basePort + i });
+  const rings = [];
+  for (let r = 0; r < (opts.rings ?? 1); r++) rings.push({ id: r, acceptors: nodes.map((x) => x.id) });
+  return parseCluster({ nodes, rings, settings: opts.settings, secret: opts.secret });
+}

@@ -1,0 +1,256 @@
+import {
+  MessageType,
+  type Learn,
+  type Phase1A,
+  type Phase1B,
+  type Phase2A,
+  type Phase2B,
+  type RetransmitRequest,
+} from './messages.js';
+import type { Outbox } from './outbox.js';
+import { DATAGRAM_OVERHEAD, type RingSettings } from './settings.js';
+
+/** One accepted value in the acceptor log. */
+export interface LogEntry {
+  ballot: number;
+  vid: number;
+  value: Uint8Array;
+  decided: boolean;
+}
+
+/** Counters the driver exports as metrics. */
+export interface AcceptorStats {
+  accepted: number;
+  stale: number;
+  logFull: number;
+  retransmittedInstances: number;
+  votesBuffered: number;
+}
+
+export interface AcceptorConfig {
+  ring: number;
+  id: number;
+  /** The ring in order; the last member is the coordinator. */
+  ringOrder: readonly number[];
+  settings: RingSettings;
+}
+
+/**
+ * A Ring Paxos acceptor (pure). It promises ballots, accepts Phase 2A values, forwards its vote along the
+ * ring in Phase 2B, keeps a bounded log of accepted values, marks decisions, serves decided values to
+ * learners, and trims below the ring's safe instance.
+ */
+export class Acceptor {
+  promised = 0;
+  /** Instances below this are trimmed (no longer held). */
+  trimmed = 0;
+  readonly log = new Map<number, LogEntry>();
+  readonly stats: AcceptorStats = { accepted: 0, stale: 0, logFull: 0, retransmittedInstances: 0, votesBuffered: 0 };
+
+  private readonly ring: number;
+  private readonly id: number;
+  private readonly position: number;
+  private readonly successor: number;
+  private readonly settings: RingSettings;
+  /** Phase 2B votes that arrived before their Phase 2A, by instance (bounded by the window). */
+  private readonly earlyVotes = new Map<number, Phase2B>();
+
+  constructor(cfg: AcceptorConfig) {
+    this.ring = cfg.ring;
+    this.id = cfg.id;
+    this.settings = cfg.settings;
+    this.position = cfg.ringOrder.indexOf(cfg.id);
+    this.successor = this.position >= 0 ? cfg.ringOrder[(this.position + 1) % cfg.ringOrder.length]! : -1;
+  }
+
+  /** Restore state from a durable log (records in the order they were persisted). */
+  restore(promised: number, entries: Iterable<[number, LogEntry]>, trimmed: number): void {
+    this.promised = promised;
+    this.trimmed = trimmed;
+    for (const [i, e] of entries) if (i >= trimmed) this.log.set(i, e);
+  }
+
+  onPhase1A(m: Phase1A, out: Outbox): void {
+    if (m.ballot < this.promised) {
+      out.send(m.from, { t: MessageType.Nack, ring: this.ring, from: this.id, ballot: m.ballot, promised: this.promised });
+      this.stats.stale++;
+      return;
+    }
+    this.promise(m.ballot, out);
+    this.replyPhase1(m.ballot, m.from, Math.max(m.lo, this.trimmed), m.hi, m.lo, out);
+  }
+
+  /**
+   * Report accepted values in [lo, hi) as one or more Phase 1B messages, each covering a contiguous
+   * sub-range and fitting one datagram. The first covers from `coverFrom` so trimmed instances count.
+   */
+  private replyPhase1(ballot: number, to: number, lo: number, hi: number, coverFrom: number, out: Outbox): void {
+    const budget = this.settings.maxDatagramBytes - DATAGRAM_OVERHEAD;
+    let start = coverFrom;
+    let msg = this.phase1B(ballot, start);
+    let bytes = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = this.log.get(i);
+      if (!e) continue;
+      if (bytes + e.value.length + 32 > budget && msg.insts.length > 0) {
+        msg.hi = i;
+        out.send(to, msg);
+        start = i;
+        msg = this.phase1B(ballot, start);
+        bytes = 0;
+      }
+      msg.insts.push(i);
+      msg.vballots.push(e.ballot);
+      msg.vids.push(e.vid);
+      msg.values.push(e.value);
+      bytes += e.value.length + 32;
+    }
+    msg.hi = hi;
+    out.send(to, msg);
+  }
+
+  private phase1B(ballot: number, lo: number): Phase1B {
+    return {
+      t: MessageType.Phase1B,
+      ring: this.ring,
+      from: this.id,
+      ballot,
+      lo,
+      hi: lo,
+      insts: [],
+      vballots: [],
+      vids: [],
+      values: [],
+    };
+  }
+
+  private promise(ballot: number, out: Outbox): void {
+    if (ballot > this.promised) {
+      this.promised = ballot;
+      out.persist.push({ kind: 'promise', ring: this.ring, ballot });
+    }
+  }
+
+  /**
+   * Accept a Phase 2A value. Returns true if accepted (the caller, acceptor or coordinator, then votes).
+   * Decisions and the safe instance carried by the message are applied by the caller via applyDecisions.
+   */
+  accept(m: Phase2A, out: Outbox): boolean {
+    if (m.ballot < this.promised) {
+      out.send(m.from, { t: MessageType.Nack, ring: this.ring, from: this.id, ballot: m.ballot, promised: this.promised });
+      this.stats.stale++;
+      return false;
+    }
+    if (m.instance < this.trimmed) {
+      this.stats.stale++;
+      return false;
+    }
+    if (m.instance >= this.trimmed + this.settings.logCapacity) {
+      this.stats.logFull++;
+      return false;
+    }
+    this.promise(m.ballot, out);
+    const prev = this.log.get(m.instance);
+    if (prev && prev.decided) {
+      // A decided instance can only be re-proposed with its decided value; keep what we have.
+      return prev.vid === m.vid;
+    }
+    if (prev && prev.ballot === m.ballot && prev.vid === m.vid) return true; // duplicate 2A
+    this.log.set(m.instance, { ballot: m.ballot, vid: m.vid, value: m.value, decided: false });
+    out.persist.push({ kind: 'accept', ring: this.ring, instance: m.instance, ballot: m.ballot, vid: m.vid, value: m.value });
+    this.stats.accepted++;
+    return true;
+  }
+
+  /** Phase 2A at a ring acceptor that is not the coordinator. */
+  onPhase2A(m: Phase2A, out: Outbox): void {
+    const ok = this.accept(m, out);
+    this.applyDecisions(m.decisions, m.safe, out);
+    if (!ok || this.position < 0) return;
+    if (this.position === 0) {
+      this.vote(m.ballot, m.instance, m.vid, 1, out);
+    } else {
+      const early = this.earlyVotes.get(m.instance);
+      if (early && early.ballot === m.ballot && early.vid === m.vid) {
+        this.earlyVotes.delete(m.instance);
+        this.vote(m.ballot, m.instance, m.vid, early.votes + 1, out);
+      }
+    }
+  }
+
+  /** Phase 2B from the ring predecessor at a ring acceptor that is not the coordinator. */
+  onPhase2B(m: Phase2B, out: Outbox): void {
+    const e = this.log.get(m.instance);
+    if (e && e.ballot === m.ballot && e.vid === m.vid) {
+      this.vote(m.ballot, m.instance, m.vid, m.votes + 1, out);
+      return;
+    }
+    if (m.ballot < this.promised || m.instance < this.trimmed) {
+      this.stats.stale++;
+      return;
+    }
+    // The vote overtook its value: hold it (bounded) until the Phase 2A arrives.
+    if (this.earlyVotes.size >= this.settings.window * 2) {
+      const oldest = this.earlyVotes.keys().next().value as number;
+      this.earlyVotes.delete(oldest);
+    }
+    this.earlyVotes.set(m.instance, m);
+    this.stats.votesBuffered++;
+  }
+
+  private vote(ballot: number, instance: number, vid: number, votes: number, out: Outbox): void {
+    out.send(this.successor, { t: MessageType.Phase2B, ring: this.ring, from: this.id, ballot, instance, vid, votes });
+  }
+
+  /** Mark decided instances and trim below the safe instance. */
+  applyDecisions(decisions: readonly number[], safe: number, out: Outbox): void {
+    for (let k = 0; k + 2 < decisions.length; k += 3) {
+      const start = decisions[k]!;
+      const end = start + decisions[k + 1]!;
+      const vid = decisions[k + 2]!;
+      for (let i = Math.max(start, this.trimmed); i < end; i++) {
+        const e = this.log.get(i);
+        if (e && e.vid === vid) e.decided = true;
+      }
+    }
+    if (safe > this.trimmed) this.trim(safe, out);
+  }
+
+  private trim(below: number, out: Outbox): void {
+    if (below - this.trimmed > this.log.size) {
+      for (const i of this.log.keys()) if (i < below) this.log.delete(i);
+    } else {
+      for (let i = this.trimmed; i < below; i++) this.log.delete(i);
+    }
+    for (const i of this.earlyVotes.keys()) if (i < below) this.earlyVotes.delete(i);
+    this.trimmed = below;
+    out.persist.push({ kind: 'trim', ring: this.ring, below });
+  }
+
+  /** Serve decided values of [lo, hi) to a learner, in datagram-sized Learn messages. */
+  onRetransmitRequest(m: RetransmitRequest, out: Outbox): void {
+    const hi = Math.min(m.hi, m.lo + this.settings.maxRetransmitInstances);
+    const budget = this.settings.maxDatagramBytes - DATAGRAM_OVERHEAD;
+    let msg = this.learnMsg();
+    let bytes = 0;
+    for (let i = Math.max(m.lo, this.trimmed); i < hi; i++) {
+      const e = this.log.get(i);
+      if (!e || !e.decided) continue;
+      if (bytes + e.value.length + 24 > budget && msg.insts.length > 0) {
+        out.send(m.from, msg);
+        msg = this.learnMsg();
+        bytes = 0;
+      }
+      msg.insts.push(i);
+      msg.vids.push(e.vid);
+      msg.values.push(e.value);
+      bytes += e.value.length + 24;
+      this.stats.retransmittedInstances++;
+    }
+    if (msg.insts.length > 0 || m.lo < this.trimmed) out.send(m.from, msg);
+  }
+
+  private learnMsg(): Learn {
+    return { t: MessageType.Learn, ring: this.ring, from: this.id, trimmed: this.trimmed, insts: [], vids: [], values: [] };
+  }
+}

@@ -1,0 +1,522 @@
+import { Acceptor } from './acceptor.js';
+import { encodeBatch, NOOP_VALUE, type BatchGroup } from './batch.js';
+import { DedupTable } from './dedup.js';
+import {
+  makeBallot,
+  ballotRound,
+  MessageType,
+  START_NEXT,
+  START_OLDEST,
+  type Nack,
+  type Phase1B,
+  type Phase2A,
+  type Phase2B,
+  type Progress,
+  type Propose,
+} from './messages.js';
+import type { Outbox } from './outbox.js';
+import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
+
+interface Inflight {
+  vid: number;
+  value: Uint8Array;
+  sentAt: number;
+  firstSentAt: number;
+  /** Proposer seqs inside this value, acknowledged when it is decided. */
+  acks: Array<{ pid: number; seqs: number[] }>;
+}
+
+interface PendingEntry {
+  pid: number;
+  floor: number;
+  seq: number;
+  data: Uint8Array;
+}
+
+interface LearnerInfo {
+  delivered: number;
+  lastSeen: number;
+}
+
+/** Something the driver records as a metric when an instance is decided. */
+export interface DecidedInfo {
+  instance: number;
+  bytes: number;
+  entries: number;
+  latencyMs: number;
+}
+
+export interface CoordinatorStats {
+  decided: number;
+  decidedBytes: number;
+  phase2Retransmits: number;
+  phase1Retransmits: number;
+  duplicateProposals: number;
+  proposalsDropped: number;
+  nacks: number;
+  stale: number;
+}
+
+export interface CoordinatorConfig {
+  ring: number;
+  id: number;
+  ringOrder: readonly number[];
+  settings: RingSettings;
+  /** Ballot round to start with (a restarted coordinator passes one above what it used before). */
+  round?: number;
+}
+
+/**
+ * The coordinator of a ring (pure): the last ring acceptor. It runs Phase 1 ahead over ranges of
+ * instances, batches proposals into values, sends Phase 2A to the other ring acceptors and the learners,
+ * decides when its predecessor's Phase 2B carries the votes of the rest of the ring, and announces
+ * decisions on the next Phase 2A or alone at the end of a turn. It keeps the window of undecided
+ * instances, de-duplicates retried proposals, acknowledges proposers, tracks learners and computes the
+ * safe instance below which acceptors trim.
+ */
+export class Coordinator {
+  readonly acceptor: Acceptor;
+  readonly stats: CoordinatorStats = {
+    decided: 0,
+    decidedBytes: 0,
+    phase2Retransmits: 0,
+    phase1Retransmits: 0,
+    duplicateProposals: 0,
+    proposalsDropped: 0,
+    nacks: 0,
+    stale: 0,
+  };
+  /** Decided instances since the last drain, for metrics. */
+  decidedLog: DecidedInfo[] = [];
+
+  ballot: number;
+  /** All instances below this are decided. */
+  frontier = 0;
+  /** Next instance to open. */
+  next = 0;
+  /** Acceptors may trim below this. */
+  safe = 0;
+
+  private readonly ring: number;
+  private readonly id: number;
+  private readonly s: RingSettings;
+  private readonly others: number[];
+  private readonly predecessor: number;
+  private readonly ringSize: number;
+
+  // Phase 1: instances below `open` are promised by the whole ring in this ballot.
+  private open = 0;
+  private p1Lo = 0;
+  private p1Hi = 0;
+  private p1SentAt = 0;
+  private readonly covered = new Map<number, number>();
+  private readonly recovered = new Map<number, { vballot: number; vid: number; value: Uint8Array }>();
+
+  private readonly inflight = new Map<number, Inflight>();
+  private readonly decidedAhead = new Set<number>();
+  private decisions: number[] = [];
+  private readonly pending: PendingEntry[] = [];
+  private pendingHead = 0;
+  private pendingBytes = 0;
+  private firstPendingAt = 0;
+  private readonly dedup: DedupTable;
+  private readonly acks = new Map<number, number[]>();
+  private readonly learners = new Map<number, LearnerInfo>();
+  private lastSentAt = 0;
+  private now = 0;
+
+  constructor(cfg: CoordinatorConfig) {
+    this.ring = cfg.ring;
+    this.id = cfg.id;
+    this.s = cfg.settings;
+    const order = cfg.ringOrder;
+    if (order[order.length - 1] !== cfg.id) throw new Error(`coordinator ${cfg.id} must be last in ring ${order.join(',')}`);
+    this.others = order.filter((x) => x !== cfg.id);
+    this.ringSize = order.length;
+    this.predecessor = order.length > 1 ? order[order.length - 2]! : -1;
+    this.acceptor = new Acceptor({ ring: cfg.ring, id: cfg.id, ringOrder: order, settings: cfg.settings });
+    this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
+    this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
+  }
+
+  /** Start (or restart after a Nack) Phase 1 from the frontier in the current ballot. */
+  start(now: number, out: Outbox): void {
+    this.now = now;
+    this.open = this.frontier;
+    this.next = this.frontier;
+    this.p1Lo = this.frontier;
+    this.p1Hi = this.frontier;
+    this.covered.clear();
+    this.recovered.clear();
+    // Values in flight in an older ballot must be re-proposed through Phase 1 like any other.
+    for (const [i, f] of this.inflight) {
+      this.recovered.set(i, { vballot: 0, vid: f.vid, value: f.value });
+    }
+    this.inflight.clear();
+    this.extendPhase1(out);
+  }
+
+  get windowOccupancy(): number {
+    return this.inflight.size;
+  }
+
+  get learnerCount(): number {
+    return this.learners.size;
+  }
+
+  get pendingCount(): number {
+    return this.pending.length - this.pendingHead;
+  }
+
+  private extendPhase1(out: Outbox): void {
+    const lo = this.p1Hi;
+    const hi = lo + this.s.phase1Range;
+    this.p1Hi = hi;
+    this.p1SentAt = this.now;
+    // The coordinator's own acceptor promises locally; its accepted values join the recovered set.
+    this.selfPhase1(lo, hi, out);
+    if (this.others.length === 0) {
+      this.recomputeOpen();
+      return;
+    }
+    for (const a of this.others) {
+      if (!this.covered.has(a)) this.covered.set(a, lo);
+      out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo, hi });
+    }
+  }
+
+  private selfPhase1(lo: number, hi: number, out: Outbox): void {
+    const acc = this.acceptor;
+    if (this.ballot > acc.promised) {
+      acc.promised = this.ballot;
+      out.persist.push({ kind: 'promise', ring: this.ring, ballot: this.ballot });
+    }
+    for (let i = Math.max(lo, acc.trimmed); i < hi; i++) {
+      const e = acc.log.get(i);
+      if (e) this.noteRecovered(i, e.ballot, e.vid, e.value);
+    }
+  }
+
+  private noteRecovered(i: number, vballot: number, vid: number, value: Uint8Array): void {
+    if (i < this.next) return;
+    const r = this.recovered.get(i);
+    if (!r || vballot > r.vballot) this.recovered.set(i, { vballot, vid, value });
+  }
+
+  onPhase1B(m: Phase1B, out: Outbox): void {
+    if (m.ballot !== this.ballot) {
+      this.stats.stale++;
+      return;
+    }
+    const c = this.covered.get(m.from);
+    if (c === undefined || m.lo !== c || m.hi <= c) return; // out of order or duplicate: re-asked on timeout
+    for (let k = 0; k < m.insts.length; k++) this.noteRecovered(m.insts[k]!, m.vballots[k]!, m.vids[k]!, m.values[k]!);
+    this.covered.set(m.from, m.hi);
+    this.recomputeOpen();
+    this.openInstances(out);
+  }
+
+  private recomputeOpen(): void {
+    let open = this.p1Hi;
+    for (const c of this.covered.values()) if (c < open) open = c;
+    if (open > this.open) {
+      this.open = open;
+      this.p1SentAt = this.now;
+    }
+  }
+
+  onNack(m: Nack, out: Outbox): void {
+    this.stats.nacks++;
+    if (m.promised <= this.ballot) return;
+    // Someone holds a higher ballot: take a round above it and run Phase 1 again from the frontier.
+    this.ballot = makeBallot(ballotRound(m.promised) + 1, this.id);
+    this.start(this.now, out);
+  }
+
+  onPropose(m: Propose, now: number, out: Outbox): void {
+    this.now = now;
+    const cur = this.dedup.open(m.from, m.floor);
+    for (let k = 0; k < m.seqs.length; k++) {
+      const seq = m.seqs[k]!;
+      const seen = cur.check(seq);
+      if (seen !== undefined) {
+        this.stats.duplicateProposals++;
+        if (typeof seen === 'number' && seen >= 0 && this.isDecided(seen)) this.queueAck(m.from, seq);
+        continue;
+      }
+      if (this.pending.length - this.pendingHead >= this.s.maxOutstanding * 4) {
+        this.stats.proposalsDropped++; // queue full: the proposer retries
+        continue;
+      }
+      const data = m.datas[k]!;
+      if (data.length + ENTRY_OVERHEAD + GROUP_OVERHEAD > this.s.maxValueBytes) {
+        this.stats.proposalsDropped++;
+        continue;
+      }
+      cur.mark(seq, -1);
+      if (this.pendingHead === this.pending.length) this.firstPendingAt = now;
+      this.pending.push({ pid: m.from, floor: m.floor, seq, data });
+      this.pendingBytes += data.length + ENTRY_OVERHEAD;
+    }
+    if (this.pendingBytes >= this.s.maxValueBytes) this.openInstances(out);
+  }
+
+  private isDecided(i: number): boolean {
+    return i < this.frontier || this.decidedAhead.has(i);
+  }
+
+  private canOpen(): boolean {
+    return (
+      this.next < this.open &&
+      this.inflight.size < this.s.window &&
+      this.next < this.safe + this.s.logCapacity
+    );
+  }
+
+  /** Open instances while the window allows: recovered values first, then batches, then no-op fillers. */
+  private openInstances(out: Outbox, lingerDone = false): void {
+    while (this.canOpen()) {
+      const r = this.recovered.get(this.next);
+      if (r) {
+        this.recovered.delete(this.next);
+        this.propose(this.next++, r.vid, r.value, [], out);
+        continue;
+      }
+      const queued = this.pending.length - this.pendingHead;
+      if (queued > 0 && (lingerDone || this.pendingBytes >= this.s.maxValueBytes)) {
+        this.cutBatch(out);
+        continue;
+      }
+      if (this.recovered.size > 0) {
+        // A hole below a recovered value: fill it so the recovered one can be decided in order.
+        this.propose(this.next++, this.ballot, NOOP_VALUE, [], out);
+        continue;
+      }
+      break;
+    }
+    if (this.next + this.s.phase1Range / 2 > this.p1Hi) this.extendPhase1(out);
+  }
+
+  private cutBatch(out: Outbox): void {
+    const groups: BatchGroup[] = [];
+    const byPid = new Map<number, BatchGroup>();
+    const acks: Array<{ pid: number; seqs: number[] }> = [];
+    let bytes = 0;
+    const instance = this.next++;
+    while (this.pendingHead < this.pending.length) {
+      const e = this.pending[this.pendingHead]!;
+      const cost = e.data.length + ENTRY_OVERHEAD + (byPid.has(e.pid) ? 0 : GROUP_OVERHEAD);
+      if (bytes > 0 && bytes + cost > this.s.maxValueBytes) break;
+      this.pending[this.pendingHead++] = undefined as unknown as PendingEntry;
+      this.pendingBytes -= e.data.length + ENTRY_OVERHEAD;
+      bytes += cost;
+      let g = byPid.get(e.pid);
+      if (!g) {
+        g = { pid: e.pid, floor: e.floor, seqs: [], datas: [] };
+        byPid.set(e.pid, g);
+        groups.push(g);
+        acks.push({ pid: e.pid, seqs: g.seqs });
+      }
+      if (e.floor > g.floor) g.floor = e.floor;
+      g.seqs.push(e.seq);
+      g.datas.push(e.data);
+      this.dedup.open(e.pid, 0).mark(e.seq, instance);
+    }
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0;
+      this.pendingHead = 0;
+    } else if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending.splice(0, this.pendingHead);
+      this.pendingHead = 0;
+    }
+    if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
+    this.propose(instance, this.ballot, encodeBatch(groups), acks, out);
+  }
+
+  private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox): void {
+    const m: Phase2A = {
+      t: MessageType.Phase2A,
+      ring: this.ring,
+      from: this.id,
+      ballot: this.ballot,
+      instance,
+      vid,
+      value,
+      decisions: this.takeDecisions(),
+      safe: this.safe,
+    };
+    const f: Inflight = { vid, value, sentAt: this.now, firstSentAt: this.now, acks };
+    this.inflight.set(instance, f);
+    this.acceptor.accept(m, out);
+    this.acceptor.applyDecisions(m.decisions, m.safe, out);
+    this.send2A(m, out, true);
+    if (this.ringSize === 1) this.decide(instance, f);
+  }
+
+  private send2A(m: Phase2A, out: Outbox, toLearners: boolean): void {
+    const to = toLearners ? [...this.others, ...this.learners.keys()] : this.others;
+    out.send(to, m);
+    this.lastSentAt = this.now;
+  }
+
+  private takeDecisions(): number[] {
+    const d = this.decisions;
+    if (d.length > 0) this.decisions = [];
+    return d;
+  }
+
+  onPhase2B(m: Phase2B, now: number, out: Outbox): void {
+    this.now = now;
+    if (m.ballot !== this.ballot || m.from !== this.predecessor) {
+      this.stats.stale++;
+      return;
+    }
+    const f = this.inflight.get(m.instance);
+    if (!f || f.vid !== m.vid) return; // already decided, or not ours
+    if (m.votes + 1 < this.ringSize) return;
+    this.decide(m.instance, f);
+    this.openInstances(out);
+  }
+
+  private decide(instance: number, f: Inflight): void {
+    this.inflight.delete(instance);
+    this.stats.decided++;
+    this.stats.decidedBytes += f.value.length;
+    let entries = 0;
+    for (const a of f.acks) {
+      entries += a.seqs.length;
+      for (const s of a.seqs) this.queueAck(a.pid, s);
+    }
+    this.decidedLog.push({ instance, bytes: f.value.length, entries, latencyMs: this.now - f.firstSentAt });
+    const e = this.acceptor.log.get(instance);
+    if (e && e.vid === f.vid) e.decided = true;
+    if (instance === this.frontier) {
+      this.frontier++;
+      while (this.decidedAhead.delete(this.frontier)) this.frontier++;
+    } else {
+      this.decidedAhead.add(instance);
+    }
+    const d = this.decisions;
+    const n = d.length;
+    if (n >= 3 && d[n - 3]! + d[n - 2]! === instance && d[n - 1] === f.vid) d[n - 2]!++;
+    else d.push(instance, 1, f.vid);
+  }
+
+  private queueAck(pid: number, seq: number): void {
+    let a = this.acks.get(pid);
+    if (!a) {
+      a = [];
+      this.acks.set(pid, a);
+    }
+    a.push(seq);
+  }
+
+  /**
+   * End of a turn (the driver calls it once it has handled every datagram that was ready): cut a batch
+   * from what is pending when the linger time allows, send the decisions no Phase 2A carried, and the
+   * acknowledgements.
+   */
+  flush(now: number, out: Outbox): void {
+    this.now = now;
+    const lingerDone = now - this.firstPendingAt >= this.s.lingerMs;
+    this.openInstances(out, lingerDone);
+    if (this.decisions.length > 0) this.sendDecisions(out);
+    if (this.acks.size > 0) {
+      for (const [pid, seqs] of this.acks) {
+        for (let k = 0; k < seqs.length; k += 2048) {
+          out.send(pid, { t: MessageType.Ack, ring: this.ring, from: this.id, seqs: seqs.slice(k, k + 2048) });
+        }
+      }
+      this.acks.clear();
+    }
+  }
+
+  private sendDecisions(out: Outbox): void {
+    const d = this.takeDecisions();
+    const to = [...this.others, ...this.learners.keys()];
+    const step = MAX_DECISION_TRIPLES * 3;
+    for (let k = 0; k < d.length || k === 0; k += step) {
+      out.send(to, { t: MessageType.Decision, ring: this.ring, from: this.id, decisions: d.slice(k, k + step), safe: this.safe });
+    }
+    this.lastSentAt = this.now;
+  }
+
+  onProgress(m: Progress, now: number, out: Outbox): void {
+    this.now = now;
+    let l = this.learners.get(m.from);
+    if (!l) {
+      if (this.learners.size >= this.s.maxLearners) {
+        this.stats.stale++;
+        return;
+      }
+      // A new learner holds back trimming from where it starts.
+      const from = m.start === START_OLDEST ? this.safe : m.start === START_NEXT ? this.frontier : Math.max(m.start, this.safe);
+      l = { delivered: from - 1, lastSeen: now };
+      this.learners.set(m.from, l);
+    }
+    l.lastSeen = now;
+    if (m.delivered > l.delivered) l.delivered = Math.min(m.delivered, this.frontier - 1);
+    this.updateSafe();
+    out.send(m.from, {
+      t: MessageType.Status,
+      ring: this.ring,
+      from: this.id,
+      oldest: this.acceptor.trimmed,
+      next: this.frontier,
+      ballot: this.ballot,
+    });
+  }
+
+  private updateSafe(): void {
+    let safe: number;
+    if (this.learners.size > 0) {
+      safe = Infinity;
+      for (const l of this.learners.values()) if (l.delivered + 1 < safe) safe = l.delivered + 1;
+    } else {
+      safe = this.frontier - Math.floor(this.s.logCapacity / 2);
+    }
+    safe = Math.min(safe, this.frontier);
+    if (safe > this.safe) this.safe = safe;
+  }
+
+  /** Timers: retransmit stuck Phase 2A and Phase 1A, expire silent learners, heartbeat when idle. */
+  tick(now: number, out: Outbox): void {
+    this.now = now;
+    for (const [instance, f] of this.inflight) {
+      if (now - f.sentAt < this.s.phase2TimeoutMs) continue;
+      f.sentAt = now;
+      this.stats.phase2Retransmits++;
+      const m: Phase2A = {
+        t: MessageType.Phase2A,
+        ring: this.ring,
+        from: this.id,
+        ballot: this.ballot,
+        instance,
+        vid: f.vid,
+        value: f.value,
+        decisions: [],
+        safe: this.safe,
+      };
+      this.send2A(m, out, false);
+    }
+    if (this.open < this.p1Hi && now - this.p1SentAt >= this.s.phase1TimeoutMs) {
+      this.p1SentAt = now;
+      for (const [a, c] of this.covered) {
+        if (c >= this.p1Hi) continue;
+        this.stats.phase1Retransmits++;
+        out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
+      }
+    }
+    let dropped = false;
+    for (const [id, l] of this.learners) {
+      if (now - l.lastSeen > this.s.learnerTimeoutMs) {
+        this.learners.delete(id);
+        dropped = true;
+      }
+    }
+    if (dropped) this.updateSafe();
+    if (this.learners.size === 0) this.updateSafe();
+    this.flush(now, out);
+    if (now - this.lastSentAt >= this.s.heartbeatMs) this.sendDecisions(out);
+  }
+}

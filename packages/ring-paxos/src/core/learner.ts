@@ -1,0 +1,240 @@
+import { decodeBatch } from './batch.js';
+import { DedupTable } from './dedup.js';
+import {
+  MessageType,
+  START_NEXT,
+  type Decision,
+  type Learn,
+  type Phase2A,
+  type Status,
+} from './messages.js';
+import type { Outbox } from './outbox.js';
+import type { RingSettings } from './settings.js';
+
+/** One value delivered to the application, in ring order. */
+export interface Delivery {
+  instance: number;
+  proposer: number;
+  seq: number;
+  data: Uint8Array;
+}
+
+/** The learner cannot continue: instances it needs were trimmed from every acceptor it asked. */
+export interface GapTrimmed {
+  needed: number;
+  oldest: number;
+}
+
+export interface LearnerStats {
+  deliveredInstances: number;
+  deliveredValues: number;
+  duplicatesDropped: number;
+  malformedValues: number;
+  retransmitRequests: number;
+  bufferFull: number;
+}
+
+export interface LearnerConfig {
+  ring: number;
+  id: number;
+  coordinator: number;
+  /** Acceptors that may serve retransmissions, asked in turn. */
+  acceptors: readonly number[];
+  /** Where to start: START_NEXT, START_OLDEST or an instance number. */
+  start: number;
+  settings: RingSettings;
+}
+
+/**
+ * A Ring Paxos learner (pure). It subscribes to the coordinator with periodic Progress reports (which also
+ * report the safe instance), collects values from Phase 2A and decisions, delivers decided values in
+ * instance order exactly once per (proposer, seq), and fetches what it missed from acceptor logs; it never
+ * decides anything itself.
+ */
+export class Learner {
+  readonly stats: LearnerStats = {
+    deliveredInstances: 0,
+    deliveredValues: 0,
+    duplicatesDropped: 0,
+    malformedValues: 0,
+    retransmitRequests: 0,
+    bufferFull: 0,
+  };
+  /** Deliveries since the last drain. */
+  deliveries: Delivery[] = [];
+  /** Set when the learner fell behind what acceptors still hold; the driver reports it. */
+  gapTrimmed: GapTrimmed | undefined;
+
+  /** Next instance to deliver; meaningful once started. */
+  next = 0;
+  started = false;
+  /** Instances below this are known decided (from decisions or the coordinator's Status). */
+  knownFrontier = 0;
+
+  private readonly cfg: LearnerConfig;
+  private readonly s: RingSettings;
+  private readonly values = new Map<number, { vid: number; value: Uint8Array }>();
+  private readonly decided = new Map<number, number>();
+  private readonly dedup: DedupTable;
+  private lastProgressAt = -Infinity;
+  private stalledSince = -1;
+  private lastRetransmitAt = -Infinity;
+  private acceptorTurn = 0;
+  coordinator: number;
+
+  constructor(cfg: LearnerConfig) {
+    this.cfg = cfg;
+    this.s = cfg.settings;
+    this.coordinator = cfg.coordinator;
+    this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
+  }
+
+  private inWindow(i: number): boolean {
+    if (!this.started) return i >= this.knownFrontier - this.s.learnerBuffer && i < this.knownFrontier + this.s.learnerBuffer;
+    return i >= this.next && i < this.next + this.s.learnerBuffer;
+  }
+
+  onPhase2A(m: Phase2A): void {
+    this.noteValue(m.instance, m.vid, m.value);
+    this.applyDecisions(m.decisions);
+    this.tryDeliver();
+  }
+
+  onDecision(m: Decision): void {
+    this.applyDecisions(m.decisions);
+    this.tryDeliver();
+  }
+
+  onLearn(m: Learn): void {
+    for (let k = 0; k < m.insts.length; k++) {
+      const i = m.insts[k]!;
+      this.noteValue(i, m.vids[k]!, m.values[k]!);
+      this.noteDecided(i, m.vids[k]!);
+    }
+    if (this.started && m.trimmed > this.next && !this.values.has(this.next)) {
+      this.gapTrimmed = { needed: this.next, oldest: m.trimmed };
+    }
+    this.tryDeliver();
+  }
+
+  onStatus(m: Status): void {
+    if (!this.started) {
+      const start = this.cfg.start;
+      this.next = start === START_NEXT ? m.next : start < 0 ? m.oldest : start;
+      if (start >= 0 && start < m.oldest) this.gapTrimmed = { needed: start, oldest: m.oldest };
+      this.started = true;
+      for (const i of this.values.keys()) if (i < this.next) this.values.delete(i);
+      for (const i of this.decided.keys()) if (i < this.next) this.decided.delete(i);
+    }
+    if (m.next > this.knownFrontier) this.knownFrontier = m.next;
+    this.tryDeliver();
+  }
+
+  private noteValue(i: number, vid: number, value: Uint8Array): void {
+    if (this.started && i < this.next) return;
+    if (!this.inWindow(i)) {
+      this.stats.bufferFull++;
+      return;
+    }
+    const d = this.decided.get(i);
+    const have = this.values.get(i);
+    // Keep the value that matches the decision when there is one; otherwise the newest ballot's.
+    if (have && (d === have.vid || (d === undefined && have.vid >= vid))) return;
+    this.values.set(i, { vid, value });
+  }
+
+  private noteDecided(i: number, vid: number): void {
+    if (this.started && i < this.next) return;
+    if (i + 1 > this.knownFrontier) this.knownFrontier = i + 1;
+    if (!this.inWindow(i)) return;
+    this.decided.set(i, vid);
+  }
+
+  private applyDecisions(d: readonly number[]): void {
+    for (let k = 0; k + 2 < d.length; k += 3) {
+      const start = d[k]!;
+      const end = start + d[k + 1]!;
+      const vid = d[k + 2]!;
+      const from = this.started ? Math.max(start, this.next) : start;
+      if (end > this.knownFrontier) this.knownFrontier = end;
+      for (let i = from; i < end; i++) {
+        if (!this.inWindow(i)) break;
+        this.decided.set(i, vid);
+      }
+    }
+  }
+
+  private tryDeliver(): void {
+    if (!this.started) return;
+    for (;;) {
+      const vid = this.decided.get(this.next);
+      if (vid === undefined) break;
+      const v = this.values.get(this.next);
+      if (!v || v.vid !== vid) break;
+      this.values.delete(this.next);
+      this.decided.delete(this.next);
+      this.deliverValue(this.next, v.value);
+      this.next++;
+      this.stalledSince = -1;
+    }
+  }
+
+  private deliverValue(instance: number, value: Uint8Array): void {
+    this.stats.deliveredInstances++;
+    const groups = decodeBatch(value);
+    if (!groups) {
+      // Every learner sees the same bytes, so every learner skips the same value.
+      this.stats.malformedValues++;
+      return;
+    }
+    for (const g of groups) {
+      const cur = this.dedup.open(g.pid, g.floor);
+      for (let k = 0; k < g.seqs.length; k++) {
+        const seq = g.seqs[k]!;
+        if (cur.check(seq) !== undefined) {
+          this.stats.duplicatesDropped++;
+          continue;
+        }
+        cur.mark(seq, 1);
+        this.stats.deliveredValues++;
+        this.deliveries.push({ instance, proposer: g.pid, seq, data: g.datas[k]! });
+      }
+    }
+  }
+
+  /** Take the deliveries made since the last call. */
+  takeDeliveries(): Delivery[] {
+    const d = this.deliveries;
+    if (d.length > 0) this.deliveries = [];
+    return d;
+  }
+
+  /** Timers: report progress to the coordinator, and ask an acceptor for what is missing. */
+  tick(now: number, out: Outbox): void {
+    if (now - this.lastProgressAt >= this.s.progressIntervalMs) {
+      this.lastProgressAt = now;
+      out.send(this.coordinator, {
+        t: MessageType.Progress,
+        ring: this.cfg.ring,
+        from: this.cfg.id,
+        delivered: this.started ? this.next - 1 : -1,
+        start: this.cfg.start,
+      });
+    }
+    if (!this.started || this.knownFrontier <= this.next) {
+      this.stalledSince = -1;
+      return;
+    }
+    if (this.stalledSince < 0) {
+      this.stalledSince = now;
+      return;
+    }
+    if (now - this.stalledSince < this.s.gapTimeoutMs || now - this.lastRetransmitAt < this.s.gapTimeoutMs) return;
+    this.lastRetransmitAt = now;
+    const hi = Math.min(this.knownFrontier, this.next + this.s.maxRetransmitInstances);
+    const acc = this.cfg.acceptors;
+    const target = acc[this.acceptorTurn++ % acc.length]!;
+    this.stats.retransmitRequests++;
+    out.send(target, { t: MessageType.RetransmitRequest, ring: this.cfg.ring, from: this.cfg.id, lo: this.next, hi });
+  }
+}

@@ -1,0 +1,35 @@
+import type { Message } from './messages.js';
+
+/** One datagram to send: to one node, or the same bytes to several (fan-out, or IP multicast if enabled). */
+export interface Send {
+  to: number | readonly number[];
+  msg: Message;
+}
+
+/** What an acceptor must make durable before any send produced in the same step leaves the process. */
+export type PersistRecord =
+  | { kind: 'promise'; ring: number; ballot: number }
+  | { kind: 'accept'; ring: number; instance: number; ballot: number; vid: number; value: Uint8Array }
+  | { kind: 'trim'; ring: number; below: number };
+
+/**
+ * The one output channel of the cores (etcd-io/raft's Ready, flattened): roles push what to send and what
+ * to persist; the driver drains it after each step, persisting first.
+ */
+export class Outbox {
+  sends: Send[] = [];
+  persist: PersistRecord[] = [];
+
+  send(to: number | readonly number[], msg: Message): void {
+    if (Array.isArray(to) && to.length === 0) return;
+    this.sends.push({ to, msg });
+  }
+
+  /** Take everything queued so far and leave the outbox empty. */
+  drain(): { sends: Send[]; persist: PersistRecord[] } {
+    const r = { sends: this.sends, persist: this.persist };
+    this.sends = [];
+    this.persist = [];
+    return r;
+  }
+}

@@ -1,0 +1,146 @@
+import { MessageType, type Ack } from './messages.js';
+import type { Outbox } from './outbox.js';
+import { ENTRY_OVERHEAD, GROUP_OVERHEAD, type RingSettings } from './settings.js';
+
+interface Outstanding {
+  data: Uint8Array;
+  sentAt: number;
+  sends: number;
+}
+
+export interface ProposerStats {
+  proposed: number;
+  acked: number;
+  resent: number;
+  failed: number;
+}
+
+export interface ProposerConfig {
+  ring: number;
+  id: number;
+  coordinator: number;
+  settings: RingSettings;
+}
+
+/**
+ * A Ring Paxos proposer (pure). Values get consecutive seqs; they are sent to the coordinator in Propose
+ * datagrams at the end of a turn (or when a datagram fills), re-sent with the same seq until acknowledged,
+ * and given up after `maxSends`. Its floor (lowest seq not yet settled) rides on every Propose so the
+ * coordinator and learners can forget settled seqs.
+ */
+export class Proposer {
+  readonly stats: ProposerStats = { proposed: 0, acked: 0, resent: 0, failed: 0 };
+  /** Seqs acknowledged since the last drain. */
+  acked: number[] = [];
+  /** Seqs given up since the last drain. */
+  failed: number[] = [];
+  coordinator: number;
+
+  private nextSeq = 0;
+  private readonly outstanding = new Map<number, Outstanding>();
+  private unsent: number[] = [];
+  private unsentBytes = 0;
+  private firstUnsentAt = 0;
+  private readonly s: RingSettings;
+
+  constructor(private readonly cfg: ProposerConfig) {
+    this.s = cfg.settings;
+    this.coordinator = cfg.coordinator;
+  }
+
+  /** Values outstanding (queued or sent, not yet acknowledged or failed). */
+  get inflight(): number {
+    return this.outstanding.size;
+  }
+
+  /** Largest value this proposer accepts. */
+  get maxValueBytes(): number {
+    return this.s.maxValueBytes - ENTRY_OVERHEAD - GROUP_OVERHEAD;
+  }
+
+  /** Queue a value; returns its seq, or -1 when the outstanding bound is reached (back-pressure). */
+  propose(data: Uint8Array, now: number, out: Outbox): number {
+    if (this.outstanding.size >= this.s.maxOutstanding) return -1;
+    if (data.length > this.maxValueBytes) throw new RangeError(`value of ${data.length} bytes exceeds ${this.maxValueBytes}`);
+    const seq = this.nextSeq++;
+    this.outstanding.set(seq, { data, sentAt: now, sends: 0 });
+    if (this.unsent.length === 0) this.firstUnsentAt = now;
+    this.unsent.push(seq);
+    this.unsentBytes += data.length + ENTRY_OVERHEAD;
+    this.stats.proposed++;
+    if (this.unsentBytes >= this.s.maxValueBytes) this.sendUnsent(now, out);
+    return seq;
+  }
+
+  private floor(): number {
+    for (const seq of this.outstanding.keys()) return seq;
+    return this.nextSeq;
+  }
+
+  /** Send `seqs` in Propose datagrams of at most maxValueBytes of data each. */
+  private sendSeqs(seqs: readonly number[], now: number, out: Outbox): void {
+    const floor = this.floor();
+    let batchSeqs: number[] = [];
+    let batchDatas: Uint8Array[] = [];
+    let bytes = GROUP_OVERHEAD;
+    const emit = (): void => {
+      out.send(this.coordinator, { t: MessageType.Propose, ring: this.cfg.ring, from: this.cfg.id, floor, seqs: batchSeqs, datas: batchDatas });
+      batchSeqs = [];
+      batchDatas = [];
+      bytes = GROUP_OVERHEAD;
+    };
+    for (const seq of seqs) {
+      const o = this.outstanding.get(seq);
+      if (!o) continue;
+      const cost = o.data.length + ENTRY_OVERHEAD;
+      if (batchSeqs.length > 0 && bytes + cost > this.s.maxValueBytes) emit();
+      o.sentAt = now;
+      o.sends++;
+      batchSeqs.push(seq);
+      batchDatas.push(o.data);
+      bytes += cost;
+    }
+    if (batchSeqs.length > 0) emit();
+  }
+
+  private sendUnsent(now: number, out: Outbox): void {
+    const seqs = this.unsent;
+    this.unsent = [];
+    this.unsentBytes = 0;
+    this.sendSeqs(seqs, now, out);
+  }
+
+  onAck(m: Ack): void {
+    for (const seq of m.seqs) {
+      if (this.outstanding.delete(seq)) {
+        this.acked.push(seq);
+        this.stats.acked++;
+      }
+    }
+  }
+
+  /** End of a turn: send what is queued once the linger time allows. */
+  flush(now: number, out: Outbox): void {
+    if (this.unsent.length > 0 && now - this.firstUnsentAt >= this.s.proposerLingerMs) this.sendUnsent(now, out);
+  }
+
+  /** Timers: re-send values unacknowledged for retryTimeoutMs; give up after maxSends. */
+  tick(now: number, out: Outbox): void {
+    this.flush(now, out);
+    let resend: number[] | undefined;
+    for (const [seq, o] of this.outstanding) {
+      if (o.sends === 0 || now - o.sentAt < this.s.retryTimeoutMs) continue;
+      if (o.sends >= this.s.maxSends) {
+        this.outstanding.delete(seq);
+        this.failed.push(seq);
+        this.stats.failed++;
+        continue;
+      }
+      (resend ??= []).push(seq);
+    }
+    if (resend) {
+      this.stats.resent += resend.length;
+      this.sendSeqs(resend, now, out);
+    }
+  }
+}

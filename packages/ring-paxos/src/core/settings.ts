@@ -1,0 +1,78 @@
+/**
+ * Tunables of one ring, with defaults. Every queue, window and buffer in the cores takes its bound from
+ * here; the cluster-file loader validates them once at start (see ../config.ts).
+ */
+export interface RingSettings {
+  /** Most undecided instances the coordinator keeps open at once (flow control). */
+  window: number;
+  /** Most instances an acceptor log holds; the coordinator never opens an instance past safe + this. */
+  logCapacity: number;
+  /** Byte bound of one instance value (a batch of proposals). */
+  maxValueBytes: number;
+  /** Byte bound of one datagram on the wire, header and tag included. */
+  maxDatagramBytes: number;
+  /** How long the coordinator may wait to fill a batch; 0 cuts a value at the end of every turn. */
+  lingerMs: number;
+  /** How long a proposer may wait to fill a Propose datagram; 0 sends at the end of every turn. */
+  proposerLingerMs: number;
+  /** Coordinator re-sends Phase 2A of an instance undecided for this long. */
+  phase2TimeoutMs: number;
+  /** Coordinator re-sends Phase 1A when a range is not promised within this long. */
+  phase1TimeoutMs: number;
+  /** Instances covered by one Phase 1 run ahead. */
+  phase1Range: number;
+  /** Learner keep-alive and safe-instance report period. */
+  progressIntervalMs: number;
+  /** A learner silent this long is dropped from the safe-instance computation. */
+  learnerTimeoutMs: number;
+  /** Most learners one coordinator serves. */
+  maxLearners: number;
+  /** A learner asks an acceptor for missing instances after waiting this long. */
+  gapTimeoutMs: number;
+  /** Most instances asked for in one retransmission request. */
+  maxRetransmitInstances: number;
+  /** Most instances a learner buffers ahead of the one it delivers next. */
+  learnerBuffer: number;
+  /** Proposer re-sends a value unacknowledged for this long. */
+  retryTimeoutMs: number;
+  /** Proposer gives a value up (and reports it failed) after this many sends. */
+  maxSends: number;
+  /** Most values one proposer has outstanding (sent or queued) at once. */
+  maxOutstanding: number;
+  /** Most proposers whose de-duplication state the coordinator and learners keep (least recent evicted). */
+  maxProposers: number;
+  /** Coordinator sends a decision heartbeat when it has sent nothing for this long. */
+  heartbeatMs: number;
+}
+
+export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
+  window: 64,
+  logCapacity: 16384,
+  maxValueBytes: 32 * 1024,
+  maxDatagramBytes: 60 * 1024,
+  lingerMs: 0,
+  proposerLingerMs: 0,
+  phase2TimeoutMs: 50,
+  phase1TimeoutMs: 100,
+  phase1Range: 4096,
+  progressIntervalMs: 50,
+  learnerTimeoutMs: 2000,
+  maxLearners: 256,
+  gapTimeoutMs: 30,
+  maxRetransmitInstances: 64,
+  learnerBuffer: 8192,
+  retryTimeoutMs: 200,
+  maxSends: 25,
+  maxOutstanding: 4096,
+  maxProposers: 4096,
+  heartbeatMs: 100,
+});
+
+/** Bytes the wire adds around a value in Phase 2A / Learn, decisions included (see wire/codec.ts). */
+export const DATAGRAM_OVERHEAD = 1024;
+/** Bytes a batch adds per entry around its data (seq and length headers). */
+export const ENTRY_OVERHEAD = 16;
+/** Bytes a batch adds per proposer group. */
+export const GROUP_OVERHEAD = 32;
+/** Most decision triples one message carries. */
+export const MAX_DECISION_TRIPLES = 32;

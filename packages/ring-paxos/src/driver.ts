@@ -1,0 +1,266 @@
+import { DYNAMIC_ID_BASE, MessageType, type Message } from './core/messages.js';
+import type { PersistRecord } from './core/outbox.js';
+import type { RingNode } from './core/ring-node.js';
+import type { Delivery } from './core/learner.js';
+import type { DecidedInfo } from './core/coordinator.js';
+import { CodecError, type Codec, type DropReason } from './wire/codec.js';
+import { RingcastError } from './errors.js';
+
+/** A transport address: "host:port" for UDP, any opaque string in the simulator. */
+export type Address = string;
+
+export interface Transport {
+  send(buf: Uint8Array, to: Address): void;
+  close(): Promise<void>;
+}
+
+/** Time as the driver sees it: real timers in production, a virtual clock in the simulator. */
+export interface Clock {
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  /** Run fn once the current turn (every datagram already received) is handled. */
+  defer(fn: () => void): void;
+}
+
+/** Where acceptor records go before votes leave the process (memory mode: nowhere). */
+export interface DurableLog {
+  append(records: readonly PersistRecord[]): void;
+}
+
+/** Why a datagram was dropped without reaching a core. */
+export type DriverDropReason = DropReason | 'ring' | 'role';
+
+export interface DriverHooks {
+  onDeliver?(d: Delivery[]): void;
+  onAcked?(seqs: number[]): void;
+  onFailed?(seqs: number[]): void;
+  onDecided?(d: DecidedInfo[]): void;
+  onDrop?(reason: DriverDropReason): void;
+  onSent?(bytes: number, copies: number): void;
+  onReceived?(bytes: number): void;
+  onGapTrimmed?(needed: number, oldest: number): void;
+}
+
+export interface DriverOptions {
+  node: RingNode;
+  codec: Codec;
+  transport: Transport;
+  clock: Clock;
+  /** Addresses of the static nodes (acceptors) by id. */
+  peers: ReadonlyMap<number, Address>;
+  tickMs: number;
+  /** IP multicast group address for Phase 2A and decisions, when the ring uses it. */
+  multicast?: Address;
+  log?: DurableLog;
+  hooks?: DriverHooks;
+  /** Bound of the learned-address book for run-time learners and proposers. */
+  maxDynamicPeers: number;
+}
+
+export class BackpressureError extends RingcastError {
+  constructor(limit: number) {
+    super('ERR_RINGCAST_BACKPRESSURE', `more than ${limit} proposals are waiting for room; slow down`);
+  }
+}
+
+export class ProposalFailedError extends RingcastError {
+  constructor(seq: number) {
+    super('ERR_RINGCAST_PROPOSAL_FAILED', `proposal ${seq} was not acknowledged by the coordinator after every retry`);
+  }
+}
+
+/**
+ * The one driver: binds a pure RingNode to a transport, a clock and a log. Production gives it UDP sockets
+ * and real timers, the simulator a simulated network and a virtual clock; the code path is the same.
+ */
+export class Driver {
+  readonly node: RingNode;
+  readonly drops = new Map<DriverDropReason, number>();
+  private readonly codec: Codec;
+  private readonly transport: Transport;
+  private readonly clock: Clock;
+  private readonly peers: ReadonlyMap<number, Address>;
+  private readonly dynamic = new Map<number, Address>();
+  private readonly hooks: DriverHooks;
+  private readonly opts: DriverOptions;
+  private turnScheduled = false;
+  private timer: unknown;
+  private stopped = false;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly blocked: Array<() => void> = [];
+  private readonly endTurn = (): void => {
+    this.turnScheduled = false;
+    if (this.stopped) return;
+    this.node.flush(this.clock.now());
+    this.drain();
+  };
+
+  constructor(opts: DriverOptions) {
+    this.opts = opts;
+    this.node = opts.node;
+    this.codec = opts.codec;
+    this.transport = opts.transport;
+    this.clock = opts.clock;
+    this.peers = opts.peers;
+    this.hooks = opts.hooks ?? {};
+  }
+
+  start(): void {
+    this.node.start(this.clock.now());
+    this.drain();
+    this.timer = this.clock.setInterval(() => {
+      if (this.stopped) return;
+      this.node.tick(this.clock.now());
+      this.drain();
+    }, this.opts.tickMs);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) this.clock.clearInterval(this.timer);
+    for (const w of this.waiting.values()) w.reject(new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped'));
+    this.waiting.clear();
+  }
+
+  private drop(reason: DriverDropReason): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+    this.hooks.onDrop?.(reason);
+  }
+
+  /** A datagram arrived. Bad ones are dropped and counted; nothing here throws. */
+  receive(buf: Uint8Array, from: Address): void {
+    if (this.stopped) return;
+    this.hooks.onReceived?.(buf.length);
+    const d = this.codec.decode(buf);
+    if (!d.ok) return this.drop(d.reason);
+    if (d.msg.ring !== this.node.cfg.ring) return this.drop('ring');
+    this.receiveMessage(d.msg, from);
+  }
+
+  /** A decoded message for this ring arrived (an Endpoint decodes once and routes by ring). */
+  receiveMessage(m: Message, from: Address): void {
+    if (this.stopped) return;
+    if (m.from >= DYNAMIC_ID_BASE) this.learnAddress(m.from, from);
+    const before = this.node.unexpected;
+    this.node.step(m, this.clock.now());
+    if (this.node.unexpected !== before) this.drop('role');
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      this.clock.defer(this.endTurn);
+    }
+  }
+
+  private learnAddress(id: number, addr: Address): void {
+    const cur = this.dynamic.get(id);
+    if (cur === addr) return;
+    if (cur !== undefined) this.dynamic.delete(id);
+    else if (this.dynamic.size >= this.opts.maxDynamicPeers) this.dynamic.delete(this.dynamic.keys().next().value as number);
+    this.dynamic.set(id, addr);
+  }
+
+  private address(id: number): Address | undefined {
+    return this.peers.get(id) ?? this.dynamic.get(id);
+  }
+
+  /** Persist, then send, then hand results to the hooks. */
+  drain(): void {
+    const { sends, persist } = this.node.out.drain();
+    if (persist.length > 0 && this.opts.log) this.opts.log.append(persist);
+    for (const s of sends) this.sendOne(s.msg, s.to);
+    const n = this.node;
+    if (n.learner) {
+      const d = n.learner.takeDeliveries();
+      if (d.length > 0) this.hooks.onDeliver?.(d);
+      if (n.learner.gapTrimmed) {
+        const g = n.learner.gapTrimmed;
+        n.learner.gapTrimmed = undefined;
+        this.hooks.onGapTrimmed?.(g.needed, g.oldest);
+      }
+    }
+    if (n.proposer) {
+      const p = n.proposer;
+      if (p.acked.length > 0) {
+        const a = p.acked;
+        p.acked = [];
+        for (const seq of a) this.settle(seq, undefined);
+        this.hooks.onAcked?.(a);
+      }
+      if (p.failed.length > 0) {
+        const f = p.failed;
+        p.failed = [];
+        for (const seq of f) this.settle(seq, new ProposalFailedError(seq));
+        this.hooks.onFailed?.(f);
+      }
+      while (this.blocked.length > 0 && p.inflight < this.node.cfg.settings.maxOutstanding) this.blocked.shift()!();
+    }
+    if (n.coordinator && n.coordinator.decidedLog.length > 0) {
+      const d = n.coordinator.decidedLog;
+      n.coordinator.decidedLog = [];
+      this.hooks.onDecided?.(d);
+    }
+  }
+
+  private sendOne(msg: Message, to: number | readonly number[]): void {
+    let buf: Buffer;
+    try {
+      buf = this.codec.encode(msg);
+    } catch (e) {
+      if (e instanceof CodecError) return this.drop('oversize');
+      throw e;
+    }
+    if (typeof to === 'number') {
+      const a = this.address(to);
+      if (a !== undefined) this.transport.send(buf, a);
+      this.hooks.onSent?.(buf.length, 1);
+      return;
+    }
+    if (this.opts.multicast !== undefined && (msg.t === MessageType.Phase2A || msg.t === MessageType.Decision)) {
+      this.transport.send(buf, this.opts.multicast);
+      this.hooks.onSent?.(buf.length, 1);
+      return;
+    }
+    let copies = 0;
+    for (const id of to) {
+      const a = this.address(id);
+      if (a === undefined) continue;
+      this.transport.send(buf, a);
+      copies++;
+    }
+    this.hooks.onSent?.(buf.length, copies);
+  }
+
+  private settle(seq: number, err: Error | undefined): void {
+    const w = this.waiting.get(seq);
+    if (!w) return;
+    this.waiting.delete(seq);
+    if (err) w.reject(err);
+    else w.resolve();
+  }
+
+  /**
+   * Propose a value; resolves once the coordinator acknowledges it decided. Waits for room when the
+   * outstanding bound is reached; refuses with BackpressureError past a second bound of waiters.
+   */
+  async propose(data: Uint8Array): Promise<void> {
+    const p = this.node.proposer;
+    if (!p) throw new RingcastError('ERR_RINGCAST_ROLE', 'this node has no proposer role');
+    if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');
+    if (data.length > p.maxValueBytes) {
+      throw new RingcastError('ERR_RINGCAST_VALUE_SIZE', `value of ${data.length} bytes exceeds the ${p.maxValueBytes}-byte bound`);
+    }
+    const limit = this.node.cfg.settings.maxOutstanding;
+    while (p.inflight >= limit) {
+      if (this.blocked.length >= limit) throw new BackpressureError(limit);
+      await new Promise<void>((r) => this.blocked.push(r));
+      if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');
+    }
+    const seq = p.propose(data, this.clock.now(), this.node.out);
+    const done = new Promise<void>((resolve, reject) => this.waiting.set(seq, { resolve, reject }));
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      this.clock.defer(this.endTurn);
+    }
+    return done;
+  }
+}

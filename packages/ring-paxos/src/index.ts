@@ -1,0 +1,22 @@
+// Public API of @ringcast/ring-paxos. Curated: add names here on purpose, never `export *`.
+export { MessageType, MESSAGE_SHAPES, START_NEXT, START_OLDEST, DYNAMIC_ID_BASE, makeBallot } from './core/messages.js';
+export type { Message } from './core/messages.js';
+export { DEFAULT_RING_SETTINGS } from './core/settings.js';
+export type { RingSettings } from './core/settings.js';
+export { RingNode } from './core/ring-node.js';
+export type { RingNodeConfig } from './core/ring-node.js';
+export type { Delivery } from './core/learner.js';
+export type { DecidedInfo } from './core/coordinator.js';
+export { Outbox } from './core/outbox.js';
+export type { Send, PersistRecord } from './core/outbox.js';
+export { encodeBatch, decodeBatch } from './core/batch.js';
+export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from './wire/codec.js';
+export type { DropReason, Decoded } from './wire/codec.js';
+export { Driver, BackpressureError, ProposalFailedError } from './driver.js';
+export type { Address, Clock, Transport, DriverHooks, DriverOptions, DurableLog, DriverDropReason } from './driver.js';
+export { RingcastError, ConfigError } from './errors.js';
+export { parseCluster, loadCluster, localCluster, parseSettings } from './config.js';
+export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
+export { RingMetrics } from './metrics.js';
+export { realClock, UdpTransport, startNode, startClient } from './runtime.js';
+export type { RunningNode, RingClient, ClientOptions } from './runtime.js';

@@ -1,0 +1,232 @@
+import { randomInt } from 'node:crypto';
+import type { RemoteInfo } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
+import type { ClusterConfig, RingSpec } from './config.js';
+import { DYNAMIC_ID_BASE, START_NEXT } from './core/messages.js';
+import { RingNode } from './core/ring-node.js';
+import { Driver, type Address, type Clock, type DriverHooks, type Transport } from './driver.js';
+import { ConfigError, RingcastError } from './errors.js';
+import { RingMetrics } from './metrics.js';
+import { Codec } from './wire/codec.js';
+
+/** Wall-clock time for the driver: monotonic milliseconds, real timers, end of turn on setImmediate. */
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  defer: (fn) => setImmediate(fn),
+};
+
+/** Socket buffer size asked of the kernel (capped by net.core.rmem_max / wmem_max). */
+const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A UDP socket (dgram-as-promised) as a driver transport. Addresses are "host:port". With IP multicast a
+ * second socket, bound to the group's address and port, receives what the coordinator sends to the group;
+ * the first socket sends to the group out of the configured interface.
+ */
+export class UdpTransport implements Transport {
+  private readonly cache = new Map<Address, { host: string; port: number }>();
+  private constructor(
+    readonly sock: SocketAsPromised,
+    private readonly group: SocketAsPromised | undefined,
+  ) {}
+
+  static async bind(
+    host: string,
+    port: number,
+    onMessage: (buf: Buffer, from: Address) => void,
+    multicast?: { group: string; port: number; interface: string },
+  ): Promise<UdpTransport> {
+    const open = async (bindHost: string, bindPort: number, reuseAddr: boolean): Promise<SocketAsPromised> => {
+      const sock = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr }, (msg: Buffer, r: RemoteInfo) =>
+        onMessage(msg, `${r.address}:${r.port}`),
+      );
+      // A send error on one datagram (e.g. ICMP refusal from a dead peer) must never take the process down.
+      sock.socket.on('error', () => {});
+      await sock.bind(bindPort, bindHost);
+      try {
+        sock.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+        sock.setSendBufferSize(SOCKET_BUFFER_BYTES);
+      } catch {
+        /* the kernel keeps its default */
+      }
+      return sock;
+    };
+    const sock = await open(host, port, false);
+    let group: SocketAsPromised | undefined;
+    if (multicast) {
+      sock.setMulticastInterface(multicast.interface);
+      sock.setMulticastLoopback(true);
+      group = await open(multicast.group, multicast.port, true);
+      group.addMembership(multicast.group, multicast.interface);
+    }
+    return new UdpTransport(sock, group);
+  }
+
+  get port(): number {
+    return this.sock.address().port;
+  }
+
+  send(buf: Uint8Array, to: Address): void {
+    let a = this.cache.get(to);
+    if (!a) {
+      const i = to.lastIndexOf(':');
+      a = { host: to.slice(0, i), port: Number(to.slice(i + 1)) };
+      if (this.cache.size > 65536) this.cache.clear();
+      this.cache.set(to, a);
+    }
+    this.sock.socket.send(buf, a.port, a.host);
+  }
+
+  async close(): Promise<void> {
+    for (const sk of [this.sock, this.group]) {
+      try {
+        await sk?.close();
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+}
+
+function ringOf(cluster: ClusterConfig, ringId: number): RingSpec {
+  const r = cluster.rings.find((x) => x.id === ringId);
+  if (!r) throw new ConfigError('ring', `no ring ${ringId} in the cluster file (rings: ${cluster.rings.map((x) => x.id).join(', ')})`);
+  return r;
+}
+
+function peersOf(cluster: ClusterConfig): Map<number, Address> {
+  return new Map(cluster.nodes.map((n) => [n.id, `${n.host}:${n.port}`]));
+}
+
+export interface RunningRing {
+  driver: Driver;
+  transport: UdpTransport;
+}
+
+export interface RunningNode {
+  id: number;
+  rings: RunningRing[];
+  metrics: RingMetrics;
+  metricsPort?: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start the acceptor (and coordinator, if last in a ring) roles of static node `id` for every ring it
+ * belongs to. One UDP socket per ring: the node's port for the first ring, the next ports after it.
+ */
+export async function startNode(cluster: ClusterConfig, id: number, opts: { metricsPort?: number; hooks?: DriverHooks } = {}): Promise<RunningNode> {
+  const spec = cluster.nodes.find((n) => n.id === id);
+  if (!spec) throw new ConfigError('id', `node ${id} is not in the cluster file (nodes: ${cluster.nodes.map((n) => n.id).join(', ')})`);
+  const rings = cluster.rings.filter((r) => r.acceptors.includes(id));
+  if (rings.length === 0) throw new ConfigError('id', `node ${id} is an acceptor of no ring`);
+  if (rings.length > 1) throw new RingcastError('ERR_RINGCAST_UNSUPPORTED', `node ${id} is in ${rings.length} rings; one ring per node until Multi-Ring Paxos lands`);
+  const metrics = new RingMetrics({ node: String(id) });
+  const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
+  const running: RunningRing[] = [];
+  for (const r of rings) {
+    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings });
+    let driver: Driver | undefined;
+    const transport = await UdpTransport.bind(spec.host, spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
+    driver = new Driver({
+      node,
+      codec,
+      transport,
+      clock: realClock,
+      peers: peersOf(cluster),
+      tickMs: cluster.tickMs,
+      multicast: r.multicast ? `${r.multicast.group}:${r.multicast.port}` : undefined,
+      hooks: metrics.hooksFor(r.id, opts.hooks),
+      maxDynamicPeers: cluster.settings.maxLearners + cluster.settings.maxProposers,
+    });
+    metrics.attach(r.id, driver);
+    driver.start();
+    running.push({ driver, transport });
+  }
+  const mport = opts.metricsPort ?? spec.metricsPort;
+  const server = mport !== undefined && mport > 0 ? await metrics.serve(mport) : undefined;
+  return {
+    id,
+    rings: running,
+    metrics,
+    metricsPort: server?.port,
+    async stop() {
+      for (const r of running) {
+        r.driver.stop();
+        await r.transport.close();
+      }
+      await server?.close();
+    },
+  };
+}
+
+export interface ClientOptions {
+  ring?: number;
+  /** Learner role: where to start (START_NEXT, START_OLDEST or an instance). Absent: no learner. */
+  learnFrom?: number;
+  /** Proposer role. */
+  propose?: boolean;
+  /** Identity; default a random id in the dynamic range. */
+  id?: number;
+  host?: string;
+  hooks?: DriverHooks;
+  metrics?: RingMetrics;
+}
+
+export interface RingClient {
+  id: number;
+  driver: Driver;
+  transport: UdpTransport;
+  propose(data: Uint8Array): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Start a run-time learner and/or proposer of one ring (it joins by subscribing; no cluster entry). */
+export async function startClient(cluster: ClusterConfig, opts: ClientOptions): Promise<RingClient> {
+  const r = opts.ring === undefined ? cluster.rings[0]! : ringOf(cluster, opts.ring);
+  const id = opts.id ?? randomInt(DYNAMIC_ID_BASE, 2 ** 32);
+  if (id < DYNAMIC_ID_BASE) throw new ConfigError('id', `client ids start at ${DYNAMIC_ID_BASE}`);
+  if (opts.learnFrom === undefined && !opts.propose) throw new ConfigError('roles', 'a client needs a learner or a proposer role');
+  const node = new RingNode({
+    ring: r.id,
+    id,
+    ringOrder: r.ring,
+    acceptors: r.acceptors,
+    settings: cluster.settings,
+    learnerStart: opts.learnFrom,
+    proposer: opts.propose,
+  });
+  const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
+  let driver: Driver | undefined;
+  const mc = opts.learnFrom !== undefined ? r.multicast : undefined;
+  const transport = await UdpTransport.bind(opts.host ?? '127.0.0.1', 0, (buf, from) => driver?.receive(buf, from), mc);
+  const hooks = opts.metrics ? opts.metrics.hooksFor(r.id, opts.hooks) : opts.hooks;
+  driver = new Driver({
+    node,
+    codec,
+    transport,
+    clock: realClock,
+    peers: peersOf(cluster),
+    tickMs: cluster.tickMs,
+    hooks,
+    maxDynamicPeers: 16,
+  });
+  opts.metrics?.attach(r.id, driver);
+  driver.start();
+  const d = driver;
+  return {
+    id,
+    driver: d,
+    transport,
+    propose: (data) => d.propose(data),
+    async stop() {
+      d.stop();
+      await transport.close();
+    },
+  };
+}
+
+export { START_NEXT };

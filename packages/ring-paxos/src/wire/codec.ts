@@ -1,0 +1,149 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from '../core/messages.js';
+
+/**
+ * Datagram layout:
+ *   byte 0      WIRE_VERSION
+ *   byte 1      message type
+ *   byte 2      flags (bit 0: an HMAC tag ends the datagram)
+ *   bytes 3..   msgpack array of the type's fields, in MESSAGE_SHAPES order
+ *   last 16     HMAC-SHA256 over everything before it, truncated (only with a cluster secret)
+ * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count.
+ */
+export const WIRE_VERSION = 1;
+export const HEADER_BYTES = 3;
+export const TAG_BYTES = 16;
+const FLAG_TAG = 1;
+/** Largest UDP payload over IPv4. */
+export const MAX_UDP_PAYLOAD = 65507;
+
+export type DropReason = 'short' | 'oversize' | 'version' | 'type' | 'auth' | 'malformed' | 'shape';
+export const DROP_REASONS: readonly DropReason[] = ['short', 'oversize', 'version', 'type', 'auth', 'malformed', 'shape'];
+
+export interface CodecOptions {
+  /** Byte bound of a datagram, tag included. */
+  maxDatagramBytes: number;
+  /** Cluster secret: when set every datagram is tagged and untagged or mistagged ones are refused. */
+  secret?: string | Uint8Array;
+}
+
+export type Decoded = { ok: true; msg: Message } | { ok: false; reason: DropReason };
+
+export class CodecError extends Error {
+  readonly code = 'ERR_RINGCAST_ENCODE';
+}
+
+const packr = new Packr({ useRecords: false, variableMapSize: true, moreTypes: false });
+
+function checkField(kind: FieldShape['kind'], v: unknown): boolean {
+  switch (kind) {
+    case 'u':
+      return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    case 'i':
+      return typeof v === 'number' && Number.isSafeInteger(v);
+    case 'b':
+      return v instanceof Uint8Array;
+    case 'u[]':
+      if (!Array.isArray(v)) return false;
+      for (let k = 0; k < v.length; k++) {
+        const x = v[k];
+        if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return false;
+      }
+      return true;
+    case 'b[]':
+      if (!Array.isArray(v)) return false;
+      for (let k = 0; k < v.length; k++) if (!(v[k] instanceof Uint8Array)) return false;
+      return true;
+  }
+}
+
+export class Codec {
+  private readonly max: number;
+  private readonly secret: Buffer | undefined;
+
+  constructor(opts: CodecOptions) {
+    this.max = Math.min(opts.maxDatagramBytes, MAX_UDP_PAYLOAD);
+    this.secret = opts.secret === undefined || opts.secret.length === 0 ? undefined : Buffer.from(opts.secret);
+  }
+
+  get authenticated(): boolean {
+    return this.secret !== undefined;
+  }
+
+  encode(msg: Message): Buffer {
+    const shape = MESSAGE_SHAPES[msg.t];
+    const fields = new Array(shape.length);
+    const rec = msg as unknown as Record<string, unknown>;
+    for (let k = 0; k < shape.length; k++) fields[k] = rec[shape[k]!.name];
+    const body = packr.pack(fields);
+    const tagLen = this.secret ? TAG_BYTES : 0;
+    const total = HEADER_BYTES + body.length + tagLen;
+    if (total > this.max) throw new CodecError(`message type ${msg.t} encodes to ${total} bytes, above the ${this.max}-byte datagram bound`);
+    const buf = Buffer.allocUnsafe(total);
+    buf[0] = WIRE_VERSION;
+    buf[1] = msg.t;
+    buf[2] = this.secret ? FLAG_TAG : 0;
+    buf.set(body, HEADER_BYTES);
+    if (this.secret) {
+      const tag = createHmac('sha256', this.secret).update(buf.subarray(0, total - TAG_BYTES)).digest();
+      tag.copy(buf, total - TAG_BYTES, 0, TAG_BYTES);
+    }
+    return buf;
+  }
+
+  decode(buf: Uint8Array): Decoded {
+    if (buf.length < HEADER_BYTES + 1) return { ok: false, reason: 'short' };
+    if (buf.length > this.max) return { ok: false, reason: 'oversize' };
+    if (buf[0] !== WIRE_VERSION) return { ok: false, reason: 'version' };
+    const t = buf[1] as MessageType;
+    const shape = MESSAGE_SHAPES[t];
+    if (shape === undefined) return { ok: false, reason: 'type' };
+    const flags = buf[2]!;
+    let end = buf.length;
+    if (this.secret) {
+      if (flags !== FLAG_TAG || buf.length < HEADER_BYTES + 1 + TAG_BYTES) return { ok: false, reason: 'auth' };
+      end -= TAG_BYTES;
+      const want = createHmac('sha256', this.secret).update(buf.subarray(0, end)).digest().subarray(0, TAG_BYTES);
+      if (!timingSafeEqual(want, buf.subarray(end))) return { ok: false, reason: 'auth' };
+    } else if (flags === FLAG_TAG) {
+      end -= TAG_BYTES;
+      if (end <= HEADER_BYTES) return { ok: false, reason: 'short' };
+    } else if (flags !== 0) {
+      return { ok: false, reason: 'malformed' };
+    }
+    let fields: unknown;
+    try {
+      fields = packr.unpack(buf.subarray(HEADER_BYTES, end));
+    } catch {
+      return { ok: false, reason: 'malformed' };
+    }
+    if (!Array.isArray(fields) || fields.length !== shape.length) return { ok: false, reason: 'shape' };
+    const msg: Record<string, unknown> = { t };
+    for (let k = 0; k < shape.length; k++) {
+      const f = shape[k]!;
+      const v = fields[k];
+      if (!checkField(f.kind, v)) return { ok: false, reason: 'shape' };
+      msg[f.name] = v;
+    }
+    if (!parallelArraysAgree(msg as unknown as Message)) return { ok: false, reason: 'shape' };
+    return { ok: true, msg: msg as unknown as Message };
+  }
+}
+
+/** Cross-field rules the per-field kinds cannot say: parallel arrays of equal length, decision triples. */
+function parallelArraysAgree(m: Message): boolean {
+  switch (m.t) {
+    case 1:
+      return m.seqs.length === m.datas.length;
+    case 4:
+      return m.insts.length === m.vballots.length && m.insts.length === m.vids.length && m.insts.length === m.values.length;
+    case 5:
+    case 7:
+      return m.decisions.length % 3 === 0;
+    case 11:
+      return m.insts.length === m.vids.length && m.insts.length === m.values.length;
+    default:
+      return true;
+  }
+}
