@@ -20,3 +20,6 @@ export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
 export { RingMetrics } from './metrics.js';
 export { realClock, UdpTransport, startNode, startClient } from './runtime.js';
 export type { RunningNode, RingClient, ClientOptions } from './runtime.js';
+export { runSimulation } from './sim/simulator.js';
+export type { SimOptions, SimResult } from './sim/simulator.js';
+export { Prng } from './sim/prng.js';

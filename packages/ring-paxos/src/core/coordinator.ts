@@ -443,6 +443,8 @@ export class Coordinator {
 
   onProgress(m: Progress, now: number, out: Outbox): void {
     this.now = now;
+    // Safe may run ahead of what the acceptors trimmed so far: nothing below it can be promised.
+    const oldest = Math.max(this.safe, this.acceptor.trimmed);
     let l = this.learners.get(m.from);
     if (!l) {
       if (this.learners.size >= this.s.maxLearners) {
@@ -450,7 +452,7 @@ export class Coordinator {
         return;
       }
       // A new learner holds back trimming from where it starts.
-      const from = m.start === START_OLDEST ? this.safe : m.start === START_NEXT ? this.frontier : Math.max(m.start, this.safe);
+      const from = m.start === START_OLDEST ? oldest : m.start === START_NEXT ? this.frontier : Math.max(m.start, oldest);
       l = { delivered: from - 1, lastSeen: now };
       this.learners.set(m.from, l);
     }
@@ -461,7 +463,7 @@ export class Coordinator {
       t: MessageType.Status,
       ring: this.ring,
       from: this.id,
-      oldest: this.acceptor.trimmed,
+      oldest,
       next: this.frontier,
       ballot: this.ballot,
     });
