@@ -146,8 +146,9 @@ export async function startNode(cluster: ClusterConfig, id: number, opts: { metr
     driver.start();
     running.push({ driver, transport });
   }
-  const mport = opts.metricsPort ?? spec.metricsPort;
-  const server = mport !== undefined && mport > 0 ? await metrics.serve(mport) : undefined;
+  // An explicit 0 asks for any free port; the cluster file's 0 means none.
+  const mport = opts.metricsPort ?? (spec.metricsPort ? spec.metricsPort : undefined);
+  const server = mport !== undefined ? await metrics.serve(mport) : undefined;
   return {
     id,
     rings: running,

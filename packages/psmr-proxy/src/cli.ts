@@ -1,0 +1,72 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError } from '@ringcast/ring-paxos';
+import { runBenchCommand } from './cli/bench.js';
+import { runDemo } from './cli/demo.js';
+import { runLearn, runNode, runPropose } from './cli/ring.js';
+import { runSim } from './cli/sim.js';
+
+const USAGE = `ringcast — Multi-Ring Paxos atomic multicast and P-SMR for Node.js
+
+Usage: ringcast <command> [options]
+
+Commands:
+  demo                      start a local ring on 127.0.0.1 and order a stream of values, printing the rate
+  node --cluster F --id N   run the acceptor (and coordinator) roles of node N from cluster file F
+  learn --cluster F         join ring as a learner; print delivered values as JSON lines
+  propose --cluster F       propose --count values and print a JSON summary
+  bench ring                benchmark one ring on loopback against raw one-hop UDP (JSON lines)
+  sim --seed N              replay one simulator seed (or --seeds A..B for a soak)
+
+Run 'ringcast <command> --help' for the options of a command.
+`;
+
+export type Options = ParseArgsConfig['options'];
+
+/** Parse a command's flags; an unknown or malformed flag is a ConfigError naming it. */
+export function parse(args: string[], options: NonNullable<Options>): Record<string, string | boolean | undefined> {
+  try {
+    const { values } = parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
+    return values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    const msg = (e as Error).message;
+    const flag = /'(--?[\w-]+)/.exec(msg)?.[1] ?? 'arguments';
+    throw new ConfigError(flag, msg);
+  }
+}
+
+/** An integer flag with bounds; errors name the flag. */
+export function intFlag(v: string | boolean | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`--${name}`, `must be an integer between ${min} and ${max}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'demo':
+      return runDemo(rest);
+    case 'node':
+      return runNode(rest);
+    case 'learn':
+      return runLearn(rest);
+    case 'propose':
+      return runPropose(rest);
+    case 'bench':
+      return runBenchCommand(rest);
+    case 'sim':
+      return runSim(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`ringcast: unknown command '${cmd}'\n\n${USAGE}`);
+      return 2;
+  }
+}

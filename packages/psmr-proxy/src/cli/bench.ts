@@ -1,0 +1,278 @@
+import { createSocket } from 'node:dgram';
+import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
+import { intFlag, parse } from '../cli.js';
+import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
+import { percentile } from './progress.js';
+
+const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B]
+  One ring (3 acceptors, 2 learners, 1 proposer, each a process) on 127.0.0.1. For each value size it
+  prints one JSON line: values/s, payload MB/s, p50/p99 propose-to-delivery latency, the raw one-hop UDP
+  MB/s measured in the same run with the ring's mean Phase 2A datagram size, and the wire efficiency
+  = payload MB/s x copies / raw MB/s, copies = 1 + other ring acceptors + learners.
+`;
+
+function line(obj: unknown): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const nowNs = (): bigint => process.hrtime.bigint();
+
+export async function runBenchCommand(args: string[]): Promise<number> {
+  const [what, ...rest] = args;
+  switch (what) {
+    case 'ring':
+      return benchRing(rest);
+    case 'udp-sink':
+      return udpSink(rest);
+    case 'udp-source':
+      return udpSource(rest);
+    case 'ring-sink':
+      return ringSink(rest);
+    case 'ring-load':
+      return ringLoad(rest);
+    default:
+      process.stdout.write(HELP);
+      return what === undefined || what === '--help' ? 0 : 2;
+  }
+}
+
+/** Hidden: count UDP bytes received for `seconds` after the first datagram. */
+async function udpSink(args: string[]): Promise<number> {
+  const o = parse(args, { seconds: { type: 'string' } });
+  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
+  const sock = createSocket('udp4');
+  let bytes = 0;
+  let datagrams = 0;
+  let t0 = 0n;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  sock.on('message', (m) => {
+    if (t0 === 0n) {
+      t0 = nowNs();
+      setTimeout(finish, seconds * 1000);
+      return;
+    }
+    bytes += m.length;
+    datagrams++;
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  try {
+    sock.setRecvBufferSize(8 << 20);
+  } catch {
+    /* default */
+  }
+  line({ event: 'ready', port: sock.address().port });
+  await done;
+  const secs = Number(nowNs() - t0) / 1e9;
+  sock.close();
+  line({ event: 'result', bytes, datagrams, seconds: secs, MBps: bytes / secs / 1e6 });
+  return 0;
+}
+
+/** Hidden: send datagrams of `size` bytes to `to` as fast as the socket takes them, for `seconds`. */
+async function udpSource(args: string[]): Promise<number> {
+  const o = parse(args, { to: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' } });
+  const size = intFlag(o.size, 'size', 1024, 1, 65507);
+  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
+  const port = intFlag(o.to, 'to', 0, 1, 65535);
+  const sock = createSocket('udp4');
+  sock.on('error', () => {});
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  try {
+    sock.setSendBufferSize(8 << 20);
+  } catch {
+    /* default */
+  }
+  const buf = Buffer.alloc(size, 0x62);
+  const end = Date.now() + seconds * 1000 + 500;
+  let sent = 0;
+  while (Date.now() < end) {
+    await new Promise<void>((resolve) => {
+      for (let k = 0; k < 31; k++) sock.send(buf, port, '127.0.0.1');
+      sock.send(buf, port, '127.0.0.1', () => resolve());
+    });
+    sent += 32;
+  }
+  sock.close();
+  line({ event: 'result', sent });
+  return 0;
+}
+
+/** Hidden: a learner process that measures deliveries over a window and the latency carried in values. */
+async function ringSink(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, warmup: { type: 'string' }, seconds: { type: 'string' } });
+  if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
+  const cluster = loadCluster(o.cluster);
+  const warmupMs = intFlag(o.warmup, 'warmup', 1, 0, 600) * 1000;
+  const windowMs = intFlag(o.seconds, 'seconds', 3, 1, 600) * 1000;
+  let first = 0;
+  let values = 0;
+  let bytes = 0;
+  const lat: number[] = [];
+  let measuring = false;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  let tStart = 0;
+  const client = await startClient(cluster, {
+    learnFrom: START_NEXT,
+    hooks: {
+      onDeliver(ds) {
+        const now = performance.now();
+        if (first === 0) {
+          first = now;
+          setTimeout(() => {
+            measuring = true;
+            tStart = performance.now();
+            setTimeout(finish, windowMs);
+          }, warmupMs);
+        }
+        if (!measuring) return;
+        const ns = nowNs();
+        for (const d of ds) {
+          values++;
+          bytes += d.data.length;
+          if (d.data.length >= 8 && (values & 7) === 0) {
+            const sent = Buffer.from(d.data.buffer, d.data.byteOffset, 8).readBigUInt64LE(0);
+            lat.push(Number(ns - sent) / 1e6);
+          }
+        }
+      },
+    },
+  });
+  line({ event: 'ready', id: client.id });
+  await done;
+  const secs = (performance.now() - tStart) / 1000;
+  measuring = false;
+  lat.sort((a, b) => a - b);
+  await client.stop();
+  line({ event: 'result', values, bytes, seconds: secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) });
+  return 0;
+}
+
+/** Hidden: a proposer process that keeps `outstanding` values in flight for `seconds`. */
+async function ringLoad(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
+  if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
+  const cluster = loadCluster(o.cluster);
+  const size = intFlag(o.size, 'size', 1024, 8, cluster.settings.maxValueBytes);
+  const seconds = intFlag(o.seconds, 'seconds', 6, 1, 600);
+  const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding);
+  const client = await startClient(cluster, { propose: true });
+  line({ event: 'ready', id: client.id });
+  const end = performance.now() + seconds * 1000;
+  let acked = 0;
+  let failed = 0;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      const b = Buffer.alloc(size, 0x63);
+      b.writeBigUInt64LE(nowNs(), 0);
+      try {
+        await client.propose(b);
+        acked++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: outstanding }, worker));
+  await client.stop();
+  line({ event: 'result', acked, failed });
+  return 0;
+}
+
+async function metricValue(port: number, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    if (l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function rawUdp(size: number, seconds: number): Promise<number> {
+  const sink = spawnRingcast(['bench', 'udp-sink', '--seconds', String(seconds)]);
+  let source: Spawned | undefined;
+  try {
+    const ready = await sink.waitFor('ready');
+    source = spawnRingcast(['bench', 'udp-source', '--to', String(ready.port), '--size', String(size), '--seconds', String(seconds)]);
+    const r = await sink.waitFor('result', (seconds + 30) * 1000);
+    return r.MBps as number;
+  } finally {
+    if (source) await stopProcess(source);
+    await stopProcess(sink);
+  }
+}
+
+async function benchRing(args: string[]): Promise<number> {
+  const o = parse(args, {
+    sizes: { type: 'string' },
+    seconds: { type: 'string' },
+    warmup: { type: 'string' },
+    outstanding: { type: 'string' },
+    batch: { type: 'string' },
+  });
+  if (o.help) return void process.stdout.write(HELP), 0;
+  const sizes = (typeof o.sizes === 'string' ? o.sizes : '1024,8192').split(',').map((s, i) => intFlag(s, `sizes[${i}]`, 0, 8, 30000));
+  const seconds = intFlag(o.seconds, 'seconds', 4, 1, 600);
+  const warmup = intFlag(o.warmup, 'warmup', 1, 0, 60);
+  const outstanding = intFlag(o.outstanding, 'outstanding', 2048, 1, 65536);
+  const batch = intFlag(o.batch, 'batch', 32768, 1024, 60000);
+  await freeUdpPorts(1);
+  for (const size of sizes) {
+    process.stderr.write(`bench ring: ${size}-byte values, ${warmup}+${seconds} s ...\n`);
+    const ring = await launchLocalRing({
+      acceptors: 3,
+      metrics: true,
+      settings: { maxValueBytes: batch, maxDatagramBytes: Math.min(65507, batch + 2048), maxOutstanding: Math.max(outstanding, 4096) },
+    });
+    const procs: Spawned[] = [];
+    let result: Record<string, unknown>;
+    try {
+      const sinks = [0, 1].map(() => spawnRingcast(['bench', 'ring-sink', '--cluster', ring.clusterPath, '--warmup', String(warmup), '--seconds', String(seconds)]));
+      procs.push(...sinks);
+      await Promise.all(sinks.map((s) => s.waitFor('ready')));
+      await sleep(200);
+      const load = spawnRingcast(['bench', 'ring-load', '--cluster', ring.clusterPath, '--size', String(size), '--seconds', String(warmup + seconds + 3), '--outstanding', String(outstanding)]);
+      procs.push(load);
+      const results = await Promise.all(sinks.map((s) => s.waitFor('result', (warmup + seconds + 60) * 1000)));
+      const coordPort = (await ring.nodes[1]!.waitFor('ready')).metricsPort as number;
+      const batchSum = await metricValue(coordPort, 'ringcast_batch_bytes_sum');
+      const batchCount = await metricValue(coordPort, 'ringcast_batch_bytes_count');
+      const batchValues = (await metricValue(coordPort, 'ringcast_batch_values_sum')) / Math.max(1, batchCount);
+      await stopProcess(load);
+      const meanDatagram = Math.round(batchSum / Math.max(1, batchCount)) + 64;
+      const values = Math.min(...results.map((r) => (r.values as number) / (r.seconds as number)));
+      const payloadMBps = (values * size) / 1e6;
+      const raw = await rawUdp(meanDatagram, Math.max(2, Math.min(seconds, 4)));
+      const ringMembers = ring.cluster.rings[0]!.ring.length;
+      const copies = 1 + (ringMembers - 1) + 2;
+      result = {
+        bench: 'ring',
+        valueBytes: size,
+        acceptors: 3,
+        ringMembers,
+        learners: 2,
+        batchBoundBytes: batch,
+        meanBatchBytes: meanDatagram - 64,
+        meanBatchValues: Number(batchValues.toFixed(1)),
+        valuesPerSec: Math.round(values),
+        payloadMBps: Number(payloadMBps.toFixed(2)),
+        latencyMs: { p50: Number((results[0]!.p50 as number).toFixed(3)), p99: Number((results[0]!.p99 as number).toFixed(3)) },
+        rawUdpMBps: Number(raw.toFixed(2)),
+        rawDatagramBytes: meanDatagram,
+        copies,
+        efficiency: Number(((payloadMBps * copies) / raw).toFixed(3)),
+      };
+    } finally {
+      await Promise.all(procs.map((p) => stopProcess(p)));
+      await ring.stop();
+    }
+    line(result);
+  }
+  return 0;
+}

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseCluster, type ClusterConfig } from '@ringcast/ring-paxos';
+
+/** Path of the ringcast executable script, for spawning real processes. */
+export const RINGCAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'ringcast.js');
+
+/** Ask the kernel for `n` distinct free UDP ports on 127.0.0.1. */
+export async function freeUdpPorts(n: number): Promise<number[]> {
+  const socks = await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<ReturnType<typeof createSocket>>((resolve, reject) => {
+        const s = createSocket('udp4');
+        s.once('error', reject);
+        s.bind(0, '127.0.0.1', () => resolve(s));
+      }),
+    ),
+  );
+  const ports = socks.map((s) => s.address().port);
+  await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  /** Every JSON line the child printed on stdout, in order. */
+  lines: unknown[];
+  /** Resolves with the first line whose event is `event`. */
+  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+  stderr(): string;
+}
+
+/** Spawn `ringcast <args>` as a real process and collect its JSON lines. */
+export function spawnRingcast(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Spawned {
+  const child = spawn(process.execPath, [RINGCAST_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const lines: unknown[] = [];
+  const waiters: Array<{ event: string; resolve: (v: Record<string, unknown>) => void }> = [];
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    if (err.length < 64 * 1024) err += b.toString();
+  });
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    let v: Record<string, unknown>;
+    try {
+      v = JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    lines.push(v);
+    for (let k = waiters.length - 1; k >= 0; k--) {
+      if (waiters[k]!.event === v.event) {
+        waiters[k]!.resolve(v);
+        waiters.splice(k, 1);
+      }
+    }
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return {
+    child,
+    lines,
+    exited,
+    stderr: () => err,
+    waitFor(event, timeoutMs = 15000) {
+      const seen = lines.find((l) => (l as Record<string, unknown>).event === event);
+      if (seen) return Promise.resolve(seen as Record<string, unknown>);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`timed out waiting for '${event}' from ringcast ${args.join(' ')}\n${err}`)), timeoutMs);
+        waiters.push({ event, resolve: (v) => (clearTimeout(t), resolve(v)) });
+        void exited.then((code) => {
+          clearTimeout(t);
+          reject(new Error(`ringcast ${args.join(' ')} exited with ${code} before '${event}'\n${err}`));
+        });
+      });
+    },
+  };
+}
+
+/** Stop a spawned process by its PID: SIGTERM, then SIGKILL after a grace period. */
+export async function stopProcess(s: Spawned, graceMs = 3000): Promise<void> {
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
+  const pid = s.child.pid;
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const t = setTimeout(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, graceMs);
+  await s.exited;
+  clearTimeout(t);
+}
+
+export interface LocalRing {
+  dir: string;
+  clusterPath: string;
+  cluster: ClusterConfig;
+  nodes: Spawned[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Write a cluster file for `acceptors` nodes on free loopback ports and start each node as a real
+ * `ringcast node` process; resolves when all are ready.
+ */
+export async function launchLocalRing(opts: { acceptors?: number; settings?: Record<string, number>; secret?: string; metrics?: boolean; tickMs?: number } = {}): Promise<LocalRing> {
+  const n = opts.acceptors ?? 3;
+  const ports = await freeUdpPorts(n);
+  const nodes = Array.from({ length: n }, (_, i) => ({
+    id: i + 1,
+    host: '127.0.0.1',
+    port: ports[i]!,
+  }));
+  const raw: Record<string, unknown> = { nodes, rings: [{ id: 0, acceptors: nodes.map((x) => x.id) }] };
+  if (opts.settings) raw.settings = opts.settings;
+  if (opts.secret) raw.secret = opts.secret;
+  if (opts.tickMs) raw.tickMs = opts.tickMs;
+  const cluster = parseCluster(raw);
+  const dir = mkdtempSync(join(tmpdir(), 'ringcast-'));
+  const clusterPath = join(dir, 'cluster.json');
+  writeFileSync(clusterPath, JSON.stringify(raw, null, 2));
+  const spawned: Spawned[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(spawned.map((s) => stopProcess(s)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const node of nodes) {
+      const args = ['node', '--cluster', clusterPath, '--id', String(node.id)];
+      if (opts.metrics) args.push('--metrics-port', '0');
+      spawned.push(spawnRingcast(args));
+    }
+    await Promise.all(spawned.map((s) => s.waitFor('ready')));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { dir, clusterPath, cluster, nodes: spawned, stop };
+}

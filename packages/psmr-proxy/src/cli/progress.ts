@@ -1,0 +1,33 @@
+/** A live rate line on stderr: rewritten in place on a terminal, one line per update otherwise. */
+export class RateDisplay {
+  private readonly t0 = performance.now();
+  private lastT = this.t0;
+  private lastN = 0;
+  private readonly tty = Boolean(process.stderr.isTTY);
+
+  constructor(
+    private readonly verb: string,
+    private readonly unit: string,
+  ) {}
+
+  update(n: number, bytes: number): void {
+    const t = performance.now();
+    const rate = ((n - this.lastN) * 1000) / Math.max(1, t - this.lastT);
+    this.lastT = t;
+    this.lastN = n;
+    const secs = (t - this.t0) / 1000;
+    const line = `${this.verb} ${n.toLocaleString('en-US')} ${this.unit}  ${Math.round(rate).toLocaleString('en-US')}/s  ${(bytes / secs / 1e6).toFixed(1)} MB/s avg  ${secs.toFixed(1)} s`;
+    process.stderr.write(this.tty ? `\r${line}   ` : `${line}\n`);
+  }
+
+  done(n: number, bytes: number): void {
+    this.update(n, bytes);
+    if (this.tty) process.stderr.write('\n');
+  }
+}
+
+/** The q-quantile of an ascending array (nearest rank); 0 for an empty one. */
+export function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}

@@ -1,0 +1,144 @@
+import { ConfigError, loadCluster, RingcastError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
+import { intFlag, parse } from '../cli.js';
+
+function need(v: string | boolean | undefined, flag: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
+  return v;
+}
+
+/** Resolve when the process is asked to stop (SIGINT / SIGTERM). */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string): void => resolve(sig);
+    process.once('SIGINT', on);
+    process.once('SIGTERM', on);
+  });
+}
+
+function line(obj: unknown): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P]
+  Runs the acceptor roles of node N (and the coordinator role where N is last in a ring).
+  Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
+`;
+
+export async function runNode(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' } });
+  if (o.help) return void process.stdout.write(HELP_NODE), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const id = intFlag(need(o.id, '--id'), 'id', 0, 1, 65535);
+  const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
+  const node = await startNode(cluster, id, { metricsPort });
+  line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
+  const sig = await untilSignal();
+  await node.stop();
+  process.stderr.write(`ringcast node ${id}: stopped on ${sig}\n`);
+  return 0;
+}
+
+function startFlag(v: string | boolean | undefined): number {
+  if (v === undefined || v === 'next') return START_NEXT;
+  if (v === 'oldest') return START_OLDEST;
+  return intFlag(v, 'from', 0, 0, Number.MAX_SAFE_INTEGER);
+}
+
+const HELP_LEARN = `ringcast learn --cluster FILE [--ring R] [--from next|oldest|N] [--count N] [--metrics-port P] [--quiet]
+  Joins ring R as a learner and prints one JSON line per delivered value:
+  {"event":"deliver","i":instance,"p":proposer,"s":seq,"d":"utf-8 data"}.
+  --count N exits after N values; --quiet prints only a summary line.
+`;
+
+export async function runLearn(args: string[]): Promise<number> {
+  const o = parse(args, {
+    cluster: { type: 'string' },
+    ring: { type: 'string' },
+    from: { type: 'string' },
+    count: { type: 'string' },
+    'metrics-port': { type: 'string' },
+    quiet: { type: 'boolean' },
+  });
+  if (o.help) return void process.stdout.write(HELP_LEARN), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const ring = o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
+  const count = intFlag(o.count, 'count', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+  const metrics = new RingMetrics({ role: 'learner' });
+  let delivered = 0;
+  let finish: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => (finish = r));
+  const client = await startClient(cluster, {
+    ring,
+    learnFrom: startFlag(o.from),
+    metrics,
+    hooks: {
+      onDeliver(ds) {
+        for (const d of ds) {
+          if (delivered >= count) break;
+          delivered++;
+          if (!o.quiet) line({ event: 'deliver', i: d.instance, p: d.proposer, s: d.seq, d: Buffer.from(d.data).toString('utf8') });
+        }
+        if (delivered >= count) finish(0);
+      },
+      onGapTrimmed(needed, oldest) {
+        const e = new RingcastError('ERR_RINGCAST_TRIMMED', `instances ${needed}..${oldest - 1} were trimmed from the acceptor logs; this learner needs a state transfer`);
+        process.stderr.write(`ringcast learn: [${e.code}] ${e.message}\n`);
+        finish(3);
+      },
+    },
+  });
+  const server = o['metrics-port'] === undefined ? undefined : await metrics.serve(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535));
+  line({ event: 'ready', id: client.id, pid: process.pid, metricsPort: server?.port ?? null });
+  const code = await Promise.race([done, untilSignal().then(() => 0)]);
+  await client.stop();
+  await server?.close();
+  line({ event: 'summary', delivered });
+  return code;
+}
+
+const HELP_PROPOSE = `ringcast propose --cluster FILE [--ring R] [--count N] [--size B] [--outstanding K] [--prefix S]
+  Proposes N values of B bytes (each starts with "S-k") with at most K outstanding, then prints
+  {"event":"done","acked":..,"failed":..,"seconds":..,"rate":..}.
+`;
+
+export async function runPropose(args: string[]): Promise<number> {
+  const o = parse(args, {
+    cluster: { type: 'string' },
+    ring: { type: 'string' },
+    count: { type: 'string' },
+    size: { type: 'string' },
+    outstanding: { type: 'string' },
+    prefix: { type: 'string' },
+  });
+  if (o.help) return void process.stdout.write(HELP_PROPOSE), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const ring = o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
+  const count = intFlag(o.count, 'count', 1000, 1, 100_000_000);
+  const size = intFlag(o.size, 'size', 0, 0, cluster.settings.maxValueBytes);
+  const outstanding = intFlag(o.outstanding, 'outstanding', 256, 1, cluster.settings.maxOutstanding);
+  const prefix = typeof o.prefix === 'string' ? o.prefix : `p${process.pid}`;
+  const client = await startClient(cluster, { ring, propose: true });
+  line({ event: 'ready', id: client.id, pid: process.pid });
+  const t0 = performance.now();
+  let acked = 0;
+  let failed = 0;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const k = next++;
+      const head = `${prefix}-${k}`;
+      const data = Buffer.from(size > head.length ? head.padEnd(size, '.') : head);
+      try {
+        await client.propose(data);
+        acked++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(outstanding, count) }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  await client.stop();
+  line({ event: 'done', acked, failed, seconds, rate: acked / seconds });
+  return failed === 0 ? 0 : 1;
+}
