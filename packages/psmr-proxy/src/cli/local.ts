@@ -37,8 +37,12 @@ export interface Spawned {
 }
 
 /** Spawn `ringcast <args>` as a real process and collect its JSON lines. */
-export function spawnRingcast(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Spawned {
-  const child = spawn(process.execPath, [RINGCAST_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+export function spawnRingcast(args: string[], opts: { env?: NodeJS.ProcessEnv; prefix?: string[] } = {}): Spawned {
+  // With a prefix (e.g. ['ip', 'netns', 'exec', 'ns1']) the prefix program execs node in place, so the
+  // child's PID is still node's PID.
+  const argv = [process.execPath, RINGCAST_BIN, ...args];
+  const [cmd, ...rest] = opts.prefix && opts.prefix.length > 0 ? [...opts.prefix, ...argv] : argv;
+  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   const lines: unknown[] = [];
   const waiters: Array<{ event: string; resolve: (v: Record<string, unknown>) => void }> = [];
   let err = '';
@@ -114,15 +118,31 @@ export interface LocalRing {
  * Write a cluster file for `acceptors` nodes on free loopback ports and start each node as a real
  * `ringcast node` process; resolves when all are ready.
  */
-export async function launchLocalRing(opts: { acceptors?: number; settings?: Record<string, number>; secret?: string; metrics?: boolean; tickMs?: number } = {}): Promise<LocalRing> {
+export async function launchLocalRing(
+  opts: {
+    acceptors?: number;
+    settings?: Record<string, number>;
+    secret?: string;
+    metrics?: boolean;
+    tickMs?: number;
+    /** IP multicast for Phase 2A and decisions (only inside a network namespace; see `prefix`). */
+    multicast?: { group: string; port: number; interface: string };
+    /** Command prefix for every node process, e.g. ['ip', 'netns', 'exec', 'ns1']. */
+    prefix?: string[];
+    /** Ports to use instead of asking the kernel for free ones (inside a namespace). */
+    ports?: number[];
+  } = {},
+): Promise<LocalRing> {
   const n = opts.acceptors ?? 3;
-  const ports = await freeUdpPorts(n);
+  const ports = opts.ports ?? (await freeUdpPorts(n));
   const nodes = Array.from({ length: n }, (_, i) => ({
     id: i + 1,
     host: '127.0.0.1',
     port: ports[i]!,
   }));
-  const raw: Record<string, unknown> = { nodes, rings: [{ id: 0, acceptors: nodes.map((x) => x.id) }] };
+  const ring: Record<string, unknown> = { id: 0, acceptors: nodes.map((x) => x.id) };
+  if (opts.multicast) ring.multicast = opts.multicast;
+  const raw: Record<string, unknown> = { nodes, rings: [ring] };
   if (opts.settings) raw.settings = opts.settings;
   if (opts.secret) raw.secret = opts.secret;
   if (opts.tickMs) raw.tickMs = opts.tickMs;
@@ -139,7 +159,7 @@ export async function launchLocalRing(opts: { acceptors?: number; settings?: Rec
     for (const node of nodes) {
       const args = ['node', '--cluster', clusterPath, '--id', String(node.id)];
       if (opts.metrics) args.push('--metrics-port', '0');
-      spawned.push(spawnRingcast(args));
+      spawned.push(spawnRingcast(args, { prefix: opts.prefix }));
     }
     await Promise.all(spawned.map((s) => s.waitFor('ready')));
   } catch (e) {

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseCluster } from '@ringcast/ring-paxos';
+
+const nodes = [
+  { id: 1, host: '127.0.0.1', port: 7001 },
+  { id: 2, host: '127.0.0.1', port: 7002 },
+  { id: 3, host: '127.0.0.1', port: 7003 },
+];
+
+function fieldOf(raw: unknown): string {
+  try {
+    parseCluster(raw);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).code).toBe('ERR_RINGCAST_CONFIG');
+    return (e as ConfigError).field;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('cluster file validation', () => {
+  it('accepts a minimal cluster and derives f, the ring and the coordinator', () => {
+    const c = parseCluster({ nodes, rings: [{ id: 0, acceptors: [1, 2, 3] }] });
+    expect(c.rings[0]!.f).toBe(1);
+    expect(c.rings[0]!.ring).toEqual([1, 2]);
+  });
+
+  it('names the field of each mistake', () => {
+    expect(fieldOf(null)).toBe('(root)');
+    expect(fieldOf({ nodes: [], rings: [] })).toBe('nodes');
+    expect(fieldOf({ nodes: [{ ...nodes[0], port: 70000 }], rings: [] })).toBe('nodes[0].port');
+    expect(fieldOf({ nodes: [nodes[0], { ...nodes[1], id: 1 }], rings: [] })).toBe('nodes[1].id');
+    expect(fieldOf({ nodes: [{ ...nodes[0], host: 'example' }], rings: [] })).toBe('nodes[0].host');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1, 2] }] })).toBe('rings[0].acceptors');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1, 2, 9] }] })).toBe('rings[0].acceptors[2]');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1, 2, 3] }, { id: 0, acceptors: [1] }] })).toBe('rings[1].id');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1, 2, 3], ring: [1, 9] }] })).toBe('rings[0].ring[1]');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1, 2, 3], multicast: { group: '10.0.0.1', port: 9, interface: '127.0.0.1' } }] })).toBe(
+      'rings[0].multicast.group',
+    );
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { window: 0 } })).toBe('settings.window');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { windw: 4 } })).toBe('settings.windw');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { maxValueBytes: 60000, maxDatagramBytes: 60000 } })).toBe(
+      'settings.maxValueBytes',
+    );
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], secret: 'short' })).toBe('secret');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], extra: 1 })).toBe('extra');
+  });
+});

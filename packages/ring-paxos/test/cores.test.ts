@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_RING_SETTINGS, MessageType, RingNode, type Message, type RingSettings } from '@ringcast/ring-paxos';
+
+/** A synchronous, fault-free harness around the pure cores: FIFO delivery, a filter to lose messages. */
+class Harness {
+  readonly nodes = new Map<number, RingNode>();
+  readonly queue: Array<{ to: number; msg: Message }> = [];
+  now = 0;
+  lose: (to: number, msg: Message) => boolean = () => false;
+  sent: Array<{ to: number; msg: Message }> = [];
+
+  constructor(acceptors: number, readonly settings: RingSettings = { ...DEFAULT_RING_SETTINGS }) {
+    const ids = Array.from({ length: acceptors }, (_, i) => i + 1);
+    const order = ids.slice(0, (acceptors - 1) / 2 + 1);
+    for (const id of ids) this.nodes.set(id, new RingNode({ ring: 0, id, ringOrder: order, acceptors: ids, settings }));
+    this.ringOrder = order;
+    this.acceptorIds = ids;
+  }
+  ringOrder: number[];
+  acceptorIds: number[];
+
+  add(id: number, extra: { learnerStart?: number; proposer?: boolean }): RingNode {
+    const n = new RingNode({ ring: 0, id, ringOrder: this.ringOrder, acceptors: this.acceptorIds, settings: this.settings, ...extra });
+    this.nodes.set(id, n);
+    return n;
+  }
+
+  collect(n: RingNode): void {
+    for (const s of n.out.drain().sends) {
+      for (const to of typeof s.to === 'number' ? [s.to] : s.to) {
+        this.sent.push({ to, msg: s.msg });
+        if (!this.lose(to, s.msg)) this.queue.push({ to, msg: s.msg });
+      }
+    }
+  }
+
+  start(): void {
+    for (const n of this.nodes.values()) {
+      n.start(this.now);
+      this.collect(n);
+    }
+  }
+
+  /** Deliver until quiet; flush every node after each message (one message per turn). */
+  run(limit = 100000): void {
+    let k = 0;
+    while (this.queue.length > 0 && k++ < limit) {
+      const { to, msg } = this.queue.shift()!;
+      const n = this.nodes.get(to);
+      if (!n) continue;
+      n.step(msg, this.now);
+      n.flush(this.now);
+      this.collect(n);
+    }
+  }
+
+  /** Advance virtual time in 5 ms ticks, running to quiet after each. */
+  advance(ms: number): void {
+    for (let t = 0; t < ms; t += 5) {
+      this.now += 5;
+      for (const n of this.nodes.values()) {
+        n.tick(this.now);
+        this.collect(n);
+      }
+      this.run();
+    }
+  }
+}
+
+const enc = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
+const dec = (u: Uint8Array): string => Buffer.from(u).toString();
+
+function deliveries(n: RingNode): string[] {
+  return n.learner!.takeDeliveries().map((d) => dec(d.data));
+}
+
+describe('ring cores (fault-free harness)', () => {
+  for (const acceptors of [1, 3, 5]) {
+    it(`orders values from two proposers identically at two learners (${acceptors} acceptors)`, () => {
+      const h = new Harness(acceptors);
+      const l1 = h.add(100001, { learnerStart: 0 });
+      const l2 = h.add(100002, { learnerStart: 0 });
+      const p1 = h.add(100003, { proposer: true });
+      const p2 = h.add(100004, { proposer: true });
+      h.start();
+      h.advance(20);
+      for (let i = 0; i < 50; i++) {
+        p1.proposer!.propose(enc(`a${i}`), h.now, p1.out);
+        p2.proposer!.propose(enc(`b${i}`), h.now, p2.out);
+        if (i % 7 === 0) {
+          p1.flush(h.now);
+          h.collect(p1);
+          p2.flush(h.now);
+          h.collect(p2);
+          h.run();
+        }
+      }
+      h.advance(100);
+      const d1 = deliveries(l1);
+      const d2 = deliveries(l2);
+      expect(d1).toHaveLength(100);
+      expect(d2).toEqual(d1);
+      expect(d1.filter((x) => x.startsWith('a'))).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
+      expect(p1.proposer!.inflight).toBe(0);
+      expect(p2.proposer!.inflight).toBe(0);
+    });
+  }
+
+  it('does not order a retried proposal twice and still acknowledges it', () => {
+    const h = new Harness(3);
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    // Lose every Ack: the proposer re-sends until it gives up waiting, the coordinator must not re-order.
+    h.lose = (_to, m) => m.t === MessageType.Ack;
+    p.proposer!.propose(enc('once'), h.now, p.out);
+    h.advance(h.settings.retryTimeoutMs * 3 + 50);
+    expect(p.proposer!.stats.resent).toBeGreaterThanOrEqual(2);
+    h.lose = () => false;
+    h.advance(h.settings.retryTimeoutMs + 50);
+    expect(deliveries(l)).toEqual(['once']);
+    expect(p.proposer!.inflight).toBe(0);
+    const coord = h.nodes.get(2)!.coordinator!;
+    expect(coord.stats.duplicateProposals).toBeGreaterThanOrEqual(2);
+    expect(coord.stats.decided).toBe(1);
+  });
+
+  it('keeps at most `window` instances undecided', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, maxValueBytes: 256 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    // Votes never reach the coordinator: nothing is decided and the window fills.
+    h.lose = (_to, m) => m.t === MessageType.Phase2B;
+    for (let i = 0; i < 40; i++) p.proposer!.propose(enc(`v${i}`.padEnd(150, '.')), h.now, p.out);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    h.advance(50);
+    const coord = h.nodes.get(2)!.coordinator!;
+    expect(coord.windowOccupancy).toBe(4);
+    expect(coord.next).toBe(4);
+    h.lose = () => false;
+    h.advance(300);
+    expect(coord.stats.decided).toBe(40);
+  });
+
+  it('fills a learner gap from an acceptor log, never by deciding again', () => {
+    const h = new Harness(3);
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    let lost = 0;
+    h.lose = (to, m) => to === 100001 && m.t === MessageType.Phase2A && m.instance === 1 && ++lost > 0;
+    for (let i = 0; i < 3; i++) {
+      p.proposer!.propose(enc(`g${i}`), h.now, p.out);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    }
+    h.lose = () => false;
+    h.advance(200);
+    expect(lost).toBeGreaterThan(0);
+    expect(deliveries(l)).toEqual(['g0', 'g1', 'g2']);
+    expect(l.learner!.stats.retransmitRequests).toBeGreaterThan(0);
+    expect(h.nodes.get(2)!.coordinator!.stats.decided).toBe(3);
+  });
+
+  it('trims acceptor logs below what every learner delivered', () => {
+    const h = new Harness(3);
+    h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 20; i++) {
+      p.proposer!.propose(enc(`t${i}`), h.now, p.out);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    }
+    h.advance(400);
+    const acc = h.nodes.get(1)!.acceptor!;
+    expect(acc.trimmed).toBe(20);
+    expect(acc.log.size).toBe(0);
+  });
+
+  it('answers a stale ballot with a Nack and re-runs Phase 1 above it', () => {
+    const h = new Harness(3);
+    h.start();
+    h.advance(20);
+    const a1 = h.nodes.get(1)!;
+    const coord = h.nodes.get(2)!.coordinator!;
+    const before = coord.ballot;
+    // Someone promised a higher ballot at acceptor 1 (a former coordinator, say).
+    a1.step({ t: MessageType.Phase1A, ring: 0, from: 3, ballot: before + 5 * 65536, lo: 0, hi: 10 }, h.now);
+    a1.out.drain();
+    const p = h.add(100003, { proposer: true });
+    const l = h.add(100001, { learnerStart: 0 });
+    p.proposer!.propose(enc('after-nack'), h.now, p.out);
+    p.flush(h.now);
+    h.collect(p);
+    h.advance(300);
+    expect(coord.stats.nacks).toBeGreaterThan(0);
+    expect(coord.ballot).toBeGreaterThan(before + 5 * 65536);
+    expect(deliveries(l)).toEqual(['after-nack']);
+  });
+});

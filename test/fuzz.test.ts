@@ -1,0 +1,151 @@
+import { createSocket } from 'node:dgram';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Codec, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
+
+// Throws 100,000 bad datagrams (random, structurally wrong, truncated, oversized, foreign-ring, and - with a
+// cluster secret - tampered and mis-keyed ones) at running acceptor processes while they order values.
+// Every bad datagram must be dropped and counted, no process may crash, and ordering must go on.
+const TOTAL = 100_000;
+const ROUND = 600; // datagrams per round, spread over the three nodes; then wait until all are counted
+
+const SECRET = 'fuzz-cluster-secret-000000';
+
+function validSamples(ring: number): Message[] {
+  const v = (n: number): Uint8Array => new Uint8Array(n).fill(7);
+  return [
+    { t: MessageType.Propose, ring, from: 70000, floor: 0, seqs: [1, 2], datas: [v(10), v(20)] },
+    { t: MessageType.Phase2A, ring, from: 2, ballot: 1, instance: 5, vid: 1, value: v(100), decisions: [1, 2, 1], safe: 0 },
+    { t: MessageType.Phase2B, ring, from: 1, ballot: 1, instance: 5, vid: 1, votes: 1 },
+    { t: MessageType.Progress, ring, from: 70001, delivered: 3, start: -1 },
+    { t: MessageType.RetransmitRequest, ring, from: 70001, lo: 0, hi: 5 },
+    { t: MessageType.Learn, ring, from: 1, trimmed: 0, insts: [1], vids: [1], values: [v(5)] },
+  ];
+}
+
+/** One datagram that must be refused, of a kind drawn from `rng`. */
+function badDatagram(rng: Prng, codec: Codec, secret: boolean): Buffer {
+  const samples = validSamples(0);
+  const kind = rng.int(0, secret ? 9 : 7);
+  switch (kind) {
+    case 0: {
+      // Random bytes with a wrong version byte.
+      const b = Buffer.alloc(rng.int(4, 1500));
+      for (let i = 0; i < b.length; i++) b[i] = rng.int(0, 256);
+      if (b[0] === WIRE_VERSION) b[0] = WIRE_VERSION + 1;
+      return b;
+    }
+    case 1: {
+      // Right version, unknown type.
+      const b = Buffer.alloc(rng.int(4, 200));
+      for (let i = 0; i < b.length; i++) b[i] = rng.int(0, 256);
+      b[0] = WIRE_VERSION;
+      b[1] = rng.int(13, 256);
+      return b;
+    }
+    case 2: {
+      // A valid datagram cut short (the msgpack body ends early; with a secret the tag no longer matches).
+      const good = codec.encode(rng.pick(samples));
+      return good.subarray(0, rng.int(0, good.length - (secret ? 1 : 17)));
+    }
+    case 3:
+      return Buffer.alloc(rng.int(0, 4), 1); // too short
+    case 4:
+      return Buffer.alloc(rng.int(61 * 1024, 65000), 2); // above the datagram bound
+    case 5: {
+      // Well-formed msgpack of the wrong shape: fields of the wrong kind.
+      const m = { ...rng.pick(samples) } as Record<string, unknown>;
+      const keys = Object.keys(m).filter((k) => k !== 't');
+      m[rng.pick(keys)] = rng.pick(['str', -5, 1.5, { a: 1 }, [-1], null, true]);
+      if (secret) return Buffer.from(new Codec({ maxDatagramBytes: 60000 }).encode(m as unknown as Message));
+      return codec.encode(m as unknown as Message);
+    }
+    case 6: {
+      // A valid message for a ring this cluster does not have.
+      return codec.encode(validSamples(99)[rng.int(0, 6)]!);
+    }
+    case 7: {
+      // With a secret: a valid datagram with one bit flipped.
+      const b = Buffer.from(codec.encode(rng.pick(samples)));
+      const i = rng.int(3, b.length);
+      b[i]! ^= 1 << rng.int(0, 8);
+      return b;
+    }
+    default: {
+      // With a secret: tagged with another key, or not tagged at all.
+      const other = new Codec({ maxDatagramBytes: 60000, secret: rng.chance(0.5) ? 'another-secret-0000000000' : undefined });
+      return other.encode(rng.pick(samples));
+    }
+  }
+}
+
+async function fuzzRing(secret: boolean, count: number, seed: number): Promise<{ dropped: number; delivered: number }> {
+  const ring: LocalRing = await launchLocalRing({ acceptors: 3, metrics: true, secret: secret ? SECRET : undefined });
+  const procs: Spawned[] = [];
+  const sock = createSocket('udp4');
+  try {
+    const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
+    const learners = [0, 1].map(() => spawnRingcast(['learn', '--cluster', ring.clusterPath, '--from', '0']));
+    procs.push(...learners);
+    await Promise.all(learners.map((l) => l.waitFor('ready')));
+    const proposer = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '3000', '--outstanding', '16', '--prefix', 'f']);
+    procs.push(proposer);
+
+    const codec = new Codec({ maxDatagramBytes: ring.cluster.settings.maxDatagramBytes, secret: secret ? SECRET : undefined });
+    const rng = new Prng(seed);
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const targets = ring.cluster.nodes.map((n) => n.port);
+    const sent = [0, 0, 0];
+    for (let done = 0; done < count; ) {
+      const n = Math.min(ROUND, count - done);
+      for (let k = 0; k < n; k++) {
+        const t = (done + k) % 3;
+        const b = badDatagram(rng, codec, secret);
+        sock.send(b, targets[t]!, '127.0.0.1');
+        sent[t]!++;
+      }
+      done += n;
+      // Wait until every node counted all it was sent: the count must match exactly.
+      const counted = await waitUntil(async () => {
+        const got = await Promise.all(ports.map((p) => scrape(p, 'ringcast_datagrams_dropped_total')));
+        return got.every((g, i) => g >= sent[i]!);
+      }, 10_000, 10);
+      if (!counted) {
+        const got = await Promise.all(ports.map((p) => scrape(p, 'ringcast_datagrams_dropped_total')));
+        throw new Error(`after ${done} datagrams the nodes counted ${got.join(', ')} of ${sent.join(', ')}`);
+      }
+    }
+    const got = await Promise.all(ports.map((p) => scrape(p, 'ringcast_datagrams_dropped_total')));
+    expect(got).toEqual(sent);
+    if (secret) expect(await scrape(ports[0]!, 'ringcast_datagrams_dropped_total', 'reason="auth"')).toBeGreaterThan(0);
+    else expect(await scrape(ports[0]!, 'ringcast_datagrams_dropped_total', 'reason="shape"')).toBeGreaterThan(0);
+
+    const d = await proposer.waitFor('done', 120_000);
+    expect(d).toMatchObject({ acked: 3000, failed: 0 });
+    expect(await waitUntil(() => learners.every((l) => delivered(l).length >= 3000), 30_000)).toBe(true);
+    expect(delivered(learners[1]!)).toEqual(delivered(learners[0]!));
+    // No process crashed.
+    for (const n of ring.nodes) expect(n.child.exitCode).toBeNull();
+    return { dropped: got.reduce((a, b) => a + b, 0), delivered: delivered(learners[0]!).length };
+  } finally {
+    sock.close();
+    await stopAll(procs);
+    await ring.stop();
+  }
+}
+
+describe('fuzzing running nodes with bad datagrams', () => {
+  const procs: Spawned[] = [];
+  afterAll(() => stopAll(procs));
+
+  it(`drops and counts ${TOTAL / 2} bad datagrams without a secret while ordering goes on`, async () => {
+    const r = await fuzzRing(false, TOTAL / 2, 1);
+    expect(r.dropped).toBe(TOTAL / 2);
+  });
+
+  it(`drops and counts ${TOTAL / 2} bad datagrams with a cluster secret (HMAC) while ordering goes on`, async () => {
+    const r = await fuzzRing(true, TOTAL / 2, 2);
+    expect(r.dropped).toBe(TOTAL / 2);
+  });
+});

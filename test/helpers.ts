@@ -1,0 +1,41 @@
+import { stopProcess, type Spawned } from '@ringcast/psmr-proxy';
+
+export interface Delivered {
+  i: number;
+  p: number;
+  s: number;
+  d: string;
+}
+
+/** The deliver events a `ringcast learn` process printed so far. */
+export function delivered(s: Spawned): Delivered[] {
+  return (s.lines as Array<Record<string, unknown>>).filter((l) => l.event === 'deliver') as unknown as Delivered[];
+}
+
+/** Poll until `cond` holds or `timeoutMs` passes; returns whether it held. */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return cond();
+}
+
+/** Sum of a Prometheus metric's samples (all label sets), optionally only those whose labels contain `match`. */
+export async function scrape(port: number, name: string, match = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    if (!l.startsWith(name)) continue;
+    const c = l[name.length];
+    if (c !== ' ' && c !== '{') continue;
+    if (match && !l.includes(match)) continue;
+    sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+export async function stopAll(ps: Spawned[]): Promise<void> {
+  await Promise.all(ps.map((p) => stopProcess(p)));
+}
