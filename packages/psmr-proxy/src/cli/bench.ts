@@ -1,4 +1,5 @@
 import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
@@ -149,7 +150,8 @@ async function ringSink(args: string[]): Promise<number> {
   measuring = false;
   lat.sort((a, b) => a - b);
   await client.stop();
-  line({ event: 'result', values, bytes, seconds: secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) });
+  const ls = client.driver.node.learner!.stats;
+  line({ event: 'result', values, bytes, seconds: secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), retransmitRequests: ls.retransmitRequests, bufferFull: ls.bufferFull, drops: Object.fromEntries(client.driver.drops) });
   return 0;
 }
 
@@ -167,8 +169,10 @@ async function ringLoad(args: string[]): Promise<number> {
   let acked = 0;
   let failed = 0;
   const worker = async (): Promise<void> => {
+    // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
+    // Propose datagram is a copy, so the next value of this worker may overwrite it.
+    const b = Buffer.alloc(size, 0x63);
     while (performance.now() < end) {
-      const b = Buffer.alloc(size, 0x63);
       b.writeBigUInt64LE(nowNs(), 0);
       try {
         await client.propose(b);
@@ -180,7 +184,7 @@ async function ringLoad(args: string[]): Promise<number> {
   };
   await Promise.all(Array.from({ length: outstanding }, worker));
   await client.stop();
-  line({ event: 'result', acked, failed });
+  line({ event: 'result', acked, failed, resent: client.driver.node.proposer!.stats.resent, drops: Object.fromEntries(client.driver.drops) });
   return 0;
 }
 
@@ -192,6 +196,22 @@ async function metricValue(port: number, name: string): Promise<number> {
     if (l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/** Diagnostics (Linux): kernel receive-buffer drops per local UDP port with any drops. */
+function udpSocketDrops(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    const rows = readFileSync('/proc/net/udp', 'utf8').trim().split('\n').slice(1);
+    for (const r of rows) {
+      const f = r.trim().split(/\s+/);
+      const drops = Number(f[f.length - 1]);
+      if (drops > 0) out[String(parseInt(f[1]!.split(':')[1]!, 16))] = drops;
+    }
+  } catch {
+    /* not Linux */
+  }
+  return out;
 }
 
 async function rawUdp(size: number, seconds: number): Promise<number> {
@@ -239,12 +259,31 @@ async function benchRing(args: string[]): Promise<number> {
       await sleep(200);
       const load = spawnRingcast(['bench', 'ring-load', '--cluster', ring.clusterPath, '--size', String(size), '--seconds', String(warmup + seconds + 3), '--outstanding', String(outstanding)]);
       procs.push(load);
-      const results = await Promise.all(sinks.map((s) => s.waitFor('result', (warmup + seconds + 60) * 1000)));
       const coordPort = (await ring.nodes[1]!.waitFor('ready')).metricsPort as number;
+      const occ: number[] = [];
+      const sampler = setInterval(() => void metricValue(coordPort, 'ringcast_window_occupancy').then((v) => occ.push(v)), 250);
+      const results = await Promise.all(sinks.map((s) => s.waitFor('result', (warmup + seconds + 60) * 1000)));
+      clearInterval(sampler);
+      process.stderr.write(`bench ring: node ports ${ring.cluster.nodes.map((n) => `${n.id}:${n.port}`).join(' ')} udp drops ${JSON.stringify(udpSocketDrops())}\n`);
       const batchSum = await metricValue(coordPort, 'ringcast_batch_bytes_sum');
       const batchCount = await metricValue(coordPort, 'ringcast_batch_bytes_count');
       const batchValues = (await metricValue(coordPort, 'ringcast_batch_values_sum')) / Math.max(1, batchCount);
       await stopProcess(load);
+      const loadResult = load.lines.find((l) => (l as Record<string, unknown>).event === 'result');
+      const diag = {
+        phase2MeanMs: (1000 * (await metricValue(coordPort, 'ringcast_phase2_latency_seconds_sum'))) / Math.max(1, await metricValue(coordPort, 'ringcast_phase2_latency_seconds_count')),
+        windowSamples: occ,
+        coordRecvDatagrams: await metricValue(coordPort, 'ringcast_received_datagrams_total'),
+        coordRecvBytes: await metricValue(coordPort, 'ringcast_received_bytes_total'),
+        coordSentDatagrams: await metricValue(coordPort, 'ringcast_sent_datagrams_total'),
+        instances: batchCount,
+        phase2Retransmits: await metricValue(coordPort, 'ringcast_phase2_retransmissions'),
+        coordDrops: await metricValue(coordPort, 'ringcast_datagrams_dropped_total'),
+        sinks: results.map((r) => ({ retransmitRequests: r.retransmitRequests, bufferFull: r.bufferFull, drops: r.drops })),
+        load: loadResult,
+        udpDrops: udpSocketDrops(),
+      };
+      process.stderr.write(`bench ring: diagnostics ${JSON.stringify(diag)}\n`);
       const meanDatagram = Math.round(batchSum / Math.max(1, batchCount)) + 64;
       const values = Math.min(...results.map((r) => (r.values as number) / (r.seconds as number)));
       const payloadMBps = (values * size) / 1e6;

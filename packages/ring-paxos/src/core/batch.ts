@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { mpEncode } from './mpack.js';
 
 /**
  * The content of one instance value: proposals from several proposers, grouped by proposer. A group carries
@@ -20,7 +21,8 @@ export function encodeBatch(groups: readonly BatchGroup[]): Uint8Array {
     const g = groups[i]!;
     arr[i] = [g.pid, g.floor, g.seqs, g.datas];
   }
-  return packr.pack(arr);
+  // Sized once and written once (msgpackr would grow and re-copy its buffer for large batches).
+  return mpEncode(arr) ?? packr.pack(arr);
 }
 
 export const NOOP_VALUE: Uint8Array = encodeBatch([]);

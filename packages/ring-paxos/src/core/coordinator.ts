@@ -1,6 +1,6 @@
 import { Acceptor } from './acceptor.js';
 import { encodeBatch, NOOP_VALUE, type BatchGroup } from './batch.js';
-import { DedupTable } from './dedup.js';
+import { DedupTable, type DedupCursor } from './dedup.js';
 import {
   makeBallot,
   ballotRound,
@@ -300,6 +300,7 @@ export class Coordinator {
   private cutBatch(out: Outbox): void {
     const groups: BatchGroup[] = [];
     const byPid = new Map<number, BatchGroup>();
+    const cursors = new Map<number, DedupCursor>();
     const acks: Array<{ pid: number; seqs: number[] }> = [];
     let bytes = 0;
     const instance = this.next++;
@@ -320,7 +321,12 @@ export class Coordinator {
       if (e.floor > g.floor) g.floor = e.floor;
       g.seqs.push(e.seq);
       g.datas.push(e.data);
-      this.dedup.open(e.pid, 0).mark(e.seq, instance);
+      let cur = cursors.get(e.pid);
+      if (!cur) {
+        cur = this.dedup.open(e.pid, 0);
+        cursors.set(e.pid, cur);
+      }
+      cur.mark(e.seq, instance);
     }
     if (this.pendingHead === this.pending.length) {
       this.pending.length = 0;

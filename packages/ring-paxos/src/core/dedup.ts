@@ -7,6 +7,10 @@
 interface ProposerEntry {
   floor: number;
   seen: Map<number, number>;
+  /** True while `seen` iterates in increasing seq order (the usual case), so a floor cut can stop early. */
+  ordered: boolean;
+  /** Largest seq ever marked. */
+  top: number;
 }
 
 export class DedupTable {
@@ -32,7 +36,7 @@ export class DedupTable {
     if (e) {
       this.proposers.delete(pid);
     } else {
-      e = { floor: 0, seen: new Map() };
+      e = { floor: 0, seen: new Map(), ordered: true, top: -1 };
       if (this.proposers.size >= this.maxProposers) {
         const oldest = this.proposers.keys().next().value as number;
         this.proposers.delete(oldest);
@@ -42,7 +46,25 @@ export class DedupTable {
     this.proposers.set(pid, e);
     if (floor > e.floor) {
       e.floor = floor;
-      for (const s of e.seen.keys()) if (s < floor) e.seen.delete(s);
+      const seen = e.seen;
+      if (e.ordered) {
+        // Keys ascend in insertion order: everything below the floor is a prefix.
+        for (const s of seen.keys()) {
+          if (s >= floor) break;
+          seen.delete(s);
+        }
+      } else {
+        let prev = -1;
+        let ordered = true;
+        for (const s of seen.keys()) {
+          if (s < floor) seen.delete(s);
+          else {
+            if (s < prev) ordered = false;
+            prev = s;
+          }
+        }
+        e.ordered = ordered;
+      }
     }
     return new DedupCursor(this, e, this.maxPerProposer);
   }
@@ -64,9 +86,13 @@ export class DedupCursor {
   /** Remember seq with a tag (the coordinator stores the instance, the learner anything). */
   mark(seq: number, tag: number): void {
     const seen = this.e.seen;
-    if (!seen.has(seq) && seen.size >= this.maxPerProposer) {
-      seen.delete(seen.keys().next().value as number);
-      this.table.evictions++;
+    if (!seen.has(seq)) {
+      if (seen.size >= this.maxPerProposer) {
+        seen.delete(seen.keys().next().value as number);
+        this.table.evictions++;
+      }
+      if (seq < this.e.top) this.e.ordered = false;
+      else this.e.top = seq;
     }
     seen.set(seq, tag);
   }

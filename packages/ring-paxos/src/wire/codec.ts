@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { mpEncode } from '../core/mpack.js';
 import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from '../core/messages.js';
 
 /**
@@ -33,6 +34,8 @@ export type Decoded = { ok: true; msg: Message } | { ok: false; reason: DropReas
 export class CodecError extends Error {
   readonly code = 'ERR_RINGCAST_ENCODE';
 }
+
+const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);
 
 const packr = new Packr({ useRecords: false, variableMapSize: true, moreTypes: false });
 
@@ -76,15 +79,20 @@ export class Codec {
     const fields = new Array(shape.length);
     const rec = msg as unknown as Record<string, unknown>;
     for (let k = 0; k < shape.length; k++) fields[k] = rec[shape[k]!.name];
-    const body = packr.pack(fields);
     const tagLen = this.secret ? TAG_BYTES : 0;
-    const total = HEADER_BYTES + body.length + tagLen;
+    // The body is written once, straight into the datagram, after HEADER_BYTES left free for the header;
+    // anything the small writer does not handle (never a well-formed message) goes through msgpackr.
+    let buf = mpEncode(fields, HEADER_BYTES, tagLen, allocUnsafe) as Buffer | undefined;
+    if (buf === undefined) {
+      const body = packr.pack(fields);
+      buf = Buffer.allocUnsafe(HEADER_BYTES + body.length + tagLen);
+      buf.set(body, HEADER_BYTES);
+    }
+    const total = buf.length;
     if (total > this.max) throw new CodecError(`message type ${msg.t} encodes to ${total} bytes, above the ${this.max}-byte datagram bound`);
-    const buf = Buffer.allocUnsafe(total);
     buf[0] = WIRE_VERSION;
     buf[1] = msg.t;
     buf[2] = this.secret ? FLAG_TAG : 0;
-    buf.set(body, HEADER_BYTES);
     if (this.secret) {
       const tag = createHmac('sha256', this.secret).update(buf.subarray(0, total - TAG_BYTES)).digest();
       tag.copy(buf, total - TAG_BYTES, 0, TAG_BYTES);
