@@ -5,7 +5,7 @@ import { intFlag, parse } from '../cli.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile } from './progress.js';
 
-const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B]
+const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B] [--window N]
   One ring (3 acceptors, 2 learners, 1 proposer, each a process) on 127.0.0.1. For each value size it
   prints one JSON line: values/s, payload MB/s, p50/p99 propose-to-delivery latency, the raw one-hop UDP
   MB/s measured in the same run with the ring's mean Phase 2A datagram size, and the wire efficiency
@@ -235,20 +235,27 @@ async function benchRing(args: string[]): Promise<number> {
     warmup: { type: 'string' },
     outstanding: { type: 'string' },
     batch: { type: 'string' },
+    window: { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP), 0;
   const sizes = (typeof o.sizes === 'string' ? o.sizes : '1024,8192').split(',').map((s, i) => intFlag(s, `sizes[${i}]`, 0, 8, 30000));
   const seconds = intFlag(o.seconds, 'seconds', 4, 1, 600);
   const warmup = intFlag(o.warmup, 'warmup', 1, 0, 60);
-  const outstanding = intFlag(o.outstanding, 'outstanding', 2048, 1, 65536);
+  // Default in-flight values per size: about 2 MiB of payload (2048 x 1 KB, 256 x 8 KB). Sixteen MiB of 8 KB
+  // values in flight overflowed the coordinator's socket buffer (its Phase 2B votes were dropped with the
+  // proposals, stalling the window for a Phase 2 timeout) without adding throughput, only queueing delay.
+  const outstandingFlag = o.outstanding === undefined ? undefined : intFlag(o.outstanding, 'outstanding', 2048, 1, 65536);
+  const outstandingFor = (size: number): number => outstandingFlag ?? Math.max(64, Math.min(2048, Math.floor((2 << 20) / size)));
   const batch = intFlag(o.batch, 'batch', 32768, 1024, 60000);
+  const window = intFlag(o.window, 'window', 64, 1, 4096);
   await freeUdpPorts(1);
   for (const size of sizes) {
     process.stderr.write(`bench ring: ${size}-byte values, ${warmup}+${seconds} s ...\n`);
+    const outstanding = outstandingFor(size);
     const ring = await launchLocalRing({
       acceptors: 3,
       metrics: true,
-      settings: { maxValueBytes: batch, maxDatagramBytes: Math.min(65507, batch + 2048), maxOutstanding: Math.max(outstanding, 4096) },
+      settings: { window, maxValueBytes: batch, maxDatagramBytes: Math.min(65507, batch + 2048), maxOutstanding: Math.max(outstanding, 4096) },
     });
     const procs: Spawned[] = [];
     let result: Record<string, unknown>;
@@ -297,6 +304,7 @@ async function benchRing(args: string[]): Promise<number> {
         ringMembers,
         learners: 2,
         batchBoundBytes: batch,
+        outstanding,
         meanBatchBytes: meanDatagram - 64,
         meanBatchValues: Number(batchValues.toFixed(1)),
         valuesPerSec: Math.round(values),

@@ -61,6 +61,37 @@ function checkField(kind: FieldShape['kind'], v: unknown): boolean {
   }
 }
 
+type F = any[]; // eslint-disable-line @typescript-eslint/no-explicit-any -- fields already checked against the shape
+
+/**
+ * One object literal per message type (fixed key order, so V8 gives every decoded message of a type the
+ * same hidden class instead of growing each object key by key). Checked against MESSAGE_SHAPES below.
+ */
+const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
+  1: (f) => ({ t: 1, ring: f[0], from: f[1], floor: f[2], seqs: f[3], datas: f[4] }),
+  2: (f) => ({ t: 2, ring: f[0], from: f[1], seqs: f[2] }),
+  3: (f) => ({ t: 3, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4] }),
+  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], insts: f[5], vballots: f[6], vids: f[7], values: f[8] }),
+  5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7] }),
+  6: (f) => ({ t: 6, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], votes: f[5] }),
+  7: (f) => ({ t: 7, ring: f[0], from: f[1], decisions: f[2], safe: f[3] }),
+  8: (f) => ({ t: 8, ring: f[0], from: f[1], delivered: f[2], start: f[3] }),
+  9: (f) => ({ t: 9, ring: f[0], from: f[1], oldest: f[2], next: f[3], ballot: f[4] }),
+  10: (f) => ({ t: 10, ring: f[0], from: f[1], lo: f[2], hi: f[3] }),
+  11: (f) => ({ t: 11, ring: f[0], from: f[1], trimmed: f[2], insts: f[3], vids: f[4], values: f[5] }),
+  12: (f) => ({ t: 12, ring: f[0], from: f[1], ballot: f[2], promised: f[3] }),
+};
+
+// The builders must say exactly what the frozen shapes say, in the same order: fail loudly at load if not.
+for (const [t, shape] of Object.entries(MESSAGE_SHAPES)) {
+  const built = BUILDERS[Number(t) as MessageType](shape.map((_, k) => k));
+  const keys = Object.keys(built);
+  const want = ['t', ...shape.map((f) => f.name)];
+  if (built.t !== Number(t) || keys.length !== want.length || keys.some((k, i) => k !== want[i] || (i > 0 && (built as unknown as Record<string, unknown>)[k] !== i - 1))) {
+    throw new Error(`codec: decoder for message type ${t} disagrees with MESSAGE_SHAPES`);
+  }
+}
+
 export class Codec {
   private readonly max: number;
   private readonly secret: Buffer | undefined;
@@ -127,13 +158,10 @@ export class Codec {
       return { ok: false, reason: 'malformed' };
     }
     if (!Array.isArray(fields) || fields.length !== shape.length) return { ok: false, reason: 'shape' };
-    const msg: Record<string, unknown> = { t };
     for (let k = 0; k < shape.length; k++) {
-      const f = shape[k]!;
-      const v = fields[k];
-      if (!checkField(f.kind, v)) return { ok: false, reason: 'shape' };
-      msg[f.name] = v;
+      if (!checkField(shape[k]!.kind, (fields as unknown[])[k])) return { ok: false, reason: 'shape' };
     }
+    const msg = BUILDERS[t](fields as F);
     if (!parallelArraysAgree(msg as unknown as Message)) return { ok: false, reason: 'shape' };
     return { ok: true, msg: msg as unknown as Message };
   }
