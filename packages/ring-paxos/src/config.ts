@@ -59,6 +59,7 @@ function host(v: Json, field: string): string {
 const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
   window: [1, 65536],
   logCapacity: [16, 1 << 24],
+  logRetain: [0, 1 << 23],
   maxValueBytes: [256, MAX_UDP_PAYLOAD],
   maxDatagramBytes: [1024, MAX_UDP_PAYLOAD],
   lingerMs: [0, 1000],
@@ -96,6 +97,7 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
     );
   }
   if (s.logCapacity < s.window * 2) throw new ConfigError(`${prefix}.logCapacity`, `must be at least twice window (${s.window})`);
+  if (s.logRetain * 2 > s.logCapacity) throw new ConfigError(`${prefix}.logRetain`, `must be at most half of logCapacity (${s.logCapacity})`);
   if (s.phase1Range < s.window) throw new ConfigError(`${prefix}.phase1Range`, `must be at least window (${s.window})`);
   return s;
 }

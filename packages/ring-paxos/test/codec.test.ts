@@ -63,6 +63,10 @@ describe('wire codec', () => {
     expect(c.decode(neg)).toEqual({ ok: false, reason: 'shape' });
     const uneven = c.encode({ ...samples[0]!, seqs: [1] } as Message);
     expect(c.decode(uneven)).toEqual({ ok: false, reason: 'shape' });
+    const badStart = c.encode({ ...samples[7]!, start: -5 } as Message);
+    expect(c.decode(badStart)).toEqual({ ok: false, reason: 'shape' });
+    const badDelivered = c.encode({ ...samples[7]!, delivered: -2 } as Message);
+    expect(c.decode(badDelivered)).toEqual({ ok: false, reason: 'shape' });
   });
 
   it('refuses untagged, mistagged and tampered datagrams when a secret is set', () => {

@@ -168,8 +168,8 @@ describe('ring cores (fault-free harness)', () => {
     expect(h.nodes.get(2)!.coordinator!.stats.decided).toBe(3);
   });
 
-  it('trims acceptor logs below what every learner delivered', () => {
-    const h = new Harness(3);
+  it('trims acceptor logs below what every learner delivered, keeping logRetain instances', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, logRetain: 5 });
     h.add(100001, { learnerStart: 0 });
     const p = h.add(100003, { proposer: true });
     h.start();
@@ -182,8 +182,9 @@ describe('ring cores (fault-free harness)', () => {
     }
     h.advance(400);
     const acc = h.nodes.get(1)!.acceptor!;
-    expect(acc.trimmed).toBe(20);
-    expect(acc.log.size).toBe(0);
+    expect(acc.trimmed).toBe(15);
+    expect(acc.log.size).toBe(5);
+    expect([...acc.log.keys()].sort((a, b) => a - b)).toEqual([15, 16, 17, 18, 19]);
   });
 
   it('answers a stale ballot with a Nack and re-runs Phase 1 above it', () => {

@@ -475,15 +475,14 @@ export class Coordinator {
     });
   }
 
+  /**
+   * The trim point: what every live learner delivered (the frontier when none is subscribed), less
+   * `logRetain` instances kept for learners that join later and start from the oldest one.
+   */
   private updateSafe(): void {
-    let safe: number;
-    if (this.learners.size > 0) {
-      safe = Infinity;
-      for (const l of this.learners.values()) if (l.delivered + 1 < safe) safe = l.delivered + 1;
-    } else {
-      safe = this.frontier - Math.floor(this.s.logCapacity / 2);
-    }
-    safe = Math.min(safe, this.frontier);
+    let delivered = this.frontier;
+    for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
+    const safe = delivered - this.s.logRetain;
     if (safe > this.safe) this.safe = safe;
   }
 

@@ -7,6 +7,8 @@ export interface RingSettings {
   window: number;
   /** Most instances an acceptor log holds; the coordinator never opens an instance past safe + this. */
   logCapacity: number;
+  /** Instances acceptors keep below what every learner delivered, for learners that join later. */
+  logRetain: number;
   /** Byte bound of one instance value (a batch of proposals). */
   maxValueBytes: number;
   /** Byte bound of one datagram on the wire, header and tag included. */
@@ -48,6 +50,7 @@ export interface RingSettings {
 export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   window: 64,
   logCapacity: 16384,
+  logRetain: 4096,
   maxValueBytes: 32 * 1024,
   maxDatagramBytes: 60 * 1024,
   lingerMs: 0,

@@ -141,6 +141,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   const settings: RingSettings = parseSettings({
     window: rng.pick([1, 4, 16, 64]),
     logCapacity: rng.pick([256, 1024, 16384]),
+    logRetain: rng.pick([0, 16, 100]),
     phase1Range: rng.pick([64, 256, 4096]),
     maxValueBytes: rng.pick([512, 4096, 32768]),
     maxDatagramBytes: 60 * 1024,

@@ -162,13 +162,16 @@ export class Codec {
       if (!checkField(shape[k]!.kind, (fields as unknown[])[k])) return { ok: false, reason: 'shape' };
     }
     const msg = BUILDERS[t](fields as F);
-    if (!parallelArraysAgree(msg as unknown as Message)) return { ok: false, reason: 'shape' };
+    if (!fieldsAgree(msg as unknown as Message)) return { ok: false, reason: 'shape' };
     return { ok: true, msg: msg as unknown as Message };
   }
 }
 
-/** Cross-field rules the per-field kinds cannot say: parallel arrays of equal length, decision triples. */
-function parallelArraysAgree(m: Message): boolean {
+/**
+ * Rules the per-field kinds cannot say: parallel arrays of equal length, decision triples, and the signed
+ * fields' ranges (Progress: delivered >= -1, start is START_NEXT, START_OLDEST or an instance).
+ */
+function fieldsAgree(m: Message): boolean {
   switch (m.t) {
     case 1:
       return m.seqs.length === m.datas.length;
@@ -177,6 +180,8 @@ function parallelArraysAgree(m: Message): boolean {
     case 5:
     case 7:
       return m.decisions.length % 3 === 0;
+    case 8:
+      return m.delivered >= -1 && m.start >= -2;
     case 11:
       return m.insts.length === m.vids.length && m.insts.length === m.values.length;
     default:
