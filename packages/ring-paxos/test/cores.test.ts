@@ -41,6 +41,14 @@ class Harness {
     }
   }
 
+  /** Propose one value from proposer node `p` and send it at once (end of the proposer's turn). */
+  submit(p: RingNode, value: string): void {
+    p.proposer!.propose(enc(value), this.now, p.out);
+    p.flush(this.now);
+    this.collect(p);
+    this.run();
+  }
+
   /** Deliver until quiet; flush every node after each message (one message per turn). */
   run(limit = 100000): void {
     let k = 0;
@@ -155,10 +163,7 @@ describe('ring cores (fault-free harness)', () => {
     let lost = 0;
     h.lose = (to, m) => to === 100001 && m.t === MessageType.Phase2A && m.instance === 1 && ++lost > 0;
     for (let i = 0; i < 3; i++) {
-      p.proposer!.propose(enc(`g${i}`), h.now, p.out);
-      p.flush(h.now);
-      h.collect(p);
-      h.run();
+      h.submit(p, `g${i}`);
     }
     h.lose = () => false;
     h.advance(200);
@@ -175,10 +180,7 @@ describe('ring cores (fault-free harness)', () => {
     h.start();
     h.advance(20);
     for (let i = 0; i < 20; i++) {
-      p.proposer!.propose(enc(`t${i}`), h.now, p.out);
-      p.flush(h.now);
-      h.collect(p);
-      h.run();
+      h.submit(p, `t${i}`);
     }
     h.advance(400);
     const acc = h.nodes.get(1)!.acceptor!;
@@ -199,9 +201,7 @@ describe('ring cores (fault-free harness)', () => {
     a1.out.drain();
     const p = h.add(100003, { proposer: true });
     const l = h.add(100001, { learnerStart: 0 });
-    p.proposer!.propose(enc('after-nack'), h.now, p.out);
-    p.flush(h.now);
-    h.collect(p);
+    h.submit(p, 'after-nack');
     h.advance(300);
     expect(coord.stats.nacks).toBeGreaterThan(0);
     expect(coord.ballot).toBeGreaterThan(before + 5 * 65536);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
-import { percentile } from './progress.js';
+import { percentile, proposeLoop } from './progress.js';
 
 const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B] [--window N]
   One ring (3 acceptors, 2 learners, 1 proposer, each a process) on 127.0.0.1. For each value size it
@@ -166,23 +166,19 @@ async function ringLoad(args: string[]): Promise<number> {
   const client = await startClient(cluster, { propose: true });
   line({ event: 'ready', id: client.id });
   const end = performance.now() + seconds * 1000;
-  let acked = 0;
-  let failed = 0;
-  const worker = async (): Promise<void> => {
-    // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
-    // Propose datagram is a copy, so the next value of this worker may overwrite it.
-    const b = Buffer.alloc(size, 0x63);
-    while (performance.now() < end) {
+  // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
+  // Propose datagram is a copy, so the next value of this worker may overwrite it.
+  const bufs = Array.from({ length: outstanding }, () => Buffer.alloc(size, 0x63));
+  const { acked, failed } = await proposeLoop(
+    (d) => client.propose(d),
+    outstanding,
+    (_k, w) => {
+      if (performance.now() >= end) return undefined;
+      const b = bufs[w]!;
       b.writeBigUInt64LE(nowNs(), 0);
-      try {
-        await client.propose(b);
-        acked++;
-      } catch {
-        failed++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: outstanding }, worker));
+      return b;
+    },
+  );
   await client.stop();
   line({ event: 'result', acked, failed, resent: client.driver.node.proposer!.stats.resent, drops: Object.fromEntries(client.driver.drops) });
   return 0;

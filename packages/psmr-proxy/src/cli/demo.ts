@@ -1,7 +1,7 @@
 import { RingMetrics, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import { launchLocalRing } from './local.js';
-import { percentile, RateDisplay } from './progress.js';
+import { percentile, proposeLoop, RateDisplay } from './progress.js';
 
 const HELP = `ringcast demo [--seconds S] [--values N] [--size B] [--outstanding K] [--metrics-port P]
   Starts a ring of 3 acceptor processes on 127.0.0.1 (embedded static cluster file), a learner and a
@@ -48,20 +48,15 @@ export async function runDemo(args: string[]): Promise<number> {
   let proposed = 0;
   let failed = 0;
   const tick = setInterval(() => display.update(delivered, deliveredBytes), 500);
-  const worker = async (): Promise<void> => {
-    while (performance.now() < deadline && proposed < maxValues) {
-      proposed++;
-      const s = performance.now();
-      try {
-        await proposer.propose(payload);
-        if (latencies.length < 1_000_000) latencies.push(performance.now() - s);
-      } catch {
-        failed++;
-      }
-    }
-  };
   try {
-    await Promise.all(Array.from({ length: outstanding }, worker));
+    const r = await proposeLoop(
+      (d) => proposer.propose(d),
+      outstanding,
+      (k) => (k < maxValues && performance.now() < deadline ? payload : undefined),
+      (ms) => latencies.length < 1_000_000 && latencies.push(ms),
+    );
+    proposed = r.proposed;
+    failed = r.failed;
     const until = performance.now() + 2000;
     while (delivered < proposed - failed && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
   } finally {

@@ -31,3 +31,39 @@ export function percentile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
+
+export interface LoopResult {
+  proposed: number;
+  acked: number;
+  failed: number;
+}
+
+/**
+ * Keep `workers` proposals in flight: each worker asks `make(k, worker)` for the k-th value (undefined
+ * stops it), proposes it and waits for the acknowledgement; `onAck` gets each latency in milliseconds.
+ */
+export async function proposeLoop(
+  propose: (data: Uint8Array) => Promise<void>,
+  workers: number,
+  make: (k: number, worker: number) => Uint8Array | undefined,
+  onAck?: (ms: number) => void,
+): Promise<LoopResult> {
+  const r: LoopResult = { proposed: 0, acked: 0, failed: 0 };
+  const run = async (w: number): Promise<void> => {
+    for (;;) {
+      const data = make(r.proposed, w);
+      if (data === undefined) return;
+      r.proposed++;
+      const t = performance.now();
+      try {
+        await propose(data);
+        r.acked++;
+        onAck?.(performance.now() - t);
+      } catch {
+        r.failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, (_, w) => run(w)));
+  return r;
+}

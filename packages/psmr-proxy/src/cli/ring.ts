@@ -1,5 +1,6 @@
 import { ConfigError, loadCluster, RingcastError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
+import { proposeLoop } from './progress.js';
 
 function need(v: string | boolean | undefined, flag: string): string {
   if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
@@ -120,23 +121,15 @@ export async function runPropose(args: string[]): Promise<number> {
   const client = await startClient(cluster, { ring, propose: true });
   line({ event: 'ready', id: client.id, pid: process.pid });
   const t0 = performance.now();
-  let acked = 0;
-  let failed = 0;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const k = next++;
+  const { acked, failed } = await proposeLoop(
+    (d) => client.propose(d),
+    Math.min(outstanding, count),
+    (k) => {
+      if (k >= count) return undefined;
       const head = `${prefix}-${k}`;
-      const data = Buffer.from(size > head.length ? head.padEnd(size, '.') : head);
-      try {
-        await client.propose(data);
-        acked++;
-      } catch {
-        failed++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(outstanding, count) }, worker));
+      return Buffer.from(size > head.length ? head.padEnd(size, '.') : head);
+    },
+  );
   const seconds = (performance.now() - t0) / 1000;
   await client.stop();
   line({ event: 'done', acked, failed, seconds, rate: acked / seconds });
