@@ -207,4 +207,20 @@ describe('ring cores (fault-free harness)', () => {
     expect(coord.ballot).toBeGreaterThan(before + 5 * 65536);
     expect(deliveries(l)).toEqual(['after-nack']);
   });
+
+  it('answers absurd ranges in bounded time (Decision and Phase 1A spanning 2^50 instances)', () => {
+    const h = new Harness(3);
+    h.start();
+    h.advance(20);
+    const a1 = h.nodes.get(1)!;
+    const t0 = performance.now();
+    a1.step({ t: MessageType.Decision, ring: 0, from: 2, decisions: [0, 2 ** 50, 65538], safe: 0 }, h.now);
+    a1.step({ t: MessageType.Phase1A, ring: 0, from: 2, ballot: 10 * 65536 + 2, lo: 0, hi: 2 ** 50 }, h.now);
+    a1.step({ t: MessageType.RetransmitRequest, ring: 0, from: 100001, lo: 0, hi: 2 ** 50 }, h.now);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    const replies = a1.out.drain().sends.filter((x) => x.msg.t === MessageType.Phase1B);
+    expect(replies).toHaveLength(1);
+    const r = replies[0]!.msg as { hi: number };
+    expect(r.hi).toBe(2 * h.settings.phase1Range);
+  });
 });

@@ -77,7 +77,11 @@ export class Acceptor {
       return;
     }
     this.promise(m.ballot, out);
-    this.replyPhase1(m.ballot, m.from, Math.max(m.lo, this.trimmed), m.hi, m.lo, out);
+    // Answer at most two Phase 1 ranges at once (the coordinator asks for the rest when it sees `hi`),
+    // so a request for billions of instances costs no more than a normal one.
+    const hi = Math.min(m.hi, Math.max(m.lo, this.trimmed) + 2 * this.settings.phase1Range);
+    if (hi <= m.lo) return;
+    this.replyPhase1(m.ballot, m.from, Math.max(m.lo, this.trimmed), hi, m.lo, out);
   }
 
   /**
@@ -208,7 +212,9 @@ export class Acceptor {
       const start = decisions[k]!;
       const end = start + decisions[k + 1]!;
       const vid = decisions[k + 2]!;
-      for (let i = Math.max(start, this.trimmed); i < end; i++) {
+      // Nothing at or past trimmed + logCapacity is ever held: an absurd count cannot make this loop long.
+      const stop = Math.min(end, this.trimmed + this.settings.logCapacity);
+      for (let i = Math.max(start, this.trimmed); i < stop; i++) {
         const e = this.log.get(i);
         if (e && e.vid === vid) e.decided = true;
       }
