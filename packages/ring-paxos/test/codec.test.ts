@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Codec, MessageType, MESSAGE_SHAPES, type Message } from '@ringcast/ring-paxos';
+import { Codec, MessageType, MESSAGE_SHAPES, Prng, type Message } from '@ringcast/ring-paxos';
 
 const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 
@@ -85,5 +85,33 @@ describe('wire codec', () => {
   it('refuses to encode a message above the datagram bound', () => {
     const c = new Codec({ maxDatagramBytes: 1024 });
     expect(() => c.encode({ ...samples[4]!, value: new Uint8Array(2000) } as Message)).toThrow(/datagram bound/);
+  });
+
+  it('round-trips random sizes across every msgpack width (ints to 2^53, bytes to 64 KB, long arrays)', () => {
+    const c = new Codec({ maxDatagramBytes: 65507 });
+    const rng = new Prng(7);
+    const int = (): number => rng.pick([0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, rng.int(0, 2 ** 31)]);
+    for (let k = 0; k < 2000; k++) {
+      const n = rng.pick([0, 1, 15, 16, 17, 300]);
+      const len = rng.pick([0, 1, 255, 256, 65535 - 600, rng.int(0, 3000)]);
+      const m: Message = {
+        t: MessageType.Learn,
+        ring: int() % 65536,
+        from: int(),
+        trimmed: int(),
+        insts: Array.from({ length: n }, int),
+        vids: Array.from({ length: n }, int),
+        values: Array.from({ length: n }, (_, i) => new Uint8Array(i === 0 ? len : rng.int(0, 8)).fill(i & 255)),
+      };
+      let buf: Buffer;
+      try {
+        buf = c.encode(m);
+      } catch {
+        continue; // above the datagram bound: refused, as tested above
+      }
+      const d = c.decode(buf);
+      expect(d.ok).toBe(true);
+      if (d.ok) expect(norm(d.msg)).toEqual(norm(m));
+    }
   });
 });
