@@ -192,7 +192,7 @@ export class Driver {
         for (const seq of f) this.settle(seq, new ProposalFailedError(seq));
         this.hooks.onFailed?.(f);
       }
-      while (this.blocked.length > 0 && p.inflight < this.node.cfg.settings.maxOutstanding) this.blocked.shift()!();
+      while (this.blocked.length > 0 && !p.full) this.blocked.shift()!();
     }
     if (n.coordinator && n.coordinator.decidedLog.length > 0) {
       const d = n.coordinator.decidedLog;
@@ -250,7 +250,7 @@ export class Driver {
       throw new RingcastError('ERR_RINGCAST_VALUE_SIZE', `value of ${data.length} bytes exceeds the ${p.maxValueBytes}-byte bound`);
     }
     const limit = this.node.cfg.settings.maxOutstanding;
-    while (p.inflight >= limit) {
+    while (p.full) {
       if (this.blocked.length >= limit) throw new BackpressureError(limit);
       await new Promise<void>((r) => this.blocked.push(r));
       if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');

@@ -101,6 +101,16 @@ function peersOf(cluster: ClusterConfig): Map<number, Address> {
   return new Map(cluster.nodes.map((n) => [n.id, `${n.host}:${n.port}`]));
 }
 
+/**
+ * The ballot round a coordinator starts with: tenths of a second since 2023-11-14 from the wall clock, so a
+ * coordinator restarted (with its memory log gone) at least 100 ms later never reuses a ballot it held
+ * before. Until the durable log keeps the round (next issue), this is what makes a restart safe; it assumes
+ * the clock does not step back across the restart.
+ */
+export function startRound(): number {
+  return Math.max(1, Math.floor(Date.now() / 100) - 17_000_000_000);
+}
+
 export interface RunningRing {
   driver: Driver;
   transport: UdpTransport;
@@ -128,7 +138,7 @@ export async function startNode(cluster: ClusterConfig, id: number, opts: { metr
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
   const running: RunningRing[] = [];
   for (const r of rings) {
-    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings });
+    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound() });
     let driver: Driver | undefined;
     const transport = await UdpTransport.bind(spec.host, spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
     driver = new Driver({

@@ -223,4 +223,70 @@ describe('ring cores (fault-free harness)', () => {
     const r = replies[0]!.msg as { hi: number };
     expect(r.hi).toBe(2 * h.settings.phase1Range);
   });
+
+  it('never decides an instance its own acceptor refused when the log is full behind a slow learner', () => {
+    for (const acceptors of [1, 3]) {
+      const h = new Harness(acceptors, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 32, logRetain: 0, phase1Range: 64 });
+      const l = h.add(100001, { learnerStart: 0 });
+      const p = h.add(100003, { proposer: true });
+      h.start();
+      h.advance(20);
+      // The learner's reports stop: the safe instance stays put and the ring must stop at safe + logCapacity.
+      h.lose = (_to, m) => m.t === MessageType.Progress;
+      for (let i = 0; i < 60; i++) h.submit(p, `s${i}`);
+      h.advance(100);
+      const coord = h.nodes.get(acceptors === 1 ? 1 : 2)!.coordinator!;
+      expect(coord.next).toBeLessThanOrEqual(coord.safe + 32);
+      h.lose = () => false;
+      h.advance(1000);
+      expect(deliveries(l)).toEqual(Array.from({ length: 60 }, (_, i) => `s${i}`));
+      for (const n of h.nodes.values()) if (n.acceptor) expect(n.acceptor.stats.logFull).toBe(0);
+    }
+  });
+
+  it('a proposer is full when its unsettled span reaches maxOutstanding, so retries stay inside dedup tables', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, maxOutstanding: 8 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    // Lose only the acknowledgement of seq 0: every later seq is acknowledged, seq 0 stays unsettled.
+    h.lose = (_to, m) => m.t === MessageType.Ack && m.seqs.includes(0);
+    h.submit(p, 'x0');
+    for (let i = 1; i < 8; i++) {
+      h.lose = (_to, m) => m.t === MessageType.Ack && m.seqs.includes(0);
+      h.submit(p, `x${i}`);
+    }
+    expect(p.proposer!.inflight).toBe(1);
+    expect(p.proposer!.full).toBe(true);
+    expect(p.proposer!.propose(enc('refused'), h.now, p.out)).toBe(-1);
+    h.lose = () => false;
+    h.advance(h.settings.retryTimeoutMs + 50);
+    expect(p.proposer!.full).toBe(false);
+  });
+
+  it('ignores protocol messages from senders that are not acceptors of the ring', () => {
+    const h = new Harness(3);
+    h.start();
+    h.advance(20);
+    const a1 = h.nodes.get(1)!;
+    const before = a1.acceptor!.trimmed;
+    a1.step({ t: MessageType.Decision, ring: 0, from: 100099, decisions: [], safe: 2 ** 40 }, h.now);
+    a1.step({ t: MessageType.Phase1A, ring: 0, from: 100099, ballot: 2 ** 50, lo: 0, hi: 10 }, h.now);
+    expect(a1.unexpected).toBe(2);
+    expect(a1.acceptor!.trimmed).toBe(before);
+    expect(a1.acceptor!.promised).toBeLessThan(2 ** 50);
+  });
+
+  it('bounds what a learner buffers before the coordinator has answered it', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, learnerBuffer: 16 });
+    const l = h.add(100001, { learnerStart: 0 });
+    // Never started (no Status): feed it 1000 values and decisions directly.
+    for (let i = 0; i < 1000; i++) {
+      l.step({ t: MessageType.Phase2A, ring: 0, from: 2, ballot: 65538, instance: i, vid: 65538, value: new Uint8Array(4), decisions: [i, 1, 65538], safe: 0 }, h.now);
+    }
+    const internals = l.learner as unknown as { values: Map<number, unknown>; decided: Map<number, unknown> };
+    expect(internals.values.size).toBeLessThanOrEqual(16);
+    expect(internals.decided.size).toBeLessThanOrEqual(16);
+    expect(l.learner!.stats.bufferFull).toBeGreaterThan(0);
+  });
 });

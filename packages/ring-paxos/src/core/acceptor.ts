@@ -168,8 +168,8 @@ export class Acceptor {
 
   /** Phase 2A at a ring acceptor that is not the coordinator. */
   onPhase2A(m: Phase2A, out: Outbox): void {
+    this.applyDecisions(m.decisions, m.safe, out); // trim first: the window counts on room past safe
     const ok = this.accept(m, out);
-    this.applyDecisions(m.decisions, m.safe, out);
     if (!ok || this.position < 0) return;
     if (this.position === 0) {
       this.vote(m.ballot, m.instance, m.vid, 1, out);

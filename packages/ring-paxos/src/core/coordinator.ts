@@ -210,7 +210,11 @@ export class Coordinator {
     }
     const c = this.covered.get(m.from);
     if (c === undefined || m.lo !== c || m.hi <= c) return; // out of order or duplicate: re-asked on timeout
-    for (let k = 0; k < m.insts.length; k++) this.noteRecovered(m.insts[k]!, m.vballots[k]!, m.vids[k]!, m.values[k]!);
+    if (m.hi > this.p1Hi) return; // covers more than was asked: not an answer to us
+    for (let k = 0; k < m.insts.length; k++) {
+      const i = m.insts[k]!;
+      if (i >= m.lo && i < m.hi) this.noteRecovered(i, m.vballots[k]!, m.vids[k]!, m.values[k]!);
+    }
     this.covered.set(m.from, m.hi);
     this.recomputeOpen();
     this.openInstances(out);
@@ -227,9 +231,12 @@ export class Coordinator {
 
   onNack(m: Nack, out: Outbox): void {
     this.stats.nacks++;
-    if (m.promised <= this.ballot) return;
-    // Someone holds a higher ballot: take a round above it and run Phase 1 again from the frontier.
-    this.ballot = makeBallot(ballotRound(m.promised) + 1, this.id);
+    if (m.promised > this.ballot) this.stepUp(m.promised, out);
+  }
+
+  /** Someone holds a higher ballot: take a round above it and run Phase 1 again from the frontier. */
+  private stepUp(promised: number, out: Outbox): void {
+    this.ballot = makeBallot(ballotRound(promised) + 1, this.id);
     this.start(this.now, out);
   }
 
@@ -353,8 +360,17 @@ export class Coordinator {
     };
     const f: Inflight = { vid, value, sentAt: this.now, firstSentAt: this.now, acks };
     this.inflight.set(instance, f);
-    this.acceptor.accept(m, out);
+    // Trim first (canOpen counted on it), then accept: the coordinator's own vote is part of every decision,
+    // so an instance its acceptor refused must never be decided.
     this.acceptor.applyDecisions(m.decisions, m.safe, out);
+    if (!this.acceptor.accept(m, out)) {
+      if (this.acceptor.promised > this.ballot) {
+        // Our own acceptor promised a higher ballot: step above it; Phase 1 re-proposes this value.
+        this.stepUp(this.acceptor.promised, out);
+        return;
+      }
+      throw new Error(`invariant: coordinator ${this.id} ring ${this.ring} could not accept its own instance ${instance} (trimmed ${this.acceptor.trimmed})`);
+    }
     this.send2A(m, out, true);
     if (this.ringSize === 1) this.decide(instance, f);
   }

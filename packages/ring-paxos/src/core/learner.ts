@@ -89,7 +89,9 @@ export class Learner {
     this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
   }
 
-  private inWindow(i: number): boolean {
+  /** May instance i be buffered in `map`? Hard bound learnerBuffer on each map, even before starting. */
+  private inWindow(i: number, map: Map<number, unknown>): boolean {
+    if (map.size >= this.s.learnerBuffer && !map.has(i)) return false;
     if (!this.started) return i >= this.knownFrontier - this.s.learnerBuffer && i < this.knownFrontier + this.s.learnerBuffer;
     return i >= this.next && i < this.next + this.s.learnerBuffer;
   }
@@ -132,7 +134,7 @@ export class Learner {
 
   private noteValue(i: number, vid: number, value: Uint8Array): void {
     if (this.started && i < this.next) return;
-    if (!this.inWindow(i)) {
+    if (!this.inWindow(i, this.values)) {
       this.stats.bufferFull++;
       return;
     }
@@ -146,7 +148,7 @@ export class Learner {
   private noteDecided(i: number, vid: number): void {
     if (this.started && i < this.next) return;
     if (i + 1 > this.knownFrontier) this.knownFrontier = i + 1;
-    if (!this.inWindow(i)) return;
+    if (!this.inWindow(i, this.decided)) return;
     this.decided.set(i, vid);
   }
 
@@ -158,7 +160,7 @@ export class Learner {
       const from = this.started ? Math.max(start, this.next) : start;
       if (end > this.knownFrontier) this.knownFrontier = end;
       for (let i = from; i < end; i++) {
-        if (!this.inWindow(i)) break;
+        if (!this.inWindow(i, this.decided)) break;
         this.decided.set(i, vid);
       }
     }
@@ -218,7 +220,8 @@ export class Learner {
         ring: this.cfg.ring,
         from: this.cfg.id,
         delivered: this.started ? this.next - 1 : -1,
-        start: this.cfg.start,
+        // Once started, re-registering (after a silence the coordinator timed out) holds trimming from here.
+        start: this.started ? this.next : this.cfg.start,
       });
     }
     if (!this.started || this.knownFrontier <= this.next) {

@@ -58,9 +58,19 @@ export class Proposer {
     return this.s.maxValueBytes - ENTRY_OVERHEAD - GROUP_OVERHEAD;
   }
 
-  /** Queue a value; returns its seq, or -1 when the outstanding bound is reached (back-pressure). */
+  /**
+   * No room for another value: maxOutstanding values are outstanding, or the span from the floor (the
+   * oldest unsettled seq) to the next seq reached it. The span bound keeps every unsettled seq inside the
+   * de-duplication tables of the coordinator and learners (maxOutstanding * 2 seqs per proposer), so a late
+   * retry can never be ordered twice.
+   */
+  get full(): boolean {
+    return this.outstanding.size >= this.s.maxOutstanding || this.nextSeq - this.floor() >= this.s.maxOutstanding;
+  }
+
+  /** Queue a value; returns its seq, or -1 when full (back-pressure). */
   propose(data: Uint8Array, now: number, out: Outbox): number {
-    if (this.outstanding.size >= this.s.maxOutstanding) return -1;
+    if (this.full) return -1;
     if (data.length > this.maxValueBytes) throw new RangeError(`value of ${data.length} bytes exceeds ${this.maxValueBytes}`);
     const seq = this.nextSeq++;
     this.outstanding.set(seq, { data, sentAt: now, sends: 0 });

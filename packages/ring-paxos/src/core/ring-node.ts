@@ -23,6 +23,13 @@ export interface RingNodeConfig {
   round?: number;
 }
 
+/** Message types any sender may send (the rest must come from an acceptor of the ring). */
+const FROM_ANYONE: Readonly<Record<number, boolean>> = Object.freeze({
+  [MessageType.Propose]: true,
+  [MessageType.Progress]: true,
+  [MessageType.RetransmitRequest]: true,
+});
+
 /**
  * All roles one identity holds in one ring, behind one step/tick/flush interface (pure). Acceptor and
  * coordinator roles follow from the ring layout; learner and proposer roles are asked for. Messages for a
@@ -36,9 +43,11 @@ export class RingNode {
   readonly proposer: Proposer | undefined;
   unexpected = 0;
   private started = false;
+  private readonly acceptorSet: ReadonlySet<number>;
 
   constructor(readonly cfg: RingNodeConfig) {
     const { ring, id, ringOrder, settings } = cfg;
+    this.acceptorSet = new Set(cfg.acceptors);
     const coordId = ringOrder[ringOrder.length - 1]!;
     if (coordId === id) {
       this.coordinator = new Coordinator({ ring, id, ringOrder, settings, round: cfg.round });
@@ -71,6 +80,11 @@ export class RingNode {
 
   step(m: Message, now: number): void {
     const out = this.out;
+    // Only acceptors of this ring speak the protocol; anyone may propose, subscribe or ask for values.
+    if (!FROM_ANYONE[m.t] && !this.acceptorSet.has(m.from)) {
+      this.unexpected++;
+      return;
+    }
     switch (m.t) {
       case MessageType.Propose:
         if (this.coordinator) return this.coordinator.onPropose(m, now, out);
