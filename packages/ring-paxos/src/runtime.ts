@@ -128,7 +128,16 @@ export interface RunningNode {
  * Start the acceptor (and coordinator, if last in a ring) roles of static node `id` for every ring it
  * belongs to. One UDP socket per ring: the node's port for the first ring, the next ports after it.
  */
-export async function startNode(cluster: ClusterConfig, id: number, opts: { metricsPort?: number; hooks?: DriverHooks } = {}): Promise<RunningNode> {
+export async function startNode(
+  cluster: ClusterConfig,
+  id: number,
+  opts: {
+    metricsPort?: number;
+    hooks?: DriverHooks;
+    /** Bind this UDP port instead of the cluster file's (a fault proxy then listens on the file's port). */
+    bindPort?: number;
+  } = {},
+): Promise<RunningNode> {
   const spec = cluster.nodes.find((n) => n.id === id);
   if (!spec) throw new ConfigError('id', `node ${id} is not in the cluster file (nodes: ${cluster.nodes.map((n) => n.id).join(', ')})`);
   const rings = cluster.rings.filter((r) => r.acceptors.includes(id));
@@ -140,7 +149,7 @@ export async function startNode(cluster: ClusterConfig, id: number, opts: { metr
   for (const r of rings) {
     const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound() });
     let driver: Driver | undefined;
-    const transport = await UdpTransport.bind(spec.host, spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
+    const transport = await UdpTransport.bind(spec.host, opts.bindPort ?? spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
     driver = new Driver({
       node,
       codec,

@@ -20,18 +20,20 @@ function line(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P]
+const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bind-port P]
   Runs the acceptor roles of node N (and the coordinator role where N is last in a ring).
+  --bind-port binds another UDP port than the cluster file's (put a fault proxy on the file's port).
   Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
 `;
 
 export async function runNode(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' } });
+  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' } });
   if (o.help) return void process.stdout.write(HELP_NODE), 0;
+  const bindPort = o['bind-port'] === undefined ? undefined : intFlag(o['bind-port'], 'bind-port', 0, 1, 65535);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const id = intFlag(need(o.id, '--id'), 'id', 0, 1, 65535);
   const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
-  const node = await startNode(cluster, id, { metricsPort });
+  const node = await startNode(cluster, id, { metricsPort, bindPort });
   line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
   const sig = await untilSignal();
   await node.stop();

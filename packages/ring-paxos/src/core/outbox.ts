@@ -10,6 +10,7 @@ export interface Send {
 export type PersistRecord =
   | { kind: 'promise'; ring: number; ballot: number }
   | { kind: 'accept'; ring: number; instance: number; ballot: number; vid: number; value: Uint8Array }
+  | { kind: 'decide'; ring: number; decisions: readonly number[] }
   | { kind: 'trim'; ring: number; below: number };
 
 /**
