@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '@ringcast/ring-paxos';
 import { runBenchCommand } from './cli/bench.js';
 import { runDemo } from './cli/demo.js';
+import { runFaultProxy } from './cli/fault-proxy.js';
 import { runLearn, runNode, runPropose } from './cli/ring.js';
 import { runSim } from './cli/sim.js';
 
@@ -16,6 +17,7 @@ Commands:
   propose --cluster F       propose --count values and print a JSON summary
   bench ring                benchmark one ring on loopback against raw one-hop UDP (JSON lines)
   sim --seed N              replay one simulator seed (or --seeds A..B for a soak)
+  fault-proxy --listen H:P --to H:Q   UDP relay that drops, duplicates and delays datagrams (tests)
 
 Run 'ringcast <command> --help' for the options of a command.
 `;
@@ -59,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
       return runBenchCommand(rest);
     case 'sim':
       return runSim(rest);
+    case 'fault-proxy':
+      return runFaultProxy(rest);
     case undefined:
     case 'help':
     case '--help':
