@@ -78,6 +78,8 @@ const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
   maxOutstanding: [1, 1 << 20],
   maxProposers: [1, 1 << 20],
   heartbeatMs: [1, 60000],
+  coordinatorTimeoutMs: [1, 600000],
+  acceptorTimeoutMs: [1, 600000],
 };
 
 /** Validate ring settings (partial, over the defaults); errors name `${prefix}.${key}`. */
@@ -98,6 +100,11 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
   }
   if (s.logCapacity < s.window * 2) throw new ConfigError(`${prefix}.logCapacity`, `must be at least twice window (${s.window})`);
   if (s.logRetain * 2 > s.logCapacity) throw new ConfigError(`${prefix}.logRetain`, `must be at most half of logCapacity (${s.logCapacity})`);
+  // A coordinator that takes over re-learns which proposals are ordered from the decided values its log
+  // retains; keeping at least a window of them covers retries whose acknowledgement died with the old one.
+  if (s.logRetain < s.window) throw new ConfigError(`${prefix}.logRetain`, `must be at least window (${s.window})`);
+  if (s.coordinatorTimeoutMs < s.heartbeatMs * 2) throw new ConfigError(`${prefix}.coordinatorTimeoutMs`, `must be at least twice heartbeatMs (${s.heartbeatMs})`);
+  if (s.acceptorTimeoutMs < s.heartbeatMs * 2) throw new ConfigError(`${prefix}.acceptorTimeoutMs`, `must be at least twice heartbeatMs (${s.heartbeatMs})`);
   if (s.phase1Range < s.window) throw new ConfigError(`${prefix}.phase1Range`, `must be at least window (${s.window})`);
   return s;
 }

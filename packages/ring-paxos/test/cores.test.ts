@@ -214,7 +214,7 @@ describe('ring cores (fault-free harness)', () => {
     h.advance(20);
     const a1 = h.nodes.get(1)!;
     const t0 = performance.now();
-    a1.step({ t: MessageType.Decision, ring: 0, from: 2, decisions: [0, 2 ** 50, 65538], safe: 0 }, h.now);
+    a1.step({ t: MessageType.Decision, ring: 0, from: 2, ballot: 65538, decisions: [0, 2 ** 50, 65538], safe: 0 }, h.now);
     a1.step({ t: MessageType.Phase1A, ring: 0, from: 2, ballot: 10 * 65536 + 2, lo: 0, hi: 2 ** 50 }, h.now);
     a1.step({ t: MessageType.RetransmitRequest, ring: 0, from: 100001, lo: 0, hi: 2 ** 50 }, h.now);
     expect(performance.now() - t0).toBeLessThan(1000);
@@ -270,7 +270,7 @@ describe('ring cores (fault-free harness)', () => {
     h.advance(20);
     const a1 = h.nodes.get(1)!;
     const before = a1.acceptor!.trimmed;
-    a1.step({ t: MessageType.Decision, ring: 0, from: 100099, decisions: [], safe: 2 ** 40 }, h.now);
+    a1.step({ t: MessageType.Decision, ring: 0, from: 100099, ballot: 65538, decisions: [], safe: 2 ** 40 }, h.now);
     a1.step({ t: MessageType.Phase1A, ring: 0, from: 100099, ballot: 2 ** 50, lo: 0, hi: 10 }, h.now);
     expect(a1.unexpected).toBe(2);
     expect(a1.acceptor!.trimmed).toBe(before);
@@ -282,7 +282,7 @@ describe('ring cores (fault-free harness)', () => {
     const l = h.add(100001, { learnerStart: 0 });
     // Never started (no Status): feed it 1000 values and decisions directly.
     for (let i = 0; i < 1000; i++) {
-      l.step({ t: MessageType.Phase2A, ring: 0, from: 2, ballot: 65538, instance: i, vid: 65538, value: new Uint8Array(4), decisions: [i, 1, 65538], safe: 0 }, h.now);
+      l.step({ t: MessageType.Phase2A, ring: 0, from: 2, ballot: 65538, instance: i, vid: 65538, value: new Uint8Array(4), decisions: [i, 1, 65538], safe: 0, layout: [1, 2] }, h.now);
     }
     const internals = l.learner as unknown as { values: Map<number, unknown>; decided: Map<number, unknown> };
     expect(internals.values.size).toBeLessThanOrEqual(16);

@@ -1,5 +1,6 @@
 import {
   MessageType,
+  type Heartbeat,
   type Learn,
   type Phase1A,
   type Phase1B,
@@ -16,6 +17,8 @@ export interface LogEntry {
   vid: number;
   value: Uint8Array;
   decided: boolean;
+  /** The ring the value was proposed over (from its Phase 2A); not persisted, re-learned on re-proposal. */
+  layout?: readonly number[];
 }
 
 /** Counters the driver exports as metrics. */
@@ -30,8 +33,6 @@ export interface AcceptorStats {
 export interface AcceptorConfig {
   ring: number;
   id: number;
-  /** The ring in order; the last member is the coordinator. */
-  ringOrder: readonly number[];
   settings: RingSettings;
 }
 
@@ -49,8 +50,6 @@ export class Acceptor {
 
   private readonly ring: number;
   private readonly id: number;
-  private readonly position: number;
-  private readonly successor: number;
   private readonly settings: RingSettings;
   /** Phase 2B votes that arrived before their Phase 2A, by instance (bounded by the window). */
   private readonly earlyVotes = new Map<number, Phase2B>();
@@ -59,8 +58,6 @@ export class Acceptor {
     this.ring = cfg.ring;
     this.id = cfg.id;
     this.settings = cfg.settings;
-    this.position = cfg.ringOrder.indexOf(cfg.id);
-    this.successor = this.position >= 0 ? cfg.ringOrder[(this.position + 1) % cfg.ringOrder.length]! : -1;
   }
 
   /** Restore state from a durable log (records in the order they were persisted). */
@@ -121,6 +118,7 @@ export class Acceptor {
       ballot,
       lo,
       hi: lo,
+      trimmed: this.trimmed,
       insts: [],
       vballots: [],
       vids: [],
@@ -156,37 +154,44 @@ export class Acceptor {
     this.promise(m.ballot, out);
     const prev = this.log.get(m.instance);
     if (prev && prev.decided) {
-      // A decided instance can only be re-proposed with its decided value; keep what we have.
-      return prev.vid === m.vid;
+      // A decided instance can only be re-proposed with its decided value; keep it, vote in the new ballot.
+      if (prev.vid !== m.vid) return false;
+      prev.ballot = m.ballot;
+      prev.layout = m.layout;
+      return true;
     }
-    if (prev && prev.ballot === m.ballot && prev.vid === m.vid) return true; // duplicate 2A
-    this.log.set(m.instance, { ballot: m.ballot, vid: m.vid, value: m.value, decided: false });
+    if (prev && prev.ballot === m.ballot && prev.vid === m.vid) {
+      prev.layout = m.layout; // duplicate 2A (a retransmission may carry the layout a restart forgot)
+      return true;
+    }
+    this.log.set(m.instance, { ballot: m.ballot, vid: m.vid, value: m.value, decided: false, layout: m.layout });
     out.persist.push({ kind: 'accept', ring: this.ring, instance: m.instance, ballot: m.ballot, vid: m.vid, value: m.value });
     this.stats.accepted++;
     return true;
   }
 
-  /** Phase 2A at a ring acceptor that is not the coordinator. */
+  /** Phase 2A at an acceptor that is not the coordinator: accept, then vote along the instance's ring. */
   onPhase2A(m: Phase2A, out: Outbox): void {
     this.applyDecisions(m.decisions, m.safe, out); // trim first: the window counts on room past safe
     const ok = this.accept(m, out);
-    if (!ok || this.position < 0) return;
-    if (this.position === 0) {
-      this.vote(m.ballot, m.instance, m.vid, 1, out);
+    const pos = m.layout.indexOf(this.id);
+    if (!ok || pos < 0 || pos === m.layout.length - 1) return;
+    if (pos === 0) {
+      this.vote(m.layout, m.ballot, m.instance, m.vid, 1, out);
     } else {
       const early = this.earlyVotes.get(m.instance);
       if (early && early.ballot === m.ballot && early.vid === m.vid) {
         this.earlyVotes.delete(m.instance);
-        this.vote(m.ballot, m.instance, m.vid, early.votes + 1, out);
+        this.vote(m.layout, m.ballot, m.instance, m.vid, early.votes + 1, out);
       }
     }
   }
 
-  /** Phase 2B from the ring predecessor at a ring acceptor that is not the coordinator. */
+  /** Phase 2B from the ring predecessor at an acceptor that is not the coordinator. */
   onPhase2B(m: Phase2B, out: Outbox): void {
     const e = this.log.get(m.instance);
     if (e && e.ballot === m.ballot && e.vid === m.vid) {
-      this.vote(m.ballot, m.instance, m.vid, m.votes + 1, out);
+      if (e.layout) this.vote(e.layout, m.ballot, m.instance, m.vid, m.votes + 1, out);
       return;
     }
     if (m.ballot < this.promised || m.instance < this.trimmed) {
@@ -202,12 +207,24 @@ export class Acceptor {
     this.stats.votesBuffered++;
   }
 
-  private vote(ballot: number, instance: number, vid: number, votes: number, out: Outbox): void {
-    out.send(this.successor, { t: MessageType.Phase2B, ring: this.ring, from: this.id, ballot, instance, vid, votes });
+  private vote(layout: readonly number[], ballot: number, instance: number, vid: number, votes: number, out: Outbox): void {
+    const pos = layout.indexOf(this.id);
+    if (pos < 0 || pos + 1 >= layout.length) return;
+    out.send(layout[pos + 1]!, { t: MessageType.Phase2B, ring: this.ring, from: this.id, ballot, instance, vid, votes });
+  }
+
+  /** The coordinator's heartbeat: acknowledge it, or tell a deposed coordinator it lost. */
+  onHeartbeat(m: Heartbeat, out: Outbox): void {
+    if (m.ballot < this.promised) {
+      out.send(m.from, { t: MessageType.Nack, ring: this.ring, from: this.id, ballot: m.ballot, promised: this.promised });
+      return;
+    }
+    out.send(m.from, { t: MessageType.HeartbeatAck, ring: this.ring, from: this.id, ballot: this.promised });
   }
 
   /** Mark decided instances and trim below the safe instance. */
   applyDecisions(decisions: readonly number[], safe: number, out: Outbox): void {
+    if (decisions.length > 0) out.persist.push({ kind: 'decide', ring: this.ring, decisions });
     for (let k = 0; k + 2 < decisions.length; k += 3) {
       const start = decisions[k]!;
       const end = start + decisions[k + 1]!;

@@ -1,10 +1,12 @@
 import { Acceptor } from './acceptor.js';
-import { encodeBatch, NOOP_VALUE, type BatchGroup } from './batch.js';
+import { decodeBatch, encodeBatch, NOOP_VALUE, type BatchGroup } from './batch.js';
 import { DedupTable, type DedupCursor } from './dedup.js';
 import {
   makeBallot,
+  ballotNode,
   ballotRound,
   MessageType,
+  type HeartbeatAck,
   START_NEXT,
   START_OLDEST,
   type Nack,
@@ -60,10 +62,17 @@ export interface CoordinatorStats {
 export interface CoordinatorConfig {
   ring: number;
   id: number;
-  ringOrder: readonly number[];
+  /** Every acceptor of the ring (2f+1), this one included. */
+  acceptors: readonly number[];
+  /** Ring members to prefer, in order, when laying out the ring (the configured ring, or the last one). */
+  preferred: readonly number[];
+  /** This node's acceptor role: the coordinator is the last member of its ring and votes through it. */
+  acceptor: Acceptor;
   settings: RingSettings;
-  /** Ballot round to start with (a restarted coordinator passes one above what it used before). */
+  /** Ballot round to start with (a restarted coordinator passes one above the last it used). */
   round?: number;
+  /** Taking over (or restarting): hold the safe instance for learnerTimeoutMs while learners re-register. */
+  holdSafe?: boolean;
 }
 
 /**
@@ -97,12 +106,27 @@ export class Coordinator {
   /** Acceptors may trim below this. */
   safe = 0;
 
+  /** Set once a higher ballot of another node is seen: the RingNode then drops this role. */
+  deposed = false;
+
   private readonly ring: number;
   private readonly id: number;
   private readonly s: RingSettings;
-  private readonly others: number[];
-  private readonly predecessor: number;
-  private readonly ringSize: number;
+  /** Every other acceptor: Phase 1 of a new ballot goes to all of them; the first f to promise form the ring. */
+  private readonly allOthers: number[];
+  private readonly f: number;
+  /** The ring of this ballot without the coordinator, in order; undefined until f acceptors promised. */
+  private others: number[] | undefined;
+  private layout: number[] = [];
+  private predecessor = -1;
+  private preferred: number[];
+  private readonly lastHeard = new Map<number, number>();
+  private lastHeartbeatAt = -Infinity;
+  private startedAt = 0;
+  private lastStepUpAt = -Infinity;
+  /** Learners re-register after a takeover; until then the safe instance stays where it is. */
+  private holdSafeUntil = 0;
+  private holdSafeOnStart: boolean;
 
   // Phase 1: instances below `open` are promised by the whole ring in this ballot.
   private open = 0;
@@ -129,31 +153,77 @@ export class Coordinator {
     this.ring = cfg.ring;
     this.id = cfg.id;
     this.s = cfg.settings;
-    const order = cfg.ringOrder;
-    if (order[order.length - 1] !== cfg.id) throw new Error(`coordinator ${cfg.id} must be last in ring ${order.join(',')}`);
-    this.others = order.filter((x) => x !== cfg.id);
-    this.ringSize = order.length;
-    this.predecessor = order.length > 1 ? order[order.length - 2]! : -1;
-    this.acceptor = new Acceptor({ ring: cfg.ring, id: cfg.id, ringOrder: order, settings: cfg.settings });
+    if (cfg.acceptors.length % 2 !== 1 || !cfg.acceptors.includes(cfg.id)) throw new Error(`coordinator ${cfg.id}: bad acceptor set ${cfg.acceptors.join(',')}`);
+    this.allOthers = cfg.acceptors.filter((x) => x !== cfg.id);
+    this.f = (cfg.acceptors.length - 1) / 2;
+    this.preferred = cfg.preferred.filter((x) => x !== cfg.id);
+    this.acceptor = cfg.acceptor;
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
     this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
+    this.holdSafeOnStart = cfg.holdSafe ?? false;
   }
 
-  /** Start (or restart after a Nack) Phase 1 from the frontier in the current ballot. */
+  /** The ring of the current ballot in order, coordinator last (empty until Phase 1 chose it). */
+  get ringLayout(): readonly number[] {
+    return this.layout;
+  }
+
+  /**
+   * Start a ballot: run Phase 1 from the lowest instance this node does not know decided, with every other
+   * acceptor; the first f to promise (the configured or previous ring preferred) form the ring with this
+   * node last. Used at first start, on takeover, on a Nack of our own older ballot, and to replace a
+   * silent ring member.
+   */
   start(now: number, out: Outbox): void {
     this.now = now;
+    this.startedAt = now;
+    if (this.holdSafeOnStart) {
+      this.holdSafeOnStart = false;
+      this.holdSafeUntil = now + this.s.learnerTimeoutMs;
+      // A new coordinator knows no proposer yet: learn which (proposer, seq) its log already holds
+      // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
+      // ordered again.
+      for (const [i, e] of this.acceptor.log) if (e.decided) this.markOrdered(e.value, i);
+    }
+    const acc = this.acceptor;
+    if (this.frontier < acc.trimmed) this.frontier = acc.trimmed;
+    while (acc.log.get(this.frontier)?.decided) this.frontier++;
+    for (const i of this.decidedAhead) if (i < this.frontier) this.decidedAhead.delete(i);
+    if (this.safe < acc.trimmed) this.safe = acc.trimmed;
     this.open = this.frontier;
     this.next = this.frontier;
     this.p1Lo = this.frontier;
     this.p1Hi = this.frontier;
     this.covered.clear();
     this.recovered.clear();
+    if (this.others) this.preferred = this.others;
+    this.others = undefined;
+    this.layout = [];
+    this.predecessor = -1;
     // Values in flight in an older ballot must be re-proposed through Phase 1 like any other.
     for (const [i, f] of this.inflight) {
-      this.recovered.set(i, { vballot: 0, vid: f.vid, value: f.value });
+      if (i >= this.frontier) this.recovered.set(i, { vballot: 0, vid: f.vid, value: f.value });
     }
     this.inflight.clear();
+    if (this.f === 0) this.setLayout([]);
     this.extendPhase1(out);
+  }
+
+  private setLayout(others: number[]): void {
+    this.others = others;
+    this.layout = [...others, this.id];
+    this.predecessor = others.length > 0 ? others[others.length - 1]! : -1;
+    for (const a of [...this.covered.keys()]) if (!others.includes(a)) this.covered.delete(a);
+  }
+
+  /** Choose the ring once f acceptors have promised the first range: preferred members first, in order. */
+  private maybeChooseLayout(): void {
+    if (this.others) return;
+    const ready = this.allOthers.filter((a) => (this.covered.get(a) ?? -1) >= this.p1Hi);
+    if (ready.length < this.f) return;
+    const chosen = this.preferred.filter((a) => ready.includes(a)).slice(0, this.f);
+    for (const a of ready) if (chosen.length < this.f && !chosen.includes(a)) chosen.push(a);
+    this.setLayout(chosen);
   }
 
   get windowOccupancy(): number {
@@ -175,11 +245,11 @@ export class Coordinator {
     this.p1SentAt = this.now;
     // The coordinator's own acceptor promises locally; its accepted values join the recovered set.
     this.selfPhase1(lo, hi, out);
-    if (this.others.length === 0) {
+    if (this.others && this.others.length === 0) {
       this.recomputeOpen();
       return;
     }
-    for (const a of this.others) {
+    for (const a of this.others ?? this.allOthers) {
       if (!this.covered.has(a)) this.covered.set(a, lo);
       out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo, hi });
     }
@@ -208,6 +278,12 @@ export class Coordinator {
       this.stats.stale++;
       return;
     }
+    this.lastHeard.set(m.from, this.now);
+    if (m.trimmed > this.frontier) {
+      // Everything below is decided and delivered by every learner: start Phase 1 over from there.
+      this.jumpTo(m.trimmed, out);
+      return;
+    }
     const c = this.covered.get(m.from);
     if (c === undefined || m.lo !== c || m.hi <= c) return; // out of order or duplicate: re-asked on timeout
     if (m.hi > this.p1Hi) return; // covers more than was asked: not an answer to us
@@ -216,11 +292,22 @@ export class Coordinator {
       if (i >= m.lo && i < m.hi) this.noteRecovered(i, m.vballots[k]!, m.vids[k]!, m.values[k]!);
     }
     this.covered.set(m.from, m.hi);
+    this.maybeChooseLayout();
     this.recomputeOpen();
     this.openInstances(out);
   }
 
+  /** Acceptors trimmed up to `t`: nothing below can be needed; run Phase 1 from there. */
+  private jumpTo(t: number, out: Outbox): void {
+    this.acceptor.applyDecisions([], t, out);
+    this.frontier = t;
+    if (this.safe < t) this.safe = t;
+    for (const i of this.inflight.keys()) if (i < t) this.inflight.delete(i);
+    this.start(this.now, out);
+  }
+
   private recomputeOpen(): void {
+    if (!this.others) return;
     let open = this.p1Hi;
     for (const c of this.covered.values()) if (c < open) open = c;
     if (open > this.open) {
@@ -231,12 +318,28 @@ export class Coordinator {
 
   onNack(m: Nack, out: Outbox): void {
     this.stats.nacks++;
-    if (m.promised > this.ballot) this.stepUp(m.promised, out);
+    this.seeBallot(m.promised, out);
+  }
+
+  /**
+   * A ballot seen at another acceptor or in another coordinator's message. Higher and another node's:
+   * step down (the RingNode drops this role). Higher and our own (an earlier life of this node): step up.
+   */
+  seeBallot(ballot: number, out: Outbox): void {
+    if (ballot <= this.ballot) return;
+    if (ballotNode(ballot) !== this.id) this.deposed = true;
+    else this.stepUp(ballot, out);
+  }
+
+  onHeartbeatAck(m: HeartbeatAck, out: Outbox): void {
+    this.lastHeard.set(m.from, this.now);
+    this.seeBallot(m.ballot, out);
   }
 
   /** Someone holds a higher ballot: take a round above it and run Phase 1 again from the frontier. */
   private stepUp(promised: number, out: Outbox): void {
     this.ballot = makeBallot(ballotRound(promised) + 1, this.id);
+    this.lastStepUpAt = this.now;
     this.start(this.now, out);
   }
 
@@ -272,8 +375,19 @@ export class Coordinator {
     return i < this.frontier || this.decidedAhead.has(i);
   }
 
+  /** Remember every (proposer, seq) inside an instance value as ordered in `instance`. */
+  private markOrdered(value: Uint8Array, instance: number): void {
+    const groups = decodeBatch(value);
+    if (!groups) return;
+    for (const g of groups) {
+      const cur = this.dedup.open(g.pid, g.floor);
+      for (const seq of g.seqs) cur.mark(seq, instance);
+    }
+  }
+
   private canOpen(): boolean {
     return (
+      this.others !== undefined &&
       this.next < this.open &&
       this.inflight.size < this.s.window &&
       this.next < this.safe + this.s.logCapacity
@@ -286,6 +400,7 @@ export class Coordinator {
       const r = this.recovered.get(this.next);
       if (r) {
         this.recovered.delete(this.next);
+        this.markOrdered(r.value, this.next);
         this.propose(this.next++, r.vid, r.value, [], out);
         continue;
       }
@@ -357,6 +472,7 @@ export class Coordinator {
       value,
       decisions: this.takeDecisions(),
       safe: this.safe,
+      layout: this.layout,
     };
     const f: Inflight = { vid, value, sentAt: this.now, firstSentAt: this.now, acks };
     this.inflight.set(instance, f);
@@ -372,11 +488,12 @@ export class Coordinator {
       throw new Error(`invariant: coordinator ${this.id} ring ${this.ring} could not accept its own instance ${instance} (trimmed ${this.acceptor.trimmed})`);
     }
     this.send2A(m, out, true);
-    if (this.ringSize === 1) this.decide(instance, f);
+    if (this.layout.length === 1) this.decide(instance, f);
   }
 
   private send2A(m: Phase2A, out: Outbox, toLearners: boolean): void {
-    const to = toLearners ? [...this.others, ...this.learners.keys()] : this.others;
+    const others = this.others ?? [];
+    const to = toLearners ? [...others, ...this.learners.keys()] : others;
     out.send(to, m);
     this.lastSentAt = this.now;
   }
@@ -393,9 +510,10 @@ export class Coordinator {
       this.stats.stale++;
       return;
     }
+    this.lastHeard.set(m.from, now);
     const f = this.inflight.get(m.instance);
     if (!f || f.vid !== m.vid) return; // already decided, or not ours
-    if (m.votes + 1 < this.ringSize) return;
+    if (m.votes + 1 < this.layout.length) return;
     this.decide(m.instance, f);
     this.openInstances(out);
   }
@@ -455,10 +573,10 @@ export class Coordinator {
 
   private sendDecisions(out: Outbox): void {
     const d = this.takeDecisions();
-    const to = [...this.others, ...this.learners.keys()];
+    const to = [...(this.others ?? []), ...this.learners.keys()];
     const step = MAX_DECISION_TRIPLES * 3;
     for (let k = 0; k < d.length || k === 0; k += step) {
-      out.send(to, { t: MessageType.Decision, ring: this.ring, from: this.id, decisions: d.slice(k, k + step), safe: this.safe });
+      out.send(to, { t: MessageType.Decision, ring: this.ring, from: this.id, ballot: this.ballot, decisions: d.slice(k, k + step), safe: this.safe });
     }
     this.lastSentAt = this.now;
   }
@@ -496,6 +614,7 @@ export class Coordinator {
    * `logRetain` instances kept for learners that join later and start from the oldest one.
    */
   private updateSafe(): void {
+    if (this.now < this.holdSafeUntil) return;
     let delivered = this.frontier;
     for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
     const safe = delivered - this.s.logRetain;
@@ -519,15 +638,30 @@ export class Coordinator {
         value: f.value,
         decisions: [],
         safe: this.safe,
+        layout: this.layout,
       };
       this.send2A(m, out, false);
     }
-    if (this.open < this.p1Hi && now - this.p1SentAt >= this.s.phase1TimeoutMs) {
+    if ((this.others === undefined || this.open < this.p1Hi) && now - this.p1SentAt >= this.s.phase1TimeoutMs) {
       this.p1SentAt = now;
       for (const [a, c] of this.covered) {
         if (c >= this.p1Hi) continue;
         this.stats.phase1Retransmits++;
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
+      }
+    }
+    if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
+      this.lastHeartbeatAt = now;
+      out.send(this.allOthers, { t: MessageType.Heartbeat, ring: this.ring, from: this.id, ballot: this.ballot });
+    }
+    // A ring member silent too long is replaced: a new ballot whose Phase 1 picks live acceptors.
+    if (this.others && this.others.length > 0 && now - this.lastStepUpAt >= this.s.acceptorTimeoutMs) {
+      const heard = (a: number): boolean => now - (this.lastHeard.get(a) ?? this.startedAt) < this.s.acceptorTimeoutMs;
+      const silent = this.others.filter((a) => !heard(a));
+      if (silent.length > 0 && this.allOthers.filter(heard).length >= this.f) {
+        this.preferred = this.others.filter(heard);
+        this.others = undefined;
+        this.stepUp(this.ballot, out);
       }
     }
     let dropped = false;

@@ -6,6 +6,7 @@ import {
   type Decision,
   type Learn,
   type Phase2A,
+  type Redirect,
   type Status,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
@@ -80,6 +81,10 @@ export class Learner {
   private stalledSince = -1;
   private lastRetransmitAt = -Infinity;
   private acceptorTurn = 0;
+  private coordinatorTurn = 0;
+  private lastStatusAt = 0;
+  private statusSeen = false;
+  private knownBallot = 0;
   coordinator: number;
 
   constructor(cfg: LearnerConfig) {
@@ -96,13 +101,27 @@ export class Learner {
     return i >= this.next && i < this.next + this.s.learnerBuffer;
   }
 
+  /** Follow the coordinator of the highest ballot seen. */
+  private seeCoordinator(ballot: number, from: number): void {
+    if (ballot > this.knownBallot) {
+      this.knownBallot = ballot;
+      this.coordinator = from;
+    }
+  }
+
+  onRedirect(m: Redirect): void {
+    this.seeCoordinator(m.ballot, m.coordinator);
+  }
+
   onPhase2A(m: Phase2A): void {
+    this.seeCoordinator(m.ballot, m.from);
     this.noteValue(m.instance, m.vid, m.value);
     this.applyDecisions(m.decisions);
     this.tryDeliver();
   }
 
   onDecision(m: Decision): void {
+    this.seeCoordinator(m.ballot, m.from);
     this.applyDecisions(m.decisions);
     this.tryDeliver();
   }
@@ -120,6 +139,8 @@ export class Learner {
   }
 
   onStatus(m: Status): void {
+    this.seeCoordinator(m.ballot, m.from);
+    this.statusSeen = true;
     if (!this.started) {
       const start = this.cfg.start;
       this.next = start === START_NEXT ? m.next : start < 0 ? m.oldest : start;
@@ -213,6 +234,15 @@ export class Learner {
 
   /** Timers: report progress to the coordinator, and ask an acceptor for what is missing. */
   tick(now: number, out: Outbox): void {
+    if (this.statusSeen) {
+      this.statusSeen = false;
+      this.lastStatusAt = now;
+    } else if (now - this.lastStatusAt > this.s.learnerTimeoutMs / 2) {
+      // The coordinator does not answer: ask the next acceptor (it redirects us if it knows better).
+      this.lastStatusAt = now;
+      const acc = this.cfg.acceptors;
+      this.coordinator = acc[this.coordinatorTurn++ % acc.length]!;
+    }
     if (now - this.lastProgressAt >= this.s.progressIntervalMs) {
       this.lastProgressAt = now;
       out.send(this.coordinator, {

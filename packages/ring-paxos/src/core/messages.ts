@@ -25,6 +25,9 @@ export const MessageType = {
   RetransmitRequest: 10,
   Learn: 11,
   Nack: 12,
+  Heartbeat: 13,
+  HeartbeatAck: 14,
+  Redirect: 15,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -64,6 +67,8 @@ export interface Phase1B {
   ballot: number;
   lo: number;
   hi: number;
+  /** The acceptor holds nothing below this (decided and delivered everywhere). */
+  trimmed: number;
   insts: number[];
   vballots: number[];
   vids: number[];
@@ -81,6 +86,8 @@ export interface Phase2A {
   value: Uint8Array;
   decisions: number[];
   safe: number;
+  /** The ring for this instance in order, coordinator last: who votes and who forwards to whom. */
+  layout: number[];
 }
 
 /** Acceptor -> ring successor: `votes` acceptors so far accepted (ballot, instance, vid). */
@@ -99,6 +106,7 @@ export interface Decision {
   t: typeof MessageType.Decision;
   ring: number;
   from: number;
+  ballot: number;
   decisions: number[];
   safe: number;
 }
@@ -155,6 +163,31 @@ export interface Nack {
   promised: number;
 }
 
+/** Coordinator -> every other acceptor, every heartbeatMs: I lead `ballot`. */
+export interface Heartbeat {
+  t: typeof MessageType.Heartbeat;
+  ring: number;
+  from: number;
+  ballot: number;
+}
+
+/** Acceptor -> coordinator: alive, and what it promised. */
+export interface HeartbeatAck {
+  t: typeof MessageType.HeartbeatAck;
+  ring: number;
+  from: number;
+  ballot: number;
+}
+
+/** Acceptor -> proposer or learner that addressed a non-coordinator: the coordinator as far as I know. */
+export interface Redirect {
+  t: typeof MessageType.Redirect;
+  ring: number;
+  from: number;
+  coordinator: number;
+  ballot: number;
+}
+
 export type Message =
   | Propose
   | Ack
@@ -167,7 +200,10 @@ export type Message =
   | Status
   | RetransmitRequest
   | Learn
-  | Nack;
+  | Nack
+  | Heartbeat
+  | HeartbeatAck
+  | Redirect;
 
 /** Field kinds the codec checks: unsigned safe integer, signed safe integer, bytes, and arrays of them. */
 export type FieldKind = 'u' | 'i' | 'b' | 'u[]' | 'b[]';
@@ -191,15 +227,18 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Propose]: shape('ring:u from:u floor:u seqs:u[] datas:b[]'),
   [MessageType.Ack]: shape('ring:u from:u seqs:u[]'),
   [MessageType.Phase1A]: shape('ring:u from:u ballot:u lo:u hi:u'),
-  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u insts:u[] vballots:u[] vids:u[] values:b[]'),
-  [MessageType.Phase2A]: shape('ring:u from:u ballot:u instance:u vid:u value:b decisions:u[] safe:u'),
+  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u trimmed:u insts:u[] vballots:u[] vids:u[] values:b[]'),
+  [MessageType.Phase2A]: shape('ring:u from:u ballot:u instance:u vid:u value:b decisions:u[] safe:u layout:u[]'),
   [MessageType.Phase2B]: shape('ring:u from:u ballot:u instance:u vid:u votes:u'),
-  [MessageType.Decision]: shape('ring:u from:u decisions:u[] safe:u'),
+  [MessageType.Decision]: shape('ring:u from:u ballot:u decisions:u[] safe:u'),
   [MessageType.Progress]: shape('ring:u from:u delivered:i start:i'),
   [MessageType.Status]: shape('ring:u from:u oldest:u next:u ballot:u'),
   [MessageType.RetransmitRequest]: shape('ring:u from:u lo:u hi:u'),
   [MessageType.Learn]: shape('ring:u from:u trimmed:u insts:u[] vids:u[] values:b[]'),
   [MessageType.Nack]: shape('ring:u from:u ballot:u promised:u'),
+  [MessageType.Heartbeat]: shape('ring:u from:u ballot:u'),
+  [MessageType.HeartbeatAck]: shape('ring:u from:u ballot:u'),
+  [MessageType.Redirect]: shape('ring:u from:u coordinator:u ballot:u'),
 });
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(
@@ -220,4 +259,8 @@ export function makeBallot(round: number, nodeId: number): number {
 }
 export function ballotRound(ballot: number): number {
   return Math.floor(ballot / BALLOT_ID_SPACE);
+}
+/** The node that owns (coordinates) a ballot. */
+export function ballotNode(ballot: number): number {
+  return ballot % BALLOT_ID_SPACE;
 }

@@ -1,4 +1,4 @@
-import { MessageType, type Ack } from './messages.js';
+import { MessageType, type Ack, type Redirect } from './messages.js';
 import type { Outbox } from './outbox.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, type RingSettings } from './settings.js';
 
@@ -19,6 +19,8 @@ export interface ProposerConfig {
   ring: number;
   id: number;
   coordinator: number;
+  /** Every acceptor of the ring: asked in turn when the coordinator stops acknowledging. */
+  acceptors: readonly number[];
   settings: RingSettings;
 }
 
@@ -36,6 +38,8 @@ export class Proposer {
   failed: number[] = [];
   coordinator: number;
 
+  private knownBallot = 0;
+  private coordinatorTurn = 0;
   private nextSeq = 0;
   private readonly outstanding = new Map<number, Outstanding>();
   private unsent: number[] = [];
@@ -120,6 +124,13 @@ export class Proposer {
     this.sendSeqs(seqs, now, out);
   }
 
+  onRedirect(m: Redirect): void {
+    if (m.ballot >= this.knownBallot && m.coordinator !== this.coordinator) {
+      this.knownBallot = m.ballot;
+      this.coordinator = m.coordinator;
+    }
+  }
+
   onAck(m: Ack): void {
     for (const seq of m.seqs) {
       if (this.outstanding.delete(seq)) {
@@ -149,6 +160,12 @@ export class Proposer {
       (resend ??= []).push(seq);
     }
     if (resend) {
+      // Re-sent twice without an answer: the coordinator may be gone; try the next acceptor, which
+      // forwards nothing but redirects us to the coordinator it knows.
+      if (this.outstanding.get(resend[0]!)!.sends % 2 === 0) {
+        const acc = this.cfg.acceptors;
+        this.coordinator = acc[this.coordinatorTurn++ % acc.length]!;
+      }
       this.stats.resent += resend.length;
       this.sendSeqs(resend, now, out);
     }

@@ -1,7 +1,7 @@
 import { Acceptor } from './acceptor.js';
 import { Coordinator } from './coordinator.js';
 import { Learner, type LearnerConfig } from './learner.js';
-import { MessageType, type Message } from './messages.js';
+import { ballotNode, ballotRound, MessageType, type Message } from './messages.js';
 import { Outbox } from './outbox.js';
 import { Proposer } from './proposer.js';
 import type { RingSettings } from './settings.js';
@@ -31,50 +31,68 @@ const FROM_ANYONE: Readonly<Record<number, boolean>> = Object.freeze({
 });
 
 /**
- * All roles one identity holds in one ring, behind one step/tick/flush interface (pure). Acceptor and
- * coordinator roles follow from the ring layout; learner and proposer roles are asked for. Messages for a
- * role this identity lacks are counted in `unexpected` and ignored.
+ * All roles one identity holds in one ring, behind one step/tick/flush interface (pure). An acceptor of the
+ * ring holds the acceptor role; the configured coordinator (last of `ringOrder`) starts as coordinator, and
+ * any other acceptor takes the role over when the coordinator falls silent (after a stagger by rank, so
+ * one candidate usually goes first; ballots settle the rest) and gives it up when it sees a higher ballot
+ * of another node. Learner and proposer roles are asked for. Messages for a role this identity lacks are
+ * counted in `unexpected` and ignored.
  */
 export class RingNode {
   readonly out = new Outbox();
   readonly acceptor: Acceptor | undefined;
-  readonly coordinator: Coordinator | undefined;
+  coordinator: Coordinator | undefined;
   readonly learner: Learner | undefined;
   readonly proposer: Proposer | undefined;
   unexpected = 0;
+  /** Times this node took the coordinator role over from a silent one. */
+  takeovers = 0;
   private started = false;
   private readonly acceptorSet: ReadonlySet<number>;
+  private readonly initialCoordinator: number;
+  private lastLeaderContact = 0;
 
   constructor(readonly cfg: RingNodeConfig) {
     const { ring, id, ringOrder, settings } = cfg;
     this.acceptorSet = new Set(cfg.acceptors);
-    const coordId = ringOrder[ringOrder.length - 1]!;
-    if (coordId === id) {
-      this.coordinator = new Coordinator({ ring, id, ringOrder, settings, round: cfg.round });
-      this.acceptor = this.coordinator.acceptor;
-    } else if (cfg.acceptors.includes(id)) {
-      this.acceptor = new Acceptor({ ring, id, ringOrder, settings });
-    }
+    this.initialCoordinator = ringOrder[ringOrder.length - 1]!;
+    if (cfg.acceptors.includes(id)) this.acceptor = new Acceptor({ ring, id, settings });
     if (cfg.learnerStart !== undefined) {
-      const others = ringOrder.filter((a) => a !== coordId);
       const lc: LearnerConfig = {
         ring,
         id,
-        coordinator: coordId,
-        acceptors: others.length > 0 ? [...others, coordId] : [coordId],
+        coordinator: this.initialCoordinator,
+        acceptors: cfg.acceptors,
         start: cfg.learnerStart,
         settings,
       };
       this.learner = new Learner(lc);
     }
-    if (cfg.proposer) this.proposer = new Proposer({ ring, id, coordinator: coordId, settings });
+    if (cfg.proposer) this.proposer = new Proposer({ ring, id, coordinator: this.initialCoordinator, acceptors: cfg.acceptors, settings });
   }
 
-  /** Begin: the coordinator starts Phase 1; learners subscribe on their first tick. */
+  private makeCoordinator(round: number | undefined, holdSafe: boolean): Coordinator {
+    const { ring, id, settings, acceptors, ringOrder } = this.cfg;
+    return new Coordinator({ ring, id, acceptors, preferred: ringOrder, acceptor: this.acceptor!, settings, round, holdSafe });
+  }
+
+  /** The coordinator as far as this acceptor knows: the owner of the ballot it promised. */
+  private believedCoordinator(): number {
+    const p = this.acceptor?.promised ?? 0;
+    return p > 0 ? ballotNode(p) : this.initialCoordinator;
+  }
+
+  /** Begin: the configured coordinator starts Phase 1; learners subscribe on their first tick. */
   start(now: number): void {
     if (this.started) return;
     this.started = true;
-    this.coordinator?.start(now, this.out);
+    this.lastLeaderContact = now;
+    if (this.acceptor && this.cfg.id === this.initialCoordinator) {
+      // A restarted coordinator (its log recovered) goes above the ballot it promised before.
+      const round = Math.max(this.cfg.round ?? 1, ballotRound(this.acceptor.promised) + 1);
+      this.coordinator = this.makeCoordinator(round, this.acceptor.promised > 0);
+      this.coordinator.start(now, this.out);
+    }
     this.learner?.tick(now, this.out);
   }
 
@@ -85,23 +103,35 @@ export class RingNode {
       this.unexpected++;
       return;
     }
+    const c = this.coordinator;
     switch (m.t) {
       case MessageType.Propose:
-        if (this.coordinator) return this.coordinator.onPropose(m, now, out);
+        if (c) return c.onPropose(m, now, out);
+        if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.Ack:
         if (this.proposer) return this.proposer.onAck(m);
         break;
       case MessageType.Phase1A:
-        if (this.acceptor && !this.coordinator) return this.acceptor.onPhase1A(m, out);
+        if (this.acceptor && m.from !== this.cfg.id) {
+          c?.seeBallot(m.ballot, out);
+          this.afterCoordinatorStep();
+          this.acceptor.onPhase1A(m, out);
+          this.leaderContact(m.ballot, now);
+          return;
+        }
         break;
       case MessageType.Phase1B:
-        if (this.coordinator) return this.coordinator.onPhase1B(m, out);
+        if (c) return c.onPhase1B(m, out), this.afterCoordinatorStep();
         break;
       case MessageType.Phase2A: {
         let used = false;
-        if (this.acceptor && !this.coordinator) {
+        if (this.acceptor && m.from !== this.cfg.id) {
+          c?.seeBallot(m.ballot, out);
+          this.afterCoordinatorStep();
+          // As a coordinator still, a lower ballot: the acceptor answers it with a Nack.
           this.acceptor.onPhase2A(m, out);
+          if (!this.coordinator) this.leaderContact(m.ballot, now);
           used = true;
         }
         if (this.learner) {
@@ -112,13 +142,18 @@ export class RingNode {
         break;
       }
       case MessageType.Phase2B:
-        if (this.coordinator) return this.coordinator.onPhase2B(m, now, out);
+        if (c) return c.onPhase2B(m, now, out);
         if (this.acceptor) return this.acceptor.onPhase2B(m, out);
         break;
       case MessageType.Decision: {
         let used = false;
-        if (this.acceptor && !this.coordinator) {
-          this.acceptor.applyDecisions(m.decisions, m.safe, out);
+        if (this.acceptor && m.from !== this.cfg.id) {
+          c?.seeBallot(m.ballot, out);
+          this.afterCoordinatorStep();
+          if (!this.coordinator && m.ballot >= this.acceptor.promised) {
+            this.acceptor.applyDecisions(m.decisions, m.safe, out);
+            this.leaderContact(m.ballot, now);
+          }
           used = true;
         }
         if (this.learner) {
@@ -129,7 +164,8 @@ export class RingNode {
         break;
       }
       case MessageType.Progress:
-        if (this.coordinator) return this.coordinator.onProgress(m, now, out);
+        if (c) return c.onProgress(m, now, out);
+        if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.Status:
         if (this.learner) return this.learner.onStatus(m);
@@ -141,10 +177,53 @@ export class RingNode {
         if (this.learner) return this.learner.onLearn(m);
         break;
       case MessageType.Nack:
-        if (this.coordinator) return this.coordinator.onNack(m, out);
+        if (c) return c.onNack(m, out), this.afterCoordinatorStep();
         break;
+      case MessageType.Heartbeat:
+        if (this.acceptor && m.from !== this.cfg.id) {
+          c?.seeBallot(m.ballot, out);
+          this.afterCoordinatorStep();
+          this.acceptor.onHeartbeat(m, out);
+          this.leaderContact(m.ballot, now);
+          return;
+        }
+        break;
+      case MessageType.HeartbeatAck:
+        if (c) return c.onHeartbeatAck(m, out), this.afterCoordinatorStep();
+        if (this.acceptor) return; // a late answer to a coordinator role given up
+        break;
+      case MessageType.Redirect: {
+        let used = false;
+        if (this.learner) {
+          this.learner.onRedirect(m);
+          used = true;
+        }
+        if (this.proposer) {
+          this.proposer.onRedirect(m);
+          used = true;
+        }
+        if (used) return;
+        break;
+      }
     }
     this.unexpected++;
+  }
+
+  private redirect(to: number): void {
+    const a = this.acceptor!;
+    this.out.send(to, { t: MessageType.Redirect, ring: this.cfg.ring, from: this.cfg.id, coordinator: this.believedCoordinator(), ballot: a.promised });
+  }
+
+  /** A message of the current (or a newer) coordinator arrived: it is alive. */
+  private leaderContact(ballot: number, now: number): void {
+    if (ballot >= (this.acceptor?.promised ?? 0)) this.lastLeaderContact = now;
+  }
+
+  /** Drop the coordinator role once it saw a higher ballot of another node. */
+  private afterCoordinatorStep(): void {
+    if (this.coordinator?.deposed) {
+      this.coordinator = undefined;
+    }
   }
 
   /** End of a turn: let the roles send what they batched during it. */
@@ -154,8 +233,31 @@ export class RingNode {
   }
 
   tick(now: number): void {
-    this.coordinator?.tick(now, this.out);
+    if (this.coordinator?.deposed) this.coordinator = undefined;
+    if (this.coordinator) {
+      this.coordinator.tick(now, this.out);
+      this.afterCoordinatorStep();
+      if (!this.coordinator) this.lastLeaderContact = now;
+    } else if (this.acceptor && this.started) {
+      this.maybeTakeOver(now);
+    }
     this.learner?.tick(now, this.out);
     this.proposer?.tick(now, this.out);
+  }
+
+  /**
+   * Take the coordinator role when the believed coordinator has been silent for coordinatorTimeoutMs plus
+   * half of it per rank (rank: position among the other acceptors, in configuration order).
+   */
+  private maybeTakeOver(now: number): void {
+    const leader = this.believedCoordinator();
+    const s = this.cfg.settings;
+    const candidates = this.cfg.acceptors.filter((a) => a !== leader);
+    const rank = Math.max(0, candidates.indexOf(this.cfg.id));
+    if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 2)) return;
+    this.lastLeaderContact = now;
+    this.takeovers++;
+    this.coordinator = this.makeCoordinator(ballotRound(this.acceptor!.promised) + 1, true);
+    this.coordinator.start(now, this.out);
   }
 }

@@ -43,8 +43,12 @@ export interface RingSettings {
   maxOutstanding: number;
   /** Most proposers whose de-duplication state the coordinator and learners keep (least recent evicted). */
   maxProposers: number;
-  /** Coordinator sends a decision heartbeat when it has sent nothing for this long. */
+  /** Coordinator heartbeats every acceptor this often, and sends learners a decision heartbeat when idle. */
   heartbeatMs: number;
+  /** An acceptor that hears nothing from the coordinator this long (plus a rank-based stagger) takes over. */
+  coordinatorTimeoutMs: number;
+  /** The coordinator replaces a ring member it has not heard from this long (new ballot, new ring). */
+  acceptorTimeoutMs: number;
 }
 
 export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
@@ -69,6 +73,8 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   maxOutstanding: 4096,
   maxProposers: 4096,
   heartbeatMs: 100,
+  coordinatorTimeoutMs: 500,
+  acceptorTimeoutMs: 500,
 });
 
 /** Bytes the wire adds around a value in Phase 2A / Learn, decisions included (see wire/codec.ts). */

@@ -2,7 +2,9 @@ import { parseSettings } from '../config.js';
 import { DYNAMIC_ID_BASE, MessageType, START_OLDEST } from '../core/messages.js';
 import { RingNode } from '../core/ring-node.js';
 import type { RingSettings } from '../core/settings.js';
-import { Driver, type Address, type Clock, type DriverHooks, type Transport } from '../driver.js';
+import { Driver, type Address, type Clock, type DriverHooks, type DurableLog, type Transport } from '../driver.js';
+import type { PersistRecord } from '../core/outbox.js';
+import { applyRecord, emptyReplayState } from '../core/replay.js';
 import { Codec } from '../wire/codec.js';
 import { Prng } from './prng.js';
 
@@ -92,6 +94,8 @@ export interface SimResult {
   datagrams: number;
   dropped: number;
   crashes: number;
+  /** Times an acceptor took the coordinator role over. */
+  takeovers: number;
   virtualMs: number;
   /** Shell command that replays this seed. */
   replay: string;
@@ -141,7 +145,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   const settings: RingSettings = parseSettings({
     window: rng.pick([1, 4, 16, 64]),
     logCapacity: rng.pick([256, 1024, 16384]),
-    logRetain: rng.pick([0, 16, 100]),
+    logRetain: rng.pick([64, 100]),
     phase1Range: rng.pick([64, 256, 4096]),
     maxValueBytes: rng.pick([512, 4096, 32768]),
     maxDatagramBytes: 60 * 1024,
@@ -216,15 +220,29 @@ export function runSimulation(opts: SimOptions): SimResult {
   });
   const peers = new Map<number, Address>(acceptorIds.map((id) => [id, `a${id}`]));
 
-  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean }, hooks: DriverHooks): Driver => {
+  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
-    const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64 });
+    const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
     return driver;
   };
 
-  // --- acceptors (never crash in this issue's swarm)
-  const acceptors: Driver[] = acceptorIds.map((id) => makeDriver(id, `a${id}`, {}, {}));
+  // --- acceptors: each keeps its persisted records (its durable log) across crashes
+  const durable = new Map<number, PersistRecord[]>(acceptorIds.map((id) => [id, []]));
+  const startAcceptor = (id: number): Driver => {
+    const records = durable.get(id)!;
+    const d = makeDriver(id, `a${id}`, {}, {}, { append: (rs) => void records.push(...rs) });
+    if (records.length > 0) {
+      const st = emptyReplayState();
+      for (const r of records) applyRecord(st, r);
+      d.node.acceptor!.restore(st.promised, st.entries, st.trimmed);
+    }
+    return d;
+  };
+  const acceptors: Driver[] = acceptorIds.map((id) => startAcceptor(id));
+  const acceptorUp = acceptorIds.map(() => true);
+  const acceptorCrashP = rng.pick([0, 0, 0.0005, 0.002]);
+  let takeovers = 0;
 
   // --- bookkeeping for the checkers
   const proposed = new Map<string, string>(); // key "pid:seq" -> data
@@ -336,6 +354,23 @@ export function runSimulation(opts: SimOptions): SimResult {
         });
       }
     }
+    for (let k = 0; k < acceptors.length; k++) {
+      const down = acceptorUp.filter((u) => !u).length;
+      if (!acceptorUp[k] || down >= f || !rng.chance(acceptorCrashP * 10)) continue;
+      const id = acceptorIds[k]!;
+      acceptorUp[k] = false;
+      takeovers += acceptors[k]!.node.takeovers;
+      acceptors[k]!.stop();
+      receivers.delete(`a${id}`);
+      crashes++;
+      trace(`${now.toFixed(1)} crash acceptor ${id}${acceptors[k]!.node.coordinator ? ' (coordinator)' : ''}`);
+      q.push(now + 50 + rng.float() * 750, () => {
+        acceptors[k] = startAcceptor(id);
+        acceptors[k]!.start();
+        acceptorUp[k] = true;
+        trace(`${now.toFixed(1)} restart acceptor ${id} from its log`);
+      });
+    }
     if (rng.chance(partitionP * 10)) {
       const all = [...peers.values(), ...learners.filter((l) => l.alive).map((l) => `l${l.id}`), ...proposers.filter((p) => p.alive).map((p) => `p${p.id}`)];
       const victim = rng.pick(all);
@@ -375,8 +410,10 @@ export function runSimulation(opts: SimOptions): SimResult {
     const ln = l.driver.node.learner!;
     trace(`end learner ${l.id} alive=${l.alive} started=${ln.started} next=${ln.next} known=${ln.knownFrontier} delivered=${l.seq.length} ${JSON.stringify(ln.stats)}`);
   }
-  const co = acceptors.find((a) => a.node.coordinator)!.node.coordinator!;
-  trace(`end coordinator frontier=${co.frontier} next=${co.next} safe=${co.safe} inflight=${co.windowOccupancy} pending=${co.pendingCount} ${JSON.stringify(co.stats)}`);
+  for (const a of acceptors) {
+    const co = a.node.coordinator;
+    if (co) trace(`end coordinator ${a.node.cfg.id} ballot=${co.ballot} layout=${co.ringLayout.join(',')} frontier=${co.frontier} next=${co.next} safe=${co.safe} inflight=${co.windowOccupancy} pending=${co.pendingCount} ${JSON.stringify(co.stats)}`);
+  }
   // --- checkers
   const alive = learners.filter((l) => l.alive);
   const originals = alive.filter((l) => l.original);
@@ -419,7 +456,8 @@ export function runSimulation(opts: SimOptions): SimResult {
     acceptors: nAcceptors,
     learners: learners.length,
     proposers: proposers.length,
-    decided: acceptors[acceptors.length - 1] ? ringCoordinator(acceptors, ringOrder) : 0,
+    decided: decidedVid.size,
+    takeovers: takeovers + acceptors.reduce((n, a) => n + a.node.takeovers, 0),
     delivered,
     acked: acked.size,
     datagrams,
@@ -428,9 +466,4 @@ export function runSimulation(opts: SimOptions): SimResult {
     virtualMs: end,
     replay: `npx ringcast sim --seed ${opts.seed}`,
   };
-}
-
-function ringCoordinator(acceptors: Driver[], ringOrder: number[]): number {
-  const c = acceptors.find((a) => a.node.cfg.id === ringOrder[ringOrder.length - 1]);
-  return c?.node.coordinator?.stats.decided ?? 0;
 }

@@ -12,7 +12,7 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  *   last 16     HMAC-SHA256 over everything before it, truncated (only with a cluster secret)
  * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count.
  */
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 export const HEADER_BYTES = 3;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
@@ -71,15 +71,18 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   1: (f) => ({ t: 1, ring: f[0], from: f[1], floor: f[2], seqs: f[3], datas: f[4] }),
   2: (f) => ({ t: 2, ring: f[0], from: f[1], seqs: f[2] }),
   3: (f) => ({ t: 3, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4] }),
-  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], insts: f[5], vballots: f[6], vids: f[7], values: f[8] }),
-  5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7] }),
+  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], trimmed: f[5], insts: f[6], vballots: f[7], vids: f[8], values: f[9] }),
+  5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7], layout: f[8] }),
   6: (f) => ({ t: 6, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], votes: f[5] }),
-  7: (f) => ({ t: 7, ring: f[0], from: f[1], decisions: f[2], safe: f[3] }),
+  7: (f) => ({ t: 7, ring: f[0], from: f[1], ballot: f[2], decisions: f[3], safe: f[4] }),
   8: (f) => ({ t: 8, ring: f[0], from: f[1], delivered: f[2], start: f[3] }),
   9: (f) => ({ t: 9, ring: f[0], from: f[1], oldest: f[2], next: f[3], ballot: f[4] }),
   10: (f) => ({ t: 10, ring: f[0], from: f[1], lo: f[2], hi: f[3] }),
   11: (f) => ({ t: 11, ring: f[0], from: f[1], trimmed: f[2], insts: f[3], vids: f[4], values: f[5] }),
   12: (f) => ({ t: 12, ring: f[0], from: f[1], ballot: f[2], promised: f[3] }),
+  13: (f) => ({ t: 13, ring: f[0], from: f[1], ballot: f[2] }),
+  14: (f) => ({ t: 14, ring: f[0], from: f[1], ballot: f[2] }),
+  15: (f) => ({ t: 15, ring: f[0], from: f[1], coordinator: f[2], ballot: f[3] }),
 };
 
 // The builders must say exactly what the frozen shapes say, in the same order: fail loudly at load if not.
@@ -178,6 +181,7 @@ function fieldsAgree(m: Message): boolean {
     case 4:
       return m.insts.length === m.vballots.length && m.insts.length === m.vids.length && m.insts.length === m.values.length;
     case 5:
+      return m.decisions.length % 3 === 0 && m.layout.length > 0 && m.layout.length <= 64;
     case 7:
       return m.decisions.length % 3 === 0;
     case 8:
