@@ -23,4 +23,7 @@ export type { RunningNode, RingClient, ClientOptions } from './runtime.js';
 export { runSimulation } from './sim/simulator.js';
 export type { SimOptions, SimResult } from './sim/simulator.js';
 export { Prng } from './sim/prng.js';
-export { FaultProxy } from './fault-proxy.js'; export type { FaultProxyOptions } from './fault-proxy.js';
+export { FaultProxy } from './fault-proxy.js';
+export type { FaultProxyOptions } from './fault-proxy.js';
+export { FileLog } from './storage/file-log.js';
+export type { LogMode, RecoveredLog, FileLogStats } from './storage/file-log.js';

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DriverDropReason, DriverHooks, Driver } from './driver.js';
+import type { FileLog, RecoveredLog } from './storage/file-log.js';
 
 /**
  * Prometheus metrics of one process, on a registry the process owns (never prom-client's global one).
@@ -122,6 +123,33 @@ export class RingMetrics {
         this.receivedDatagrams.inc();
       },
     };
+  }
+
+  private readonly logs: Array<{ ring: string; log: FileLog }> = [];
+
+  /** Export an acceptor log's counters (appends, fsyncs, bytes) and what its recovery found. */
+  attachLog(ring: number, log: FileLog, recovered: RecoveredLog): void {
+    this.logs.push({ ring: String(ring), log });
+    if (this.logs.length > 1) return;
+    const self = this;
+    const gauge = (name: string, help: string, read: (l: FileLog) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['ring'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const { ring, log: l } of self.logs) this.set({ ring }, read(l));
+        },
+      });
+    };
+    gauge('ringcast_log_appends', 'Group commits written to the acceptor log (cumulative)', (l) => l.stats.appends);
+    gauge('ringcast_log_bytes', 'Bytes written to the acceptor log (cumulative)', (l) => l.stats.bytes);
+    gauge('ringcast_log_syncs', 'fdatasync calls on the acceptor log (cumulative)', (l) => l.stats.syncs);
+    gauge('ringcast_log_sync_seconds', 'Time spent in fdatasync (cumulative)', (l) => l.stats.syncMicros / 1e6);
+    const cut = new Gauge({ name: 'ringcast_log_recovery_cut_bytes', help: 'Bytes of torn or corrupt tail cut at the last start', labelNames: ['ring'], registers: [this.registry] });
+    cut.set({ ring: String(ring) }, recovered.cutBytes);
   }
 
   attach(ring: number, driver: Driver): void {

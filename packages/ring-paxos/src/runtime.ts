@@ -9,6 +9,7 @@ import { Driver, type Address, type Clock, type DriverHooks, type Transport } fr
 import { ConfigError, RingcastError } from './errors.js';
 import { RingMetrics } from './metrics.js';
 import { Codec } from './wire/codec.js';
+import { FileLog, type LogMode } from './storage/file-log.js';
 
 /** Wall-clock time for the driver: monotonic milliseconds, real timers, end of turn on setImmediate. */
 export const realClock: Clock = {
@@ -136,6 +137,9 @@ export async function startNode(
     hooks?: DriverHooks;
     /** Bind this UDP port instead of the cluster file's (a fault proxy then listens on the file's port). */
     bindPort?: number;
+    /** Acceptor log: 'memory' (default, nothing survives a restart), 'async' or 'sync' in `logDir`. */
+    durable?: LogMode;
+    logDir?: string;
   } = {},
 ): Promise<RunningNode> {
   const spec = cluster.nodes.find((n) => n.id === id);
@@ -146,8 +150,21 @@ export async function startNode(
   const metrics = new RingMetrics({ node: String(id) });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
   const running: RunningRing[] = [];
+  const durable = opts.durable ?? 'memory';
+  if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
+  const logs: FileLog[] = [];
   for (const r of rings) {
     const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound() });
+    let log: FileLog | undefined;
+    if (durable !== 'memory') {
+      const opened = FileLog.open(opts.logDir!, r.id, durable);
+      log = opened.log;
+      logs.push(log);
+      const rec = opened.recovered;
+      node.acceptor!.restore(rec.promised, rec.entries, rec.trimmed);
+      if (rec.cutBytes > 0) process.stderr.write(`ringcast node ${id}: ring ${r.id} log had a torn or corrupt tail; cut ${rec.cutBytes} bytes\n`);
+      metrics.attachLog(r.id, log, rec);
+    }
     let driver: Driver | undefined;
     const transport = await UdpTransport.bind(spec.host, opts.bindPort ?? spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
     driver = new Driver({
@@ -160,6 +177,7 @@ export async function startNode(
       multicast: r.multicast ? `${r.multicast.group}:${r.multicast.port}` : undefined,
       hooks: metrics.hooksFor(r.id, opts.hooks),
       maxDynamicPeers: cluster.settings.maxLearners + cluster.settings.maxProposers,
+      log,
     });
     metrics.attach(r.id, driver);
     driver.start();
@@ -178,6 +196,7 @@ export async function startNode(
         r.driver.stop();
         await r.transport.close();
       }
+      for (const l of logs) l.close();
       await server?.close();
     },
   };

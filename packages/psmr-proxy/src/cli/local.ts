@@ -110,7 +110,16 @@ export interface LocalRing {
   dir: string;
   clusterPath: string;
   cluster: ClusterConfig;
+  /** The node processes by position (node id - 1); `restart` replaces an entry. */
   nodes: Spawned[];
+  /** The fault proxies in front of each node, when `faults` was given. */
+  proxies: Spawned[];
+  /** kill -9 node `id` (by its PID) and wait until it is gone. */
+  kill(id: number): Promise<void>;
+  /** Start node `id` again with the same arguments (its log directory, if durable); resolves when ready. */
+  restart(id: number): Promise<Spawned>;
+  /** Acceptor log directory of node `id` (durable rings only). */
+  logDir(id: number): string;
   stop(): Promise<void>;
 }
 
@@ -131,10 +140,15 @@ export async function launchLocalRing(
     prefix?: string[];
     /** Ports to use instead of asking the kernel for free ones (inside a namespace). */
     ports?: number[];
+    /** Acceptor logs: 'sync' or 'async' in a directory per node under the ring's temp dir. */
+    durable?: 'sync' | 'async' | 'memory';
+    /** Put a `ringcast fault-proxy` process in front of every node with these rates. */
+    faults?: { drop: number; dup: number; delay: string; seed?: number };
   } = {},
 ): Promise<LocalRing> {
   const n = opts.acceptors ?? 3;
   const ports = opts.ports ?? (await freeUdpPorts(n));
+  const bindPorts = opts.faults ? await freeUdpPorts(n) : ports;
   const nodes = Array.from({ length: n }, (_, i) => ({
     id: i + 1,
     host: '127.0.0.1',
@@ -151,20 +165,75 @@ export async function launchLocalRing(
   const clusterPath = join(dir, 'cluster.json');
   writeFileSync(clusterPath, JSON.stringify(raw, null, 2));
   const spawned: Spawned[] = [];
+  const proxies: Spawned[] = [];
+  const all = new Set<Spawned>();
   const stop = async (): Promise<void> => {
-    await Promise.all(spawned.map((s) => stopProcess(s)));
+    await Promise.all([...all].map((s) => stopProcess(s)));
     rmSync(dir, { recursive: true, force: true });
   };
+  const logDir = (id: number): string => join(dir, `node-${id}`);
+  const argsOf = (id: number): string[] => {
+    const args = ['node', '--cluster', clusterPath, '--id', String(id)];
+    if (opts.metrics) args.push('--metrics-port', '0');
+    if (opts.faults) args.push('--bind-port', String(bindPorts[id - 1]));
+    if (opts.durable && opts.durable !== 'memory') args.push('--durable', opts.durable, '--log-dir', logDir(id));
+    return args;
+  };
+  const startNodeProcess = (id: number): Spawned => {
+    const s = spawnRingcast(argsOf(id), { prefix: opts.prefix });
+    all.add(s);
+    spawned[id - 1] = s;
+    return s;
+  };
   try {
-    for (const node of nodes) {
-      const args = ['node', '--cluster', clusterPath, '--id', String(node.id)];
-      if (opts.metrics) args.push('--metrics-port', '0');
-      spawned.push(spawnRingcast(args, { prefix: opts.prefix }));
+    if (opts.faults) {
+      const f = opts.faults;
+      for (let i = 0; i < n; i++) {
+        const p = spawnRingcast([
+          'fault-proxy',
+          '--listen',
+          `127.0.0.1:${ports[i]}`,
+          '--to',
+          `127.0.0.1:${bindPorts[i]}`,
+          '--drop',
+          String(f.drop),
+          '--dup',
+          String(f.dup),
+          '--delay',
+          f.delay,
+          '--seed',
+          String((f.seed ?? 1) + i),
+        ]);
+        all.add(p);
+        proxies.push(p);
+      }
+      await Promise.all(proxies.map((p) => p.waitFor('ready')));
     }
+    for (const node of nodes) startNodeProcess(node.id);
     await Promise.all(spawned.map((s) => s.waitFor('ready')));
   } catch (e) {
     await stop();
     throw e;
   }
-  return { dir, clusterPath, cluster, nodes: spawned, stop };
+  return {
+    dir,
+    clusterPath,
+    cluster,
+    nodes: spawned,
+    proxies,
+    logDir,
+    async kill(id) {
+      const s = spawned[id - 1]!;
+      if (s.child.exitCode === null && s.child.signalCode === null && s.child.pid !== undefined) {
+        process.kill(s.child.pid, 'SIGKILL');
+        await s.exited;
+      }
+    },
+    async restart(id) {
+      const s = startNodeProcess(id);
+      await s.waitFor('ready');
+      return s;
+    },
+    stop,
+  };
 }

@@ -47,10 +47,17 @@ export async function proposeLoop(
   workers: number,
   make: (k: number, worker: number) => Uint8Array | undefined,
   onAck?: (ms: number) => void,
+  ratePerSec?: number,
 ): Promise<LoopResult> {
   const r: LoopResult = { proposed: 0, acked: 0, failed: 0 };
+  const t0 = performance.now();
   const run = async (w: number): Promise<void> => {
     for (;;) {
+      if (ratePerSec !== undefined) {
+        // Paced: the k-th value leaves no earlier than k / rate seconds after the start.
+        const due = t0 + (r.proposed * 1000) / ratePerSec - performance.now();
+        if (due > 0) await new Promise((res) => setTimeout(res, due));
+      }
       const data = make(r.proposed, w);
       if (data === undefined) return;
       r.proposed++;

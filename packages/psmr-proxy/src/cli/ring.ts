@@ -20,20 +20,27 @@ function line(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bind-port P]
+const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bind-port P] [--durable MODE --log-dir DIR]
   Runs the acceptor roles of node N (and the coordinator role where N is last in a ring).
   --bind-port binds another UDP port than the cluster file's (put a fault proxy on the file's port).
+  --durable sync|async|memory and --log-dir DIR: the acceptor log. sync: votes leave only after fdatasync
+  (survives power loss); async: written, not synced (survives a process crash); memory (default): nothing
+  survives a restart.
   Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
 `;
 
 export async function runNode(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' } });
+  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' }, durable: { type: 'string' }, 'log-dir': { type: 'string' } });
   if (o.help) return void process.stdout.write(HELP_NODE), 0;
   const bindPort = o['bind-port'] === undefined ? undefined : intFlag(o['bind-port'], 'bind-port', 0, 1, 65535);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const id = intFlag(need(o.id, '--id'), 'id', 0, 1, 65535);
   const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
-  const node = await startNode(cluster, id, { metricsPort, bindPort });
+  const durable = o.durable ?? 'memory';
+  if (durable !== 'sync' && durable !== 'async' && durable !== 'memory') throw new ConfigError('--durable', `must be sync, async or memory, got ${JSON.stringify(durable)}`);
+  const logDir = typeof o['log-dir'] === 'string' ? o['log-dir'] : undefined;
+  if (durable !== 'memory' && !logDir) throw new ConfigError('--log-dir', `is required with --durable ${durable}`);
+  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir });
   line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
   const sig = await untilSignal();
   await node.stop();
@@ -99,8 +106,9 @@ export async function runLearn(args: string[]): Promise<number> {
   return code;
 }
 
-const HELP_PROPOSE = `ringcast propose --cluster FILE [--ring R] [--count N] [--size B] [--outstanding K] [--prefix S]
-  Proposes N values of B bytes (each starts with "S-k") with at most K outstanding, then prints
+const HELP_PROPOSE = `ringcast propose --cluster FILE [--ring R] [--count N] [--size B] [--outstanding K] [--prefix S] [--rate R]
+  Proposes N values of B bytes (each starts with "S-k") with at most K outstanding (and at most R per
+  second with --rate), then prints
   {"event":"done","acked":..,"failed":..,"seconds":..,"rate":..}.
 `;
 
@@ -112,8 +120,10 @@ export async function runPropose(args: string[]): Promise<number> {
     size: { type: 'string' },
     outstanding: { type: 'string' },
     prefix: { type: 'string' },
+    rate: { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_PROPOSE), 0;
+  const rate = o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const ring = o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
   const count = intFlag(o.count, 'count', 1000, 1, 100_000_000);
@@ -131,6 +141,8 @@ export async function runPropose(args: string[]): Promise<number> {
       const head = `${prefix}-${k}`;
       return Buffer.from(size > head.length ? head.padEnd(size, '.') : head);
     },
+    undefined,
+    rate,
   );
   const seconds = (performance.now() - t0) / 1000;
   await client.stop();

@@ -1,0 +1,58 @@
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { delivered, stopAll, waitUntil } from './helpers.js';
+
+// Corrupt the last record of an acceptor's log on disk: the acceptor restarts, cuts the torn tail (never
+// delivering it), rejoins, and the ring stays correct even when it has to rely on that acceptor.
+const SETTINGS = { heartbeatMs: 50, coordinatorTimeoutMs: 300, acceptorTimeoutMs: 300, retryTimeoutMs: 150, maxSends: 200 };
+
+function lastSegment(dir: string): string {
+  const ringDir = join(dir, 'ring-0');
+  const segs = readdirSync(ringDir).filter((f) => f.endsWith('.seg')).sort();
+  return join(ringDir, segs[segs.length - 1]!);
+}
+
+describe('acceptor log corruption, real processes', () => {
+  let ring: LocalRing | undefined;
+  const procs: Spawned[] = [];
+  afterAll(async () => {
+    await stopAll(procs);
+    await ring?.stop();
+  });
+
+  it('cuts a corrupt last record at restart and keeps the ring correct', async () => {
+    ring = await launchLocalRing({ acceptors: 3, durable: 'sync', settings: SETTINGS });
+    const learners = [0, 1].map(() => spawnRingcast(['learn', '--cluster', ring!.clusterPath, '--from', '0']));
+    procs.push(...learners);
+    await Promise.all(learners.map((l) => l.waitFor('ready')));
+    const p1 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '1000', '--outstanding', '16', '--prefix', 'c1', '--size', '64']);
+    procs.push(p1);
+    expect(await p1.waitFor('done', 60_000)).toMatchObject({ acked: 1000, failed: 0 });
+
+    // Acceptor 1 (a ring member) dies; flip a byte inside the last record of its log.
+    await ring.kill(1);
+    const seg = lastSegment(ring.logDir(1));
+    const bytes = readFileSync(seg);
+    expect(bytes.length).toBeGreaterThan(16);
+    bytes[bytes.length - 3] ^= 0xff;
+    writeFileSync(seg, bytes);
+    const sizeBefore = statSync(seg).size;
+
+    const back = await ring.restart(1);
+    expect(back.stderr()).toMatch(/torn or corrupt tail; cut \d+ bytes/);
+    expect(statSync(seg).size).toBeLessThan(sizeBefore);
+
+    // Now the ring must rely on acceptor 1: stop acceptor 3 so that 1 and 2 carry every decision.
+    await new Promise((r) => setTimeout(r, 500));
+    await ring.kill(3);
+    const p2 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '1000', '--outstanding', '16', '--prefix', 'c2', '--size', '64']);
+    procs.push(p2);
+    expect(await p2.waitFor('done', 60_000)).toMatchObject({ acked: 1000, failed: 0 });
+    expect(await waitUntil(() => learners.every((l) => delivered(l).length >= 2000), 30_000)).toBe(true);
+    const [a, b] = learners.map(delivered);
+    expect(b).toEqual(a);
+    expect(new Set(a!.map((x) => x.d)).size).toBe(2000);
+  });
+});
