@@ -81,9 +81,8 @@ export class Learner {
   private stalledSince = -1;
   private lastRetransmitAt = -Infinity;
   private acceptorTurn = 0;
-  private coordinatorTurn = 0;
-  private lastStatusAt = 0;
-  private statusSeen = false;
+  /** Last time anything came from the coordinator (2A, Decision, Status); -1 until the first tick. */
+  private lastContactAt = -1;
   private knownBallot = 0;
   coordinator: number;
 
@@ -102,26 +101,29 @@ export class Learner {
   }
 
   /** Follow the coordinator of the highest ballot seen. */
-  private seeCoordinator(ballot: number, from: number): void {
+  private seeCoordinator(ballot: number, coordinator: number): boolean {
     if (ballot > this.knownBallot) {
       this.knownBallot = ballot;
-      this.coordinator = from;
+      this.coordinator = coordinator;
     }
+    return coordinator === this.coordinator;
   }
+  /** Heard from the coordinator itself since the last tick (a redirect does not count). */
+  private contact = false;
 
   onRedirect(m: Redirect): void {
-    this.seeCoordinator(m.ballot, m.coordinator);
+    if (this.seeCoordinator(m.ballot, m.coordinator)) this.lastProgressAt = -Infinity; // report there now
   }
 
   onPhase2A(m: Phase2A): void {
-    this.seeCoordinator(m.ballot, m.from);
+    if (this.seeCoordinator(m.ballot, m.from)) this.contact = true;
     this.noteValue(m.instance, m.vid, m.value);
     this.applyDecisions(m.decisions);
     this.tryDeliver();
   }
 
   onDecision(m: Decision): void {
-    this.seeCoordinator(m.ballot, m.from);
+    if (this.seeCoordinator(m.ballot, m.from)) this.contact = true;
     this.applyDecisions(m.decisions);
     this.tryDeliver();
   }
@@ -139,8 +141,7 @@ export class Learner {
   }
 
   onStatus(m: Status): void {
-    this.seeCoordinator(m.ballot, m.from);
-    this.statusSeen = true;
+    if (this.seeCoordinator(m.ballot, m.from)) this.contact = true;
     if (!this.started) {
       const start = this.cfg.start;
       this.next = start === START_NEXT ? m.next : start < 0 ? m.oldest : start;
@@ -234,14 +235,16 @@ export class Learner {
 
   /** Timers: report progress to the coordinator, and ask an acceptor for what is missing. */
   tick(now: number, out: Outbox): void {
-    if (this.statusSeen) {
-      this.statusSeen = false;
-      this.lastStatusAt = now;
-    } else if (now - this.lastStatusAt > this.s.learnerTimeoutMs / 2) {
-      // The coordinator does not answer: ask the next acceptor (it redirects us if it knows better).
-      this.lastStatusAt = now;
+    if (this.contact || this.lastContactAt < 0) {
+      this.contact = false;
+      this.lastContactAt = now;
+    } else if (now - this.lastContactAt > this.s.coordinatorTimeoutMs) {
+      // The coordinator is silent: report to the next acceptor now (it redirects us if it knows better).
+      this.lastContactAt = now;
       const acc = this.cfg.acceptors;
-      this.coordinator = acc[this.coordinatorTurn++ % acc.length]!;
+      const cur = acc.indexOf(this.coordinator);
+      this.coordinator = acc[(cur + 1) % acc.length]!;
+      this.lastProgressAt = -Infinity;
     }
     if (now - this.lastProgressAt >= this.s.progressIntervalMs) {
       this.lastProgressAt = now;

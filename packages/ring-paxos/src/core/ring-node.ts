@@ -76,9 +76,12 @@ export class RingNode {
     return new Coordinator({ ring, id, acceptors, preferred: ringOrder, acceptor: this.acceptor!, settings, round, holdSafe });
   }
 
-  /** The coordinator as far as this acceptor knows: the owner of the ballot it promised. */
+  /** Highest ballot a live coordinator was heard with (heartbeats do not raise the promise). */
+  private leaderBallot = 0;
+
+  /** The coordinator as far as this acceptor knows: the owner of the highest ballot promised or heard. */
   private believedCoordinator(): number {
-    const p = this.acceptor?.promised ?? 0;
+    const p = Math.max(this.acceptor?.promised ?? 0, this.leaderBallot);
     return p > 0 ? ballotNode(p) : this.initialCoordinator;
   }
 
@@ -87,10 +90,11 @@ export class RingNode {
     if (this.started) return;
     this.started = true;
     this.lastLeaderContact = now;
-    if (this.acceptor && this.cfg.id === this.initialCoordinator) {
-      // A restarted coordinator (its log recovered) goes above the ballot it promised before.
-      const round = Math.max(this.cfg.round ?? 1, ballotRound(this.acceptor.promised) + 1);
-      this.coordinator = this.makeCoordinator(round, this.acceptor.promised > 0);
+    if (this.acceptor && this.cfg.id === this.initialCoordinator && this.acceptor.promised === 0) {
+      // First boot of the configured coordinator. A node that restarts with a log (promised > 0) comes back
+      // as an acceptor and takes the role only if the coordinator it knows stays silent, so a restart
+      // does not pre-empt a coordinator that took over meanwhile.
+      this.coordinator = this.makeCoordinator(this.cfg.round ?? 1, false);
       this.coordinator.start(now, this.out);
     }
     this.learner?.tick(now, this.out);
@@ -211,12 +215,15 @@ export class RingNode {
 
   private redirect(to: number): void {
     const a = this.acceptor!;
-    this.out.send(to, { t: MessageType.Redirect, ring: this.cfg.ring, from: this.cfg.id, coordinator: this.believedCoordinator(), ballot: a.promised });
+    this.out.send(to, { t: MessageType.Redirect, ring: this.cfg.ring, from: this.cfg.id, coordinator: this.believedCoordinator(), ballot: Math.max(a.promised, this.leaderBallot) });
   }
 
   /** A message of the current (or a newer) coordinator arrived: it is alive. */
   private leaderContact(ballot: number, now: number): void {
-    if (ballot >= (this.acceptor?.promised ?? 0)) this.lastLeaderContact = now;
+    if (ballot >= (this.acceptor?.promised ?? 0)) {
+      this.lastLeaderContact = now;
+      if (ballot > this.leaderBallot) this.leaderBallot = ballot;
+    }
   }
 
   /** Drop the coordinator role once it saw a higher ballot of another node. */
@@ -257,7 +264,7 @@ export class RingNode {
     if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 2)) return;
     this.lastLeaderContact = now;
     this.takeovers++;
-    this.coordinator = this.makeCoordinator(ballotRound(this.acceptor!.promised) + 1, true);
+    this.coordinator = this.makeCoordinator(ballotRound(Math.max(this.acceptor!.promised, this.leaderBallot)) + 1, true);
     this.coordinator.start(now, this.out);
   }
 }

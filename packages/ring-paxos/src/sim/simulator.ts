@@ -408,7 +408,7 @@ export function runSimulation(opts: SimOptions): SimResult {
 
   for (const l of learners) {
     const ln = l.driver.node.learner!;
-    trace(`end learner ${l.id} alive=${l.alive} started=${ln.started} next=${ln.next} known=${ln.knownFrontier} delivered=${l.seq.length} ${JSON.stringify(ln.stats)}`);
+    trace(`end learner ${l.id} alive=${l.alive} coord=${ln.coordinator} started=${ln.started} next=${ln.next} known=${ln.knownFrontier} delivered=${l.seq.length} ${JSON.stringify(ln.stats)}`);
   }
   for (const a of acceptors) {
     const co = a.node.coordinator;
