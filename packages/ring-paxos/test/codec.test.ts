@@ -24,7 +24,7 @@ const samples: Message[] = [
   { t: MessageType.RetransmitRequest, ring: 1, from: 70001, lo: 3, hi: 9 },
   { t: MessageType.Learn, ring: 1, from: 1, trimmed: 0, insts: [3], vids: [65538], values: [b('v3')] },
   { t: MessageType.Nack, ring: 1, from: 1, ballot: 65538, promised: 131073 },
-  { t: MessageType.Heartbeat, ring: 1, from: 2, ballot: 65538 },
+  { t: MessageType.Heartbeat, ring: 1, from: 2, ballot: 65538, safe: 3 },
   { t: MessageType.HeartbeatAck, ring: 1, from: 1, ballot: 65538 },
   { t: MessageType.Redirect, ring: 1, from: 1, coordinator: 2, ballot: 65538 },
 ];

@@ -220,6 +220,8 @@ export class Acceptor {
       return;
     }
     out.send(m.from, { t: MessageType.HeartbeatAck, ring: this.ring, from: this.id, ballot: this.promised });
+    // Spares get no Phase 2A: the heartbeat is how they learn what every learner has delivered.
+    if (m.safe > this.trimmed) this.applyDecisions([], m.safe, out);
   }
 
   /** Mark decided instances and trim below the safe instance. */

@@ -216,11 +216,17 @@ export class Coordinator {
     for (const a of [...this.covered.keys()]) if (!others.includes(a)) this.covered.delete(a);
   }
 
-  /** Choose the ring once f acceptors have promised the first range: preferred members first, in order. */
+  /**
+   * Choose the ring once f acceptors have promised the first range: the preferred members (configured or
+   * previous ring) when they all answer; after phase1TimeoutMs, whichever f answered, preferred first.
+   */
   private maybeChooseLayout(): void {
     if (this.others) return;
     const ready = this.allOthers.filter((a) => (this.covered.get(a) ?? -1) >= this.p1Hi);
     if (ready.length < this.f) return;
+    const want = this.preferred.slice(0, this.f);
+    const allPreferred = want.length === this.f && want.every((a) => ready.includes(a));
+    if (!allPreferred && this.now - this.startedAt < this.s.phase1TimeoutMs) return;
     const chosen = this.preferred.filter((a) => ready.includes(a)).slice(0, this.f);
     for (const a of ready) if (chosen.length < this.f && !chosen.includes(a)) chosen.push(a);
     this.setLayout(chosen);
@@ -613,11 +619,21 @@ export class Coordinator {
    * The trim point: what every live learner delivered (the frontier when none is subscribed), less
    * `logRetain` instances kept for learners that join later and start from the oldest one.
    */
+  /**
+   * The trim point: what every live learner delivered less logRetain. With no learner subscribed (none yet,
+   * or all away after a failover) nothing tells what is safe, so the log keeps all it can: it trims only
+   * what the window needs room for.
+   */
   private updateSafe(): void {
     if (this.now < this.holdSafeUntil) return;
-    let delivered = this.frontier;
-    for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
-    const safe = delivered - this.s.logRetain;
+    let safe: number;
+    if (this.learners.size === 0) {
+      safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
+    } else {
+      let delivered = this.frontier;
+      for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
+      safe = delivered - this.s.logRetain;
+    }
     if (safe > this.safe) this.safe = safe;
   }
 
@@ -642,6 +658,13 @@ export class Coordinator {
       };
       this.send2A(m, out, false);
     }
+    if (this.others === undefined) {
+      this.maybeChooseLayout();
+      if (this.others) {
+        this.recomputeOpen();
+        this.openInstances(out);
+      }
+    }
     if ((this.others === undefined || this.open < this.p1Hi) && now - this.p1SentAt >= this.s.phase1TimeoutMs) {
       this.p1SentAt = now;
       for (const [a, c] of this.covered) {
@@ -652,7 +675,7 @@ export class Coordinator {
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;
-      out.send(this.allOthers, { t: MessageType.Heartbeat, ring: this.ring, from: this.id, ballot: this.ballot });
+      out.send(this.allOthers, { t: MessageType.Heartbeat, ring: this.ring, from: this.id, ballot: this.ballot, safe: this.safe });
     }
     // A ring member silent too long is replaced: a new ballot whose Phase 1 picks live acceptors.
     if (this.others && this.others.length > 0 && now - this.lastStepUpAt >= this.s.acceptorTimeoutMs) {

@@ -6,6 +6,7 @@ import {
   type Decision,
   type Learn,
   type Phase2A,
+  type Progress,
   type Redirect,
   type Status,
 } from './messages.js';
@@ -135,10 +136,19 @@ export class Learner {
       this.noteDecided(i, m.vids[k]!);
     }
     if (this.started && m.trimmed > this.next && !this.values.has(this.next)) {
-      this.gapTrimmed = { needed: this.next, oldest: m.trimmed };
+      // One acceptor trimmed past us; another may still hold the instance. Give up only when every
+      // acceptor has said so for the instance we need.
+      if (this.trimmedAt !== this.next) {
+        this.trimmedAt = this.next;
+        this.trimmedBy.clear();
+      }
+      this.trimmedBy.add(m.from);
+      if (this.trimmedBy.size >= this.cfg.acceptors.length) this.gapTrimmed = { needed: this.next, oldest: m.trimmed };
     }
     this.tryDeliver();
   }
+  private trimmedAt = -1;
+  private readonly trimmedBy = new Set<number>();
 
   onStatus(m: Status): void {
     if (this.seeCoordinator(m.ballot, m.from)) this.contact = true;
@@ -233,29 +243,34 @@ export class Learner {
     return d;
   }
 
+  private progressMsg(): Progress {
+    return {
+      t: MessageType.Progress,
+      ring: this.cfg.ring,
+      from: this.cfg.id,
+      delivered: this.started ? this.next - 1 : -1,
+      // Once started, re-registering (after a silence the coordinator timed out) holds trimming from here.
+      start: this.started ? this.next : this.cfg.start,
+    };
+  }
+
   /** Timers: report progress to the coordinator, and ask an acceptor for what is missing. */
   tick(now: number, out: Outbox): void {
     if (this.contact || this.lastContactAt < 0) {
       this.contact = false;
       this.lastContactAt = now;
     } else if (now - this.lastContactAt > this.s.coordinatorTimeoutMs) {
-      // The coordinator is silent: report to the next acceptor now (it redirects us if it knows better).
+      // The coordinator is silent: report to every acceptor at once. The coordinator answers with Status,
+      // the others redirect to the coordinator they know; either way one round trip finds it.
       this.lastContactAt = now;
-      const acc = this.cfg.acceptors;
-      const cur = acc.indexOf(this.coordinator);
-      this.coordinator = acc[(cur + 1) % acc.length]!;
-      this.lastProgressAt = -Infinity;
+      for (const a of this.cfg.acceptors) {
+        if (a === this.coordinator) continue;
+        out.send(a, this.progressMsg());
+      }
     }
     if (now - this.lastProgressAt >= this.s.progressIntervalMs) {
       this.lastProgressAt = now;
-      out.send(this.coordinator, {
-        t: MessageType.Progress,
-        ring: this.cfg.ring,
-        from: this.cfg.id,
-        delivered: this.started ? this.next - 1 : -1,
-        // Once started, re-registering (after a silence the coordinator timed out) holds trimming from here.
-        start: this.started ? this.next : this.cfg.start,
-      });
+      out.send(this.coordinator, this.progressMsg());
     }
     if (!this.started || this.knownFrontier <= this.next) {
       this.stalledSince = -1;

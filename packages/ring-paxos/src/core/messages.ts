@@ -163,12 +163,13 @@ export interface Nack {
   promised: number;
 }
 
-/** Coordinator -> every other acceptor, every heartbeatMs: I lead `ballot`. */
+/** Coordinator -> every other acceptor, every heartbeatMs: I lead `ballot`; trim below `safe`. */
 export interface Heartbeat {
   t: typeof MessageType.Heartbeat;
   ring: number;
   from: number;
   ballot: number;
+  safe: number;
 }
 
 /** Acceptor -> coordinator: alive, and what it promised. */
@@ -236,7 +237,7 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.RetransmitRequest]: shape('ring:u from:u lo:u hi:u'),
   [MessageType.Learn]: shape('ring:u from:u trimmed:u insts:u[] vids:u[] values:b[]'),
   [MessageType.Nack]: shape('ring:u from:u ballot:u promised:u'),
-  [MessageType.Heartbeat]: shape('ring:u from:u ballot:u'),
+  [MessageType.Heartbeat]: shape('ring:u from:u ballot:u safe:u'),
   [MessageType.HeartbeatAck]: shape('ring:u from:u ballot:u'),
   [MessageType.Redirect]: shape('ring:u from:u coordinator:u ballot:u'),
 });

@@ -80,7 +80,7 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   10: (f) => ({ t: 10, ring: f[0], from: f[1], lo: f[2], hi: f[3] }),
   11: (f) => ({ t: 11, ring: f[0], from: f[1], trimmed: f[2], insts: f[3], vids: f[4], values: f[5] }),
   12: (f) => ({ t: 12, ring: f[0], from: f[1], ballot: f[2], promised: f[3] }),
-  13: (f) => ({ t: 13, ring: f[0], from: f[1], ballot: f[2] }),
+  13: (f) => ({ t: 13, ring: f[0], from: f[1], ballot: f[2], safe: f[3] }),
   14: (f) => ({ t: 14, ring: f[0], from: f[1], ballot: f[2] }),
   15: (f) => ({ t: 15, ring: f[0], from: f[1], coordinator: f[2], ballot: f[3] }),
 };
