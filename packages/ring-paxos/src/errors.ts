@@ -19,3 +19,14 @@ export class ConfigError extends RingcastError {
     this.name = 'ConfigError';
   }
 }
+
+/** A learner needs instances every acceptor has already trimmed: it needs a state transfer to go on. */
+export class TrimmedGapError extends RingcastError {
+  constructor(
+    readonly needed: number,
+    readonly oldest: number,
+  ) {
+    super('ERR_RINGCAST_TRIMMED', `instances ${needed}..${oldest - 1} were trimmed from every acceptor log; this learner needs a state transfer`);
+    this.name = 'TrimmedGapError';
+  }
+}

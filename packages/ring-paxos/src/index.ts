@@ -14,7 +14,7 @@ export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from '
 export type { DropReason, Decoded } from './wire/codec.js';
 export { Driver, BackpressureError, ProposalFailedError } from './driver.js';
 export type { Address, Clock, Transport, DriverHooks, DriverOptions, DurableLog, DriverDropReason } from './driver.js';
-export { RingcastError, ConfigError } from './errors.js';
+export { RingcastError, ConfigError, TrimmedGapError } from './errors.js';
 export { parseCluster, loadCluster, localCluster, parseSettings } from './config.js';
 export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
 export { RingMetrics } from './metrics.js';

@@ -289,4 +289,29 @@ describe('ring cores (fault-free harness)', () => {
     expect(internals.decided.size).toBeLessThanOrEqual(16);
     expect(l.learner!.stats.bufferFull).toBeGreaterThan(0);
   });
+
+  it('a learner back from a long absence reports the trimmed gap only when every acceptor trimmed it', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, logRetain: 0, learnerTimeoutMs: 100 });
+    const l1 = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    // A second learner starts, then goes silent while the first keeps up and acceptors trim.
+    const l2 = h.add(100002, { learnerStart: 0 });
+    l2.start(h.now);
+    h.collect(l2);
+    h.run();
+    h.advance(20);
+    const away = (to: number, m: { from: number }): boolean => to === 100002 || m.from === 100002;
+    h.lose = away;
+    for (let i = 0; i < 30; i++) h.submit(p, `g${i}`);
+    h.advance(500);
+    expect(deliveries(l1)).toHaveLength(30);
+    expect([1, 2, 3].map((id) => h.nodes.get(id)!.acceptor!.trimmed)).toEqual([30, 30, 30]);
+    expect(l2.learner!.gapTrimmed).toBeUndefined();
+    h.lose = () => false;
+    h.advance(300);
+    expect(l2.learner!.gapTrimmed).toMatchObject({ needed: 0 });
+    expect(l2.learner!.gapTrimmed!.oldest).toBeGreaterThan(0);
+  });
 });

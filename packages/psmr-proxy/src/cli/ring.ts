@@ -1,4 +1,4 @@
-import { ConfigError, loadCluster, RingcastError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
+import { ConfigError, loadCluster, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import { proposeLoop } from './progress.js';
 
@@ -91,7 +91,7 @@ export async function runLearn(args: string[]): Promise<number> {
         if (delivered >= count) finish(0);
       },
       onGapTrimmed(needed, oldest) {
-        const e = new RingcastError('ERR_RINGCAST_TRIMMED', `instances ${needed}..${oldest - 1} were trimmed from the acceptor logs; this learner needs a state transfer`);
+        const e = new TrimmedGapError(needed, oldest);
         process.stderr.write(`ringcast learn: [${e.code}] ${e.message}\n`);
         finish(3);
       },

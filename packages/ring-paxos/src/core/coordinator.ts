@@ -696,6 +696,8 @@ export class Coordinator {
     }
     if (dropped) this.updateSafe();
     if (this.learners.size === 0) this.updateSafe();
+    // The coordinator's own acceptor trims here too when no Phase 2A has carried the safe instance.
+    if (this.safe > this.acceptor.trimmed) this.acceptor.applyDecisions([], this.safe, out);
     this.flush(now, out);
     if (now - this.lastSentAt >= this.s.heartbeatMs) this.sendDecisions(out);
   }
