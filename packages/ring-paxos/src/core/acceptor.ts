@@ -45,6 +45,8 @@ export class Acceptor {
   promised = 0;
   /** Instances below this are trimmed (no longer held). */
   trimmed = 0;
+  /** One past the highest instance ever accepted (0: none). */
+  top = 0;
   readonly log = new Map<number, LogEntry>();
   readonly stats: AcceptorStats = { accepted: 0, stale: 0, logFull: 0, retransmittedInstances: 0, votesBuffered: 0 };
 
@@ -64,7 +66,12 @@ export class Acceptor {
   restore(promised: number, entries: Iterable<[number, LogEntry]>, trimmed: number): void {
     this.promised = promised;
     this.trimmed = trimmed;
-    for (const [i, e] of entries) if (i >= trimmed) this.log.set(i, e);
+    for (const [i, e] of entries) {
+      if (i < trimmed) continue;
+      this.log.set(i, e);
+      if (i + 1 > this.top) this.top = i + 1;
+    }
+    if (trimmed > this.top) this.top = trimmed;
   }
 
   onPhase1A(m: Phase1A, out: Outbox): void {
@@ -119,6 +126,7 @@ export class Acceptor {
       lo,
       hi: lo,
       trimmed: this.trimmed,
+      top: Math.max(this.top, this.trimmed),
       insts: [],
       vballots: [],
       vids: [],
@@ -165,6 +173,7 @@ export class Acceptor {
       return true;
     }
     this.log.set(m.instance, { ballot: m.ballot, vid: m.vid, value: m.value, decided: false, layout: m.layout });
+    if (m.instance + 1 > this.top) this.top = m.instance + 1;
     out.persist.push({ kind: 'accept', ring: this.ring, instance: m.instance, ballot: m.ballot, vid: m.vid, value: m.value });
     this.stats.accepted++;
     return true;

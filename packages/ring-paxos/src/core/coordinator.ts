@@ -135,6 +135,12 @@ export class Coordinator {
   private p1SentAt = 0;
   private readonly covered = new Map<number, number>();
   private readonly recovered = new Map<number, { vballot: number; vid: number; value: Uint8Array }>();
+  /**
+   * One past the highest instance any Phase 1 answer (ours included) accepted: up to here instances are
+   * re-proposed or filled with no-ops, never given new batches, so no proposal of a proposer can be
+   * ordered before one of its own that an earlier coordinator already decided.
+   */
+  private recoverTop = 0;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -196,6 +202,7 @@ export class Coordinator {
     this.p1Hi = this.frontier;
     this.covered.clear();
     this.recovered.clear();
+    this.recoverTop = Math.max(acc.top, this.frontier);
     if (this.others) this.preferred = this.others;
     this.others = undefined;
     this.layout = [];
@@ -293,6 +300,7 @@ export class Coordinator {
     const c = this.covered.get(m.from);
     if (c === undefined || m.lo !== c || m.hi <= c) return; // out of order or duplicate: re-asked on timeout
     if (m.hi > this.p1Hi) return; // covers more than was asked: not an answer to us
+    if (m.top > this.recoverTop) this.recoverTop = m.top;
     for (let k = 0; k < m.insts.length; k++) {
       const i = m.insts[k]!;
       if (i >= m.lo && i < m.hi) this.noteRecovered(i, m.vballots[k]!, m.vids[k]!, m.values[k]!);
@@ -400,7 +408,10 @@ export class Coordinator {
     );
   }
 
-  /** Open instances while the window allows: recovered values first, then batches, then no-op fillers. */
+  /**
+   * Open instances while the window allows. Below recoverTop: the recovered value, or a no-op in a hole.
+   * Above it: batches of new proposals.
+   */
   private openInstances(out: Outbox, lingerDone = false): void {
     while (this.canOpen()) {
       const r = this.recovered.get(this.next);
@@ -410,14 +421,15 @@ export class Coordinator {
         this.propose(this.next++, r.vid, r.value, [], out);
         continue;
       }
+      if (this.next < this.recoverTop) {
+        // Below what an earlier ballot may have used: never new proposals there, which must all come
+        // after anything an earlier coordinator decided (a proposer's floor depends on it).
+        this.propose(this.next++, this.ballot, NOOP_VALUE, [], out);
+        continue;
+      }
       const queued = this.pending.length - this.pendingHead;
       if (queued > 0 && (lingerDone || this.pendingBytes >= this.s.maxValueBytes)) {
         this.cutBatch(out);
-        continue;
-      }
-      if (this.recovered.size > 0) {
-        // A hole below a recovered value: fill it so the recovered one can be decided in order.
-        this.propose(this.next++, this.ballot, NOOP_VALUE, [], out);
         continue;
       }
       break;

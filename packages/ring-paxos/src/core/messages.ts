@@ -69,6 +69,8 @@ export interface Phase1B {
   hi: number;
   /** The acceptor holds nothing below this (decided and delivered everywhere). */
   trimmed: number;
+  /** One past the highest instance the acceptor ever accepted (0: none): where re-proposals end. */
+  top: number;
   insts: number[];
   vballots: number[];
   vids: number[];
@@ -228,7 +230,7 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Propose]: shape('ring:u from:u floor:u seqs:u[] datas:b[]'),
   [MessageType.Ack]: shape('ring:u from:u seqs:u[]'),
   [MessageType.Phase1A]: shape('ring:u from:u ballot:u lo:u hi:u'),
-  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u trimmed:u insts:u[] vballots:u[] vids:u[] values:b[]'),
+  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u trimmed:u top:u insts:u[] vballots:u[] vids:u[] values:b[]'),
   [MessageType.Phase2A]: shape('ring:u from:u ballot:u instance:u vid:u value:b decisions:u[] safe:u layout:u[]'),
   [MessageType.Phase2B]: shape('ring:u from:u ballot:u instance:u vid:u votes:u'),
   [MessageType.Decision]: shape('ring:u from:u ballot:u decisions:u[] safe:u'),

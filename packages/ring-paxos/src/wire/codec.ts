@@ -71,7 +71,7 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   1: (f) => ({ t: 1, ring: f[0], from: f[1], floor: f[2], seqs: f[3], datas: f[4] }),
   2: (f) => ({ t: 2, ring: f[0], from: f[1], seqs: f[2] }),
   3: (f) => ({ t: 3, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4] }),
-  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], trimmed: f[5], insts: f[6], vballots: f[7], vids: f[8], values: f[9] }),
+  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], trimmed: f[5], top: f[6], insts: f[7], vballots: f[8], vids: f[9], values: f[10] }),
   5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7], layout: f[8] }),
   6: (f) => ({ t: 6, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], votes: f[5] }),
   7: (f) => ({ t: 7, ring: f[0], from: f[1], ballot: f[2], decisions: f[3], safe: f[4] }),
