@@ -140,6 +140,8 @@ export async function startNode(
     /** Acceptor log: 'memory' (default, nothing survives a restart), 'async' or 'sync' in `logDir`. */
     durable?: LogMode;
     logDir?: string;
+    /** This node lost its log (memory mode restarted, or the log directory is gone): rejoin safely. */
+    rejoin?: boolean;
   } = {},
 ): Promise<RunningNode> {
   const spec = cluster.nodes.find((n) => n.id === id);
@@ -154,7 +156,7 @@ export async function startNode(
   if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
   const logs: FileLog[] = [];
   for (const r of rings) {
-    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound() });
+    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin: opts.rejoin });
     let log: FileLog | undefined;
     if (durable !== 'memory') {
       const opened = FileLog.open(opts.logDir!, r.id, durable);

@@ -314,4 +314,39 @@ describe('ring cores (fault-free harness)', () => {
     expect(l2.learner!.gapTrimmed).toMatchObject({ needed: 0 });
     expect(l2.learner!.gapTrimmed!.oldest).toBeGreaterThan(0);
   });
+
+  it('an acceptor back without its log rejoins: promises what f+1 others promised and stays out below their top', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, logRetain: 2 });
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 10; i++) h.submit(p, `r${i}`);
+    h.advance(50);
+    const before = h.nodes.get(1)!.acceptor!;
+    const promisedBefore = before.promised;
+    const topBefore = before.top;
+    expect(topBefore).toBeGreaterThan(0);
+    // Acceptor 1 comes back empty and rejoining.
+    const fresh = new RingNode({ ...h.nodes.get(1)!.cfg, rejoin: true });
+    h.nodes.set(1, fresh);
+    fresh.start(h.now);
+    h.collect(fresh);
+    expect(fresh.acceptor!.horizon).toBe(Infinity);
+    h.run();
+    h.advance(20);
+    const acc = fresh.acceptor!;
+    expect(acc.promised).toBeGreaterThanOrEqual(promisedBefore);
+    expect(acc.horizon).toBeGreaterThanOrEqual(topBefore);
+    // It refuses to vote below its horizon and answers no Phase 1 that starts there.
+    expect(acc.accept({ t: MessageType.Phase2A, ring: 0, from: 2, ballot: acc.promised, instance: 0, vid: acc.promised, value: enc('x'), decisions: [], safe: 0, layout: [1, 2] }, fresh.out)).toBe(false);
+    fresh.out.drain();
+    fresh.step({ t: MessageType.Phase1A, ring: 0, from: 2, ballot: acc.promised + 65536, lo: 0, hi: 100 }, h.now);
+    expect(fresh.out.drain().sends.filter((x) => x.msg.t === MessageType.Phase1B)).toHaveLength(0);
+    // The ring goes on without it, and once everything below the horizon is trimmed it is a full acceptor.
+    for (let i = 10; i < 20; i++) h.submit(p, `r${i}`);
+    h.advance(2000);
+    expect(deliveries(l)).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`));
+    expect(acc.rejoining).toBe(false);
+  });
 });

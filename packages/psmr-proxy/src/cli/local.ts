@@ -116,8 +116,8 @@ export interface LocalRing {
   proxies: Spawned[];
   /** kill -9 node `id` (by its PID) and wait until it is gone. */
   kill(id: number): Promise<void>;
-  /** Start node `id` again with the same arguments (its log directory, if durable); resolves when ready. */
-  restart(id: number): Promise<Spawned>;
+  /** Start node `id` again with the same arguments (its log directory, if durable) plus `extra`. */
+  restart(id: number, extra?: string[]): Promise<Spawned>;
   /** Acceptor log directory of node `id` (durable rings only). */
   logDir(id: number): string;
   stop(): Promise<void>;
@@ -179,8 +179,8 @@ export async function launchLocalRing(
     if (opts.durable && opts.durable !== 'memory') args.push('--durable', opts.durable, '--log-dir', logDir(id));
     return args;
   };
-  const startNodeProcess = (id: number): Spawned => {
-    const s = spawnRingcast(argsOf(id), { prefix: opts.prefix });
+  const startNodeProcess = (id: number, extra: string[] = []): Spawned => {
+    const s = spawnRingcast([...argsOf(id), ...extra], { prefix: opts.prefix });
     all.add(s);
     spawned[id - 1] = s;
     return s;
@@ -229,8 +229,8 @@ export async function launchLocalRing(
         await s.exited;
       }
     },
-    async restart(id) {
-      const s = startNodeProcess(id);
+    async restart(id, extra) {
+      const s = startNodeProcess(id, extra);
       await s.waitFor('ready');
       return s;
     },

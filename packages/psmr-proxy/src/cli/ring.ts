@@ -20,17 +20,19 @@ function line(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bind-port P] [--durable MODE --log-dir DIR]
+const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bind-port P] [--durable MODE --log-dir DIR] [--rejoin]
   Runs the acceptor roles of node N (and the coordinator role where N is last in a ring).
   --bind-port binds another UDP port than the cluster file's (put a fault proxy on the file's port).
   --durable sync|async|memory and --log-dir DIR: the acceptor log. sync: votes leave only after fdatasync
   (survives power loss); async: written, not synced (survives a process crash); memory (default): nothing
   survives a restart.
+  --rejoin: this node lost its log (memory mode restarted, or its log directory is gone). It asks f+1 other
+  acceptors what they promised and accepted and takes no part in instances it may have forgotten.
   Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
 `;
 
 export async function runNode(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' }, durable: { type: 'string' }, 'log-dir': { type: 'string' } });
+  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' }, durable: { type: 'string' }, 'log-dir': { type: 'string' }, rejoin: { type: 'boolean' } });
   if (o.help) return void process.stdout.write(HELP_NODE), 0;
   const bindPort = o['bind-port'] === undefined ? undefined : intFlag(o['bind-port'], 'bind-port', 0, 1, 65535);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
@@ -40,7 +42,7 @@ export async function runNode(args: string[]): Promise<number> {
   if (durable !== 'sync' && durable !== 'async' && durable !== 'memory') throw new ConfigError('--durable', `must be sync, async or memory, got ${JSON.stringify(durable)}`);
   const logDir = typeof o['log-dir'] === 'string' ? o['log-dir'] : undefined;
   if (durable !== 'memory' && !logDir) throw new ConfigError('--log-dir', `is required with --durable ${durable}`);
-  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir });
+  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir, rejoin: o.rejoin === true });
   line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
   const sig = await untilSignal();
   await node.stop();

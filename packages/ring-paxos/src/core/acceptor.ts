@@ -47,6 +47,12 @@ export class Acceptor {
   trimmed = 0;
   /** One past the highest instance ever accepted (0: none). */
   top = 0;
+  /**
+   * Rejoining after losing its log: below this instance it may have accepted and forgotten values, so it
+   * takes no part there (no Phase 1 answer, no vote) until the ring has trimmed past it. Infinity while
+   * the rejoin query is unanswered; 0 for an acceptor that never lost its log.
+   */
+  horizon = 0;
   readonly log = new Map<number, LogEntry>();
   readonly stats: AcceptorStats = { accepted: 0, stale: 0, logFull: 0, retransmittedInstances: 0, votesBuffered: 0 };
 
@@ -74,7 +80,16 @@ export class Acceptor {
     if (trimmed > this.top) this.top = trimmed;
   }
 
+  /** Still inside the part of the log it may have forgotten? */
+  get rejoining(): boolean {
+    return this.horizon > this.trimmed;
+  }
+
   onPhase1A(m: Phase1A, out: Outbox): void {
+    if (this.rejoining && m.lo < this.horizon) {
+      this.stats.stale++; // cannot speak for instances it may have forgotten: stay silent
+      return;
+    }
     if (m.ballot < this.promised) {
       out.send(m.from, { t: MessageType.Nack, ring: this.ring, from: this.id, ballot: m.ballot, promised: this.promised });
       this.stats.stale++;
@@ -151,7 +166,7 @@ export class Acceptor {
       this.stats.stale++;
       return false;
     }
-    if (m.instance < this.trimmed) {
+    if (m.instance < this.trimmed || (this.rejoining && m.instance < this.horizon)) {
       this.stats.stale++;
       return false;
     }
@@ -222,13 +237,36 @@ export class Acceptor {
     out.send(layout[pos + 1]!, { t: MessageType.Phase2B, ring: this.ring, from: this.id, ballot, instance, vid, votes });
   }
 
+  /** Answer a rejoining acceptor: what this one promised and how far it accepted. */
+  onRejoinQuery(from: number, out: Outbox): void {
+    out.send(from, { t: MessageType.RejoinReply, ring: this.ring, from: this.id, promised: this.promised, top: Math.max(this.top, this.trimmed) });
+  }
+
+  /**
+   * Finish a rejoin with the answers of f+1 other acceptors: any ballot a quorum with this acceptor
+   * promised, and any instance such a quorum decided, shows up in at least one of them. Promise the
+   * highest ballot; stay out of every instance below the highest top.
+   */
+  completeRejoin(replies: ReadonlyArray<{ promised: number; top: number }>, out: Outbox): void {
+    let promised = this.promised;
+    let horizon = 0;
+    for (const r of replies) {
+      if (r.promised > promised) promised = r.promised;
+      if (r.top > horizon) horizon = r.top;
+    }
+    this.promise(promised, out);
+    this.horizon = horizon;
+  }
+
   /** The coordinator's heartbeat: acknowledge it, or tell a deposed coordinator it lost. */
   onHeartbeat(m: Heartbeat, out: Outbox): void {
     if (m.ballot < this.promised) {
       out.send(m.from, { t: MessageType.Nack, ring: this.ring, from: this.id, ballot: m.ballot, promised: this.promised });
       return;
     }
-    out.send(m.from, { t: MessageType.HeartbeatAck, ring: this.ring, from: this.id, ballot: this.promised });
+    // While rejoining it cannot vote on the instances in flight: stay silent so the coordinator lays the
+    // ring out without it.
+    if (!this.rejoining) out.send(m.from, { t: MessageType.HeartbeatAck, ring: this.ring, from: this.id, ballot: this.promised });
     // Spares get no Phase 2A: the heartbeat is how they learn what every learner has delivered.
     if (m.safe > this.trimmed) this.applyDecisions([], m.safe, out);
   }

@@ -28,6 +28,8 @@ export const MessageType = {
   Heartbeat: 13,
   HeartbeatAck: 14,
   Redirect: 15,
+  RejoinQuery: 16,
+  RejoinReply: 17,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -191,6 +193,22 @@ export interface Redirect {
   ballot: number;
 }
 
+/** An acceptor restarted without its log -> every other acceptor: what have you promised and accepted? */
+export interface RejoinQuery {
+  t: typeof MessageType.RejoinQuery;
+  ring: number;
+  from: number;
+}
+
+/** Acceptor -> rejoining acceptor: the highest ballot it promised, one past its highest accepted instance. */
+export interface RejoinReply {
+  t: typeof MessageType.RejoinReply;
+  ring: number;
+  from: number;
+  promised: number;
+  top: number;
+}
+
 export type Message =
   | Propose
   | Ack
@@ -206,7 +224,9 @@ export type Message =
   | Nack
   | Heartbeat
   | HeartbeatAck
-  | Redirect;
+  | Redirect
+  | RejoinQuery
+  | RejoinReply;
 
 /** Field kinds the codec checks: unsigned safe integer, signed safe integer, bytes, and arrays of them. */
 export type FieldKind = 'u' | 'i' | 'b' | 'u[]' | 'b[]';
@@ -242,6 +262,8 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Heartbeat]: shape('ring:u from:u ballot:u safe:u'),
   [MessageType.HeartbeatAck]: shape('ring:u from:u ballot:u'),
   [MessageType.Redirect]: shape('ring:u from:u coordinator:u ballot:u'),
+  [MessageType.RejoinQuery]: shape('ring:u from:u'),
+  [MessageType.RejoinReply]: shape('ring:u from:u promised:u top:u'),
 });
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(

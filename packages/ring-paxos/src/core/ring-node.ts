@@ -21,6 +21,11 @@ export interface RingNodeConfig {
   proposer?: boolean;
   /** Ballot round for a coordinator (a restart passes one above the last it used). */
   round?: number;
+  /**
+   * This acceptor lost its log (memory mode restarted, or the log directory is gone): it rejoins by asking
+   * f+1 others what they promised and accepted, and stays out of every instance it may have forgotten.
+   */
+  rejoin?: boolean;
 }
 
 /** Message types any sender may send (the rest must come from an acceptor of the ring). */
@@ -51,6 +56,8 @@ export class RingNode {
   private readonly acceptorSet: ReadonlySet<number>;
   private readonly initialCoordinator: number;
   private lastLeaderContact = 0;
+  private readonly rejoinReplies = new Map<number, { promised: number; top: number }>();
+  private lastRejoinQueryAt = -Infinity;
 
   constructor(readonly cfg: RingNodeConfig) {
     const { ring, id, ringOrder, settings } = cfg;
@@ -90,7 +97,8 @@ export class RingNode {
     if (this.started) return;
     this.started = true;
     this.lastLeaderContact = now;
-    if (this.acceptor && this.cfg.id === this.initialCoordinator && this.acceptor.promised === 0) {
+    if (this.acceptor && this.cfg.rejoin) this.acceptor.horizon = Infinity;
+    if (this.acceptor && this.cfg.id === this.initialCoordinator && this.acceptor.promised === 0 && !this.cfg.rejoin) {
       // First boot of the configured coordinator. A node that restarts with a log (promised > 0) comes back
       // as an acceptor and takes the role only if the coordinator it knows stays silent, so a restart
       // does not pre-empt a coordinator that took over meanwhile.
@@ -196,6 +204,19 @@ export class RingNode {
         if (c) return c.onHeartbeatAck(m, out), this.afterCoordinatorStep();
         if (this.acceptor) return; // a late answer to a coordinator role given up
         break;
+      case MessageType.RejoinQuery:
+        if (this.acceptor && !this.acceptor.rejoining) return this.acceptor.onRejoinQuery(m.from, out);
+        if (this.acceptor) return; // cannot vouch for anything while rejoining itself
+        break;
+      case MessageType.RejoinReply:
+        if (this.acceptor && this.acceptor.horizon === Infinity && m.from !== this.cfg.id) {
+          this.rejoinReplies.set(m.from, { promised: m.promised, top: m.top });
+          const f = (this.cfg.acceptors.length - 1) / 2;
+          if (this.rejoinReplies.size >= f + 1) this.acceptor.completeRejoin([...this.rejoinReplies.values()], out);
+          return;
+        }
+        if (this.acceptor) return; // a late answer
+        break;
       case MessageType.Redirect: {
         let used = false;
         if (this.learner) {
@@ -246,7 +267,15 @@ export class RingNode {
       this.afterCoordinatorStep();
       if (!this.coordinator) this.lastLeaderContact = now;
     } else if (this.acceptor && this.started) {
-      this.maybeTakeOver(now);
+      if (this.acceptor.horizon === Infinity) {
+        if (now - this.lastRejoinQueryAt >= this.cfg.settings.heartbeatMs) {
+          this.lastRejoinQueryAt = now;
+          const others = this.cfg.acceptors.filter((a) => a !== this.cfg.id);
+          this.out.send(others, { t: MessageType.RejoinQuery, ring: this.cfg.ring, from: this.cfg.id });
+        }
+      } else if (!this.acceptor.rejoining) {
+        this.maybeTakeOver(now);
+      }
     }
     this.learner?.tick(now, this.out);
     this.proposer?.tick(now, this.out);

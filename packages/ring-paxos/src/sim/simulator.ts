@@ -220,7 +220,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   });
   const peers = new Map<number, Address>(acceptorIds.map((id) => [id, `a${id}`]));
 
-  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
+  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
     const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
@@ -229,9 +229,10 @@ export function runSimulation(opts: SimOptions): SimResult {
 
   // --- acceptors: each keeps its persisted records (its durable log) across crashes
   const durable = new Map<number, PersistRecord[]>(acceptorIds.map((id) => [id, []]));
-  const startAcceptor = (id: number): Driver => {
+  const startAcceptor = (id: number, rejoin = false): Driver => {
+    if (rejoin) durable.set(id, []); // the log is gone
     const records = durable.get(id)!;
-    const d = makeDriver(id, `a${id}`, {}, {}, { append: (rs) => void records.push(...rs) });
+    const d = makeDriver(id, `a${id}`, { rejoin }, {}, { append: (rs) => void records.push(...rs) });
     if (records.length > 0) {
       const st = emptyReplayState();
       for (const r of records) applyRecord(st, r);
@@ -242,6 +243,9 @@ export function runSimulation(opts: SimOptions): SimResult {
   const acceptors: Driver[] = acceptorIds.map((id) => startAcceptor(id));
   const acceptorUp = acceptorIds.map(() => true);
   const acceptorCrashP = rng.pick([0, 0, 0.0005, 0.002]);
+  // Share of acceptor crashes that lose the log: the acceptor comes back empty and must rejoin.
+  const amnesiaP = rng.pick([0, 0, 0.3, 1]);
+  const unavailable = (k: number): boolean => !acceptorUp[k] || acceptors[k]!.node.acceptor!.rejoining;
   let takeovers = 0;
 
   // --- bookkeeping for the checkers
@@ -355,9 +359,12 @@ export function runSimulation(opts: SimOptions): SimResult {
       }
     }
     for (let k = 0; k < acceptors.length; k++) {
-      const down = acceptorUp.filter((u) => !u).length;
+      // At most f acceptors out at once: crashed, or back without their log and still rejoining.
+      const down = acceptorIds.filter((_, j) => unavailable(j)).length;
       if (!acceptorUp[k] || down >= f || !rng.chance(acceptorCrashP * 10)) continue;
       const id = acceptorIds[k]!;
+      const wasRejoining = acceptors[k]!.node.acceptor!.rejoining;
+      const amnesia = wasRejoining || rng.chance(amnesiaP);
       acceptorUp[k] = false;
       takeovers += acceptors[k]!.node.takeovers;
       acceptors[k]!.stop();
@@ -365,10 +372,10 @@ export function runSimulation(opts: SimOptions): SimResult {
       crashes++;
       trace(`${now.toFixed(1)} crash acceptor ${id}${acceptors[k]!.node.coordinator ? ' (coordinator)' : ''}`);
       q.push(now + 50 + rng.float() * 750, () => {
-        acceptors[k] = startAcceptor(id);
+        acceptors[k] = startAcceptor(id, amnesia);
         acceptors[k]!.start();
         acceptorUp[k] = true;
-        trace(`${now.toFixed(1)} restart acceptor ${id} from its log`);
+        trace(`${now.toFixed(1)} restart acceptor ${id} ${amnesia ? 'WITHOUT its log (rejoins)' : 'from its log'}`);
       });
     }
     if (rng.chance(partitionP * 10)) {
