@@ -1,3 +1,29 @@
 // Public API of @ringcast/multicast: Multi-Ring Paxos (groups, deterministic merge, skips, registry).
-// Empty until the Multi-Ring Paxos issue lands; see ../README.md for the planned module boundaries.
+// Curated: add names here on purpose, never `export *`. The merge and skips land with later parts of
+// the Multi-Ring Paxos issue.
 export const MULTICAST_API_VERSION = 0;
+export {
+  RegistryUnavailableError,
+  StaticRegistry,
+  RedisRegistry,
+  registryKeys,
+  REGISTRY_LIMITS,
+  DEFAULT_PREFIX,
+  DEFAULT_TIMEOUT_MS,
+} from './registry/index.js';
+export type {
+  Registry,
+  RegistryView,
+  RegistryNode,
+  RegistryRing,
+  RegistryEvent,
+  RegistryListener,
+  Lease,
+  Subscription,
+  NodeAddress,
+  CallOptions,
+  LoadOptions,
+  LoadResult,
+  StaticRegistryOptions,
+  RedisRegistryOptions,
+} from './registry/index.js';

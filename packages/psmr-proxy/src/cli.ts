@@ -3,6 +3,7 @@ import { ConfigError } from '@ringcast/ring-paxos';
 import { runBenchCommand } from './cli/bench.js';
 import { runDemo } from './cli/demo.js';
 import { runFaultProxy } from './cli/fault-proxy.js';
+import { runRegistry } from './cli/registry.js';
 import { runLearn, runNode, runPropose } from './cli/ring.js';
 import { runSim } from './cli/sim.js';
 
@@ -18,6 +19,7 @@ Commands:
   bench ring                benchmark one ring on loopback against raw one-hop UDP (JSON lines)
   sim --seed N              replay one simulator seed (or --seeds A..B for a soak)
   fault-proxy --listen H:P --to H:Q   UDP relay that drops, duplicates and delays datagrams (tests)
+  registry load|show --redis URL      write a cluster file to the Redis registry, or print its live view
 
 Run 'ringcast <command> --help' for the options of a command.
 `;
@@ -63,6 +65,8 @@ export async function main(argv: string[]): Promise<number> {
       return runSim(rest);
     case 'fault-proxy':
       return runFaultProxy(rest);
+    case 'registry':
+      return runRegistry(rest);
     case undefined:
     case 'help':
     case '--help':
