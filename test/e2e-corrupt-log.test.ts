@@ -31,22 +31,26 @@ describe('acceptor log corruption, real processes', () => {
     procs.push(p1);
     expect(await p1.waitFor('done', 60_000)).toMatchObject({ acked: 1000, failed: 0 });
 
-    // Acceptor 1 (a ring member) dies; flip a byte inside the last record of its log.
-    await ring.kill(1);
-    const seg = lastSegment(ring.logDir(1));
+    // A ring member other than the coordinator (node 2) dies: the one of 1 and 3 whose log holds the votes
+    // (the other is the spare). Flip a byte inside the last record of its log.
+    const size = (id: number): number => statSync(lastSegment(ring!.logDir(id))).size;
+    const victim = size(1) >= size(3) ? 1 : 3;
+    const other = victim === 1 ? 3 : 1;
+    await ring.kill(victim);
+    const seg = lastSegment(ring.logDir(victim));
     const bytes = readFileSync(seg);
     expect(bytes.length).toBeGreaterThan(16);
     bytes[bytes.length - 3] ^= 0xff;
     writeFileSync(seg, bytes);
     const sizeBefore = statSync(seg).size;
 
-    const back = await ring.restart(1);
+    const back = await ring.restart(victim);
     expect(back.stderr()).toMatch(/torn or corrupt tail; cut \d+ bytes/);
     expect(statSync(seg).size).toBeLessThan(sizeBefore);
 
-    // Now the ring must rely on acceptor 1: stop acceptor 3 so that 1 and 2 carry every decision.
+    // Now the ring must rely on it: stop the other acceptor so that it and node 2 carry every decision.
     await new Promise((r) => setTimeout(r, 500));
-    await ring.kill(3);
+    await ring.kill(other);
     const p2 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '1000', '--outstanding', '16', '--prefix', 'c2', '--size', '64']);
     procs.push(p2);
     expect(await p2.waitFor('done', 60_000)).toMatchObject({ acked: 1000, failed: 0 });

@@ -156,7 +156,7 @@ export async function startNode(
   if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
   const logs: FileLog[] = [];
   for (const r of rings) {
-    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin: opts.rejoin });
+    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin: opts.rejoin, incarnation: startRound() });
     let log: FileLog | undefined;
     if (durable !== 'memory') {
       const opened = FileLog.open(opts.logDir!, r.id, durable);

@@ -27,8 +27,8 @@ const samples: Message[] = [
   { t: MessageType.Heartbeat, ring: 1, from: 2, ballot: 65538, safe: 3 },
   { t: MessageType.HeartbeatAck, ring: 1, from: 1, ballot: 65538 },
   { t: MessageType.Redirect, ring: 1, from: 1, coordinator: 2, ballot: 65538 },
-  { t: MessageType.RejoinQuery, ring: 1, from: 3 },
-  { t: MessageType.RejoinReply, ring: 1, from: 1, promised: 65538, top: 40 },
+  { t: MessageType.RejoinQuery, ring: 1, from: 3, nonce: 5 },
+  { t: MessageType.RejoinReply, ring: 1, from: 1, nonce: 5, promised: 65538, top: 40 },
 ];
 
 describe('wire codec', () => {

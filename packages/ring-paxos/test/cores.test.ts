@@ -349,4 +349,33 @@ describe('ring cores (fault-free harness)', () => {
     expect(deliveries(l)).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`));
     expect(acc.rejoining).toBe(false);
   });
+
+  it('a rejoin waits for every other acceptor (the coordinator may be the only one that saw the ballot)', () => {
+    const h = new Harness(5);
+    h.start();
+    h.advance(20);
+    const node = new RingNode({ ...h.nodes.get(1)!.cfg, rejoin: true, incarnation: 7 });
+    node.start(h.now);
+    node.tick(h.now + 1);
+    const q = node.out.drain().sends.find((x) => x.msg.t === MessageType.RejoinQuery)!;
+    expect(q.to).toEqual([2, 3, 4, 5]);
+    const reply = (from: number, top: number, nonce = 7): void =>
+      node.step({ t: MessageType.RejoinReply, ring: 0, from, nonce, promised: 65538, top }, h.now);
+    reply(2, 0);
+    reply(4, 0);
+    reply(5, 0);
+    reply(3, 9, 6); // an answer to an earlier life: ignored
+    expect(node.acceptor!.horizon).toBe(Infinity);
+    reply(3, 9);
+    expect(node.acceptor!.horizon).toBe(9);
+    expect(node.acceptor!.promised).toBe(65538);
+    // It fetches the decided values below the horizon, then takes part again.
+    node.tick(h.now + 100);
+    const ask = node.out.drain().sends.find((x) => x.msg.t === MessageType.RetransmitRequest)!;
+    expect(ask.msg).toMatchObject({ lo: 0, hi: 9 });
+    const values = Array.from({ length: 9 }, (_, i) => enc(`d${i}`));
+    node.step({ t: MessageType.Learn, ring: 0, from: 2, trimmed: 0, insts: values.map((_, i) => i), vids: values.map(() => 65538), values }, h.now);
+    expect(node.acceptor!.rejoining).toBe(false);
+    expect(node.acceptor!.log.get(8)).toMatchObject({ decided: true, vid: 65538 });
+  });
 });

@@ -49,10 +49,13 @@ export class Acceptor {
   top = 0;
   /**
    * Rejoining after losing its log: below this instance it may have accepted and forgotten values, so it
-   * takes no part there (no Phase 1 answer, no vote) until the ring has trimmed past it. Infinity while
-   * the rejoin query is unanswered; 0 for an acceptor that never lost its log.
+   * takes no part there (no Phase 1 answer, no vote, no heartbeat acknowledgement) until it holds the
+   * decided value of every instance below it (or the ring trimmed past it). Infinity while the rejoin
+   * query is unanswered; 0 once rejoined, and for an acceptor that never lost its log.
    */
   horizon = 0;
+  /** While catching up: every instance below this is trimmed or held decided. */
+  caughtUpTo = 0;
   readonly log = new Map<number, LogEntry>();
   readonly stats: AcceptorStats = { accepted: 0, stale: 0, logFull: 0, retransmittedInstances: 0, votesBuffered: 0 };
 
@@ -82,7 +85,7 @@ export class Acceptor {
 
   /** Still inside the part of the log it may have forgotten? */
   get rejoining(): boolean {
-    return this.horizon > this.trimmed;
+    return this.horizon > 0;
   }
 
   onPhase1A(m: Phase1A, out: Outbox): void {
@@ -238,14 +241,17 @@ export class Acceptor {
   }
 
   /** Answer a rejoining acceptor: what this one promised and how far it accepted. */
-  onRejoinQuery(from: number, out: Outbox): void {
-    out.send(from, { t: MessageType.RejoinReply, ring: this.ring, from: this.id, promised: this.promised, top: Math.max(this.top, this.trimmed) });
+  onRejoinQuery(from: number, nonce: number, out: Outbox): void {
+    out.send(from, { t: MessageType.RejoinReply, ring: this.ring, from: this.id, nonce, promised: this.promised, top: Math.max(this.top, this.trimmed) });
   }
 
   /**
-   * Finish a rejoin with the answers of f+1 other acceptors: any ballot a quorum with this acceptor
-   * promised, and any instance such a quorum decided, shows up in at least one of them. Promise the
-   * highest ballot; stay out of every instance below the highest top.
+   * Rejoin with the answers of EVERY other acceptor. A ballot this acceptor promised before losing its log
+   * was promised first by that ballot's coordinator (its own acceptor), and an instance it voted on was
+   * accepted first by that coordinator: so the highest promise and the highest top among all the others
+   * bound what it forgot, even when the other ring members have not seen that ballot or value yet.
+   * (f+1 answers are not enough for that: the coordinator may be the one missing.) Promise the highest
+   * ballot; below the highest top, take no part until the decided values there are fetched.
    */
   completeRejoin(replies: ReadonlyArray<{ promised: number; top: number }>, out: Outbox): void {
     let promised = this.promised;
@@ -256,6 +262,44 @@ export class Acceptor {
     }
     this.promise(promised, out);
     this.horizon = horizon;
+    this.caughtUpTo = this.trimmed;
+    this.advanceCatchUp();
+  }
+
+  /** Move the catch-up point over trimmed and held-decided instances; finish the rejoin at the horizon. */
+  private advanceCatchUp(): void {
+    if (this.horizon === 0 || this.horizon === Infinity) return;
+    if (this.caughtUpTo < this.trimmed) this.caughtUpTo = this.trimmed;
+    while (this.caughtUpTo < this.horizon && this.log.get(this.caughtUpTo)?.decided) this.caughtUpTo++;
+    if (this.caughtUpTo >= this.horizon) this.horizon = 0;
+  }
+
+  /**
+   * Decided values fetched while rejoining: held as accepted at the current promise (any ballot above the
+   * deciding one proposes the same value, so reporting it there in a later Phase 1 is sound) and decided.
+   */
+  onLearn(m: Learn, out: Outbox): void {
+    if (this.horizon === 0 || this.horizon === Infinity) return;
+    if (m.trimmed > this.trimmed) this.trim(m.trimmed, out);
+    for (let k = 0; k < m.insts.length; k++) {
+      const i = m.insts[k]!;
+      if (i < this.trimmed || i >= this.horizon || this.log.get(i)?.decided) continue;
+      const value = m.values[k]!;
+      const vid = m.vids[k]!;
+      this.log.set(i, { ballot: this.promised, vid, value, decided: true });
+      out.persist.push({ kind: 'accept', ring: this.ring, instance: i, ballot: this.promised, vid, value });
+      out.persist.push({ kind: 'decide', ring: this.ring, decisions: [i, 1, vid] });
+      if (i + 1 > this.top) this.top = i + 1;
+    }
+    this.advanceCatchUp();
+  }
+
+  /** Where a rejoining acceptor should ask next: [lo, hi), or undefined when it is not catching up. */
+  catchUpRange(): { lo: number; hi: number } | undefined {
+    if (this.horizon === 0 || this.horizon === Infinity) return undefined;
+    this.advanceCatchUp();
+    if (this.horizon === 0) return undefined;
+    return { lo: this.caughtUpTo, hi: Math.min(this.horizon, this.caughtUpTo + this.settings.maxRetransmitInstances) };
   }
 
   /** The coordinator's heartbeat: acknowledge it, or tell a deposed coordinator it lost. */
@@ -297,6 +341,7 @@ export class Acceptor {
     for (const i of this.earlyVotes.keys()) if (i < below) this.earlyVotes.delete(i);
     this.trimmed = below;
     out.persist.push({ kind: 'trim', ring: this.ring, below });
+    this.advanceCatchUp();
   }
 
   /** Serve decided values of [lo, hi) to a learner, in datagram-sized Learn messages. */

@@ -198,6 +198,8 @@ export interface RejoinQuery {
   t: typeof MessageType.RejoinQuery;
   ring: number;
   from: number;
+  /** This incarnation of the asker; replies echo it so a reply to an earlier life is not counted. */
+  nonce: number;
 }
 
 /** Acceptor -> rejoining acceptor: the highest ballot it promised, one past its highest accepted instance. */
@@ -205,6 +207,7 @@ export interface RejoinReply {
   t: typeof MessageType.RejoinReply;
   ring: number;
   from: number;
+  nonce: number;
   promised: number;
   top: number;
 }
@@ -262,8 +265,8 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Heartbeat]: shape('ring:u from:u ballot:u safe:u'),
   [MessageType.HeartbeatAck]: shape('ring:u from:u ballot:u'),
   [MessageType.Redirect]: shape('ring:u from:u coordinator:u ballot:u'),
-  [MessageType.RejoinQuery]: shape('ring:u from:u'),
-  [MessageType.RejoinReply]: shape('ring:u from:u promised:u top:u'),
+  [MessageType.RejoinQuery]: shape('ring:u from:u nonce:u'),
+  [MessageType.RejoinReply]: shape('ring:u from:u nonce:u promised:u top:u'),
 });
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(

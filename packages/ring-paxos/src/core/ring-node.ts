@@ -26,6 +26,8 @@ export interface RingNodeConfig {
    * f+1 others what they promised and accepted, and stays out of every instance it may have forgotten.
    */
   rejoin?: boolean;
+  /** Distinguishes this life of the node from earlier ones (rejoin replies echo it). */
+  incarnation?: number;
 }
 
 /** Message types any sender may send (the rest must come from an acceptor of the ring). */
@@ -58,6 +60,7 @@ export class RingNode {
   private lastLeaderContact = 0;
   private readonly rejoinReplies = new Map<number, { promised: number; top: number }>();
   private lastRejoinQueryAt = -Infinity;
+  private catchUpTurn = 0;
 
   constructor(readonly cfg: RingNodeConfig) {
     const { ring, id, ringOrder, settings } = cfg;
@@ -185,9 +188,19 @@ export class RingNode {
       case MessageType.RetransmitRequest:
         if (this.acceptor) return this.acceptor.onRetransmitRequest(m, out);
         break;
-      case MessageType.Learn:
-        if (this.learner) return this.learner.onLearn(m);
+      case MessageType.Learn: {
+        let used = false;
+        if (this.acceptor?.rejoining) {
+          this.acceptor.onLearn(m, out);
+          used = true;
+        }
+        if (this.learner) {
+          this.learner.onLearn(m);
+          used = true;
+        }
+        if (used) return;
         break;
+      }
       case MessageType.Nack:
         if (c) return c.onNack(m, out), this.afterCoordinatorStep();
         break;
@@ -205,17 +218,17 @@ export class RingNode {
         if (this.acceptor) return; // a late answer to a coordinator role given up
         break;
       case MessageType.RejoinQuery:
-        if (this.acceptor && !this.acceptor.rejoining) return this.acceptor.onRejoinQuery(m.from, out);
+        if (this.acceptor && !this.acceptor.rejoining) return this.acceptor.onRejoinQuery(m.from, m.nonce, out);
         if (this.acceptor) return; // cannot vouch for anything while rejoining itself
         break;
       case MessageType.RejoinReply:
-        if (this.acceptor && this.acceptor.horizon === Infinity && m.from !== this.cfg.id) {
+        if (this.acceptor && this.acceptor.horizon === Infinity && m.from !== this.cfg.id && m.nonce === (this.cfg.incarnation ?? 0)) {
           this.rejoinReplies.set(m.from, { promised: m.promised, top: m.top });
-          const f = (this.cfg.acceptors.length - 1) / 2;
-          if (this.rejoinReplies.size >= f + 1) this.acceptor.completeRejoin([...this.rejoinReplies.values()], out);
+          // Every other acceptor must answer (see Acceptor.completeRejoin).
+          if (this.rejoinReplies.size >= this.cfg.acceptors.length - 1) this.acceptor.completeRejoin([...this.rejoinReplies.values()], out);
           return;
         }
-        if (this.acceptor) return; // a late answer
+        if (this.acceptor) return; // a late answer, or one to an earlier life
         break;
       case MessageType.Redirect: {
         let used = false;
@@ -271,9 +284,18 @@ export class RingNode {
         if (now - this.lastRejoinQueryAt >= this.cfg.settings.heartbeatMs) {
           this.lastRejoinQueryAt = now;
           const others = this.cfg.acceptors.filter((a) => a !== this.cfg.id);
-          this.out.send(others, { t: MessageType.RejoinQuery, ring: this.cfg.ring, from: this.cfg.id });
+          this.out.send(others, { t: MessageType.RejoinQuery, ring: this.cfg.ring, from: this.cfg.id, nonce: this.cfg.incarnation ?? 0 });
         }
-      } else if (!this.acceptor.rejoining) {
+      } else if (this.acceptor.rejoining) {
+        // Fetch the decided values below the horizon from the others, in turn.
+        const r = this.acceptor.catchUpRange();
+        if (r && now - this.lastRejoinQueryAt >= this.cfg.settings.gapTimeoutMs) {
+          this.lastRejoinQueryAt = now;
+          const others = this.cfg.acceptors.filter((a) => a !== this.cfg.id);
+          const to = others[this.catchUpTurn++ % others.length]!;
+          this.out.send(to, { t: MessageType.RetransmitRequest, ring: this.cfg.ring, from: this.cfg.id, lo: r.lo, hi: r.hi });
+        }
+      } else {
         this.maybeTakeOver(now);
       }
     }

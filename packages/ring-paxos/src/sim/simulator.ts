@@ -220,7 +220,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   });
   const peers = new Map<number, Address>(acceptorIds.map((id) => [id, `a${id}`]));
 
-  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
+  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
     const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
@@ -229,10 +229,11 @@ export function runSimulation(opts: SimOptions): SimResult {
 
   // --- acceptors: each keeps its persisted records (its durable log) across crashes
   const durable = new Map<number, PersistRecord[]>(acceptorIds.map((id) => [id, []]));
+  let incarnations = 0;
   const startAcceptor = (id: number, rejoin = false): Driver => {
     if (rejoin) durable.set(id, []); // the log is gone
     const records = durable.get(id)!;
-    const d = makeDriver(id, `a${id}`, { rejoin }, {}, { append: (rs) => void records.push(...rs) });
+    const d = makeDriver(id, `a${id}`, { rejoin, incarnation: ++incarnations }, {}, { append: (rs) => void records.push(...rs) });
     if (records.length > 0) {
       const st = emptyReplayState();
       for (const r of records) applyRecord(st, r);
@@ -364,7 +365,8 @@ export function runSimulation(opts: SimOptions): SimResult {
       if (!acceptorUp[k] || down >= f || !rng.chance(acceptorCrashP * 10)) continue;
       const id = acceptorIds[k]!;
       const wasRejoining = acceptors[k]!.node.acceptor!.rejoining;
-      const amnesia = wasRejoining || rng.chance(amnesiaP);
+      // A rejoin needs every other acceptor's answer: lose a log only while all the others are available.
+      const amnesia = wasRejoining || (rng.chance(amnesiaP) && acceptorIds.every((_, j) => j === k || !unavailable(j)));
       acceptorUp[k] = false;
       takeovers += acceptors[k]!.node.takeovers;
       acceptors[k]!.stop();

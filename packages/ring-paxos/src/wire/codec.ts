@@ -83,8 +83,8 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   13: (f) => ({ t: 13, ring: f[0], from: f[1], ballot: f[2], safe: f[3] }),
   14: (f) => ({ t: 14, ring: f[0], from: f[1], ballot: f[2] }),
   15: (f) => ({ t: 15, ring: f[0], from: f[1], coordinator: f[2], ballot: f[3] }),
-  16: (f) => ({ t: 16, ring: f[0], from: f[1] }),
-  17: (f) => ({ t: 17, ring: f[0], from: f[1], promised: f[2], top: f[3] }),
+  16: (f) => ({ t: 16, ring: f[0], from: f[1], nonce: f[2] }),
+  17: (f) => ({ t: 17, ring: f[0], from: f[1], nonce: f[2], promised: f[3], top: f[4] }),
 };
 
 // The builders must say exactly what the frozen shapes say, in the same order: fail loudly at load if not.
