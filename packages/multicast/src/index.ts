@@ -1,6 +1,6 @@
 // Public API of @ringcast/multicast: Multi-Ring Paxos (groups, deterministic merge, skips, registry).
-// Curated: add names here on purpose, never `export *`. The merge and skips land with later parts of
-// the Multi-Ring Paxos issue.
+// Curated: add names here on purpose, never `export *`. The merge is built; positions in ring values,
+// skips and the multi-ring learner land with later parts of the Multi-Ring Paxos issue.
 export const MULTICAST_API_VERSION = 0;
 export {
   RegistryUnavailableError,
@@ -27,3 +27,5 @@ export type {
   StaticRegistryOptions,
   RedisRegistryOptions,
 } from './registry/index.js';
+export { Merger, MergeError } from './merge.js';
+export type { MergerOptions, Merged, PositionedInstance } from './merge.js';

@@ -1,0 +1,145 @@
+/**
+ * The deterministic merge of Multi-Ring Paxos (pure: no I/O, no clock). A learner subscribed to several
+ * rings feeds each ring's decided instances in instance order, each with its logical end position (see the
+ * README: every instance ends at `prev + 1`, a skip at its target, positions strictly increasing per ring).
+ * Round `r` gives every ring, in ring id order, the window of positions `(r*M, (r+1)*M]`: first the items
+ * of the ring's instances ending in the window, then the next ring once this one's stream has passed the
+ * window's end. Because the result depends only on positions, two learners deliver the messages they both
+ * receive in the same relative order, whatever the timing of arrivals.
+ */
+
+export interface PositionedInstance<T> {
+  /** Logical end position of the instance in its ring. */
+  pos: number;
+  items: readonly T[];
+}
+
+export interface Merged<T> {
+  ring: number;
+  pos: number;
+  item: T;
+}
+
+export interface MergerOptions {
+  /** Subscribed ring ids (any order; merged in ascending id order). */
+  rings: readonly number[];
+  /** Positions per ring per round (M). */
+  m: number;
+  /** Deliver nothing ending at or before `startRound * m` (an agreed subscription point). */
+  startRound?: number;
+  /** Most instances buffered per ring; `push` refuses more (back-pressure). */
+  maxBuffered: number;
+}
+
+export class MergeError extends Error {
+  readonly code = 'ERR_RINGCAST_MERGE';
+}
+
+interface RingState<T> {
+  id: number;
+  queue: PositionedInstance<T>[];
+  head: number;
+  /** Highest position pushed so far (the stream has passed every window ending at or below it). */
+  lastPos: number;
+}
+
+export class Merger<T> {
+  private readonly rings: RingState<T>[];
+  private readonly byId = new Map<number, RingState<T>>();
+  private readonly m: number;
+  private readonly floor: number;
+  private readonly maxBuffered: number;
+  private round: number;
+  private turn = 0;
+  /** Instances refused because the ring's buffer was full. */
+  refused = 0;
+
+  constructor(opts: MergerOptions) {
+    if (!Number.isInteger(opts.m) || opts.m < 1) throw new MergeError(`m must be a positive integer, got ${opts.m}`);
+    if (opts.rings.length === 0) throw new MergeError('rings must not be empty');
+    if (new Set(opts.rings).size !== opts.rings.length) throw new MergeError('rings lists a ring twice');
+    this.m = opts.m;
+    this.maxBuffered = opts.maxBuffered;
+    this.round = opts.startRound ?? 0;
+    this.floor = this.round * this.m;
+    this.rings = [...opts.rings].sort((a, b) => a - b).map((id) => ({ id, queue: [], head: 0, lastPos: this.floor }));
+    for (const r of this.rings) this.byId.set(r.id, r);
+  }
+
+  /**
+   * Add the next decided instance of `ring`. Returns false when that ring's buffer is full (the caller
+   * stops reading the ring and retries later). Throws MergeError on a position that does not increase.
+   */
+  push(ring: number, inst: PositionedInstance<T>): boolean {
+    const r = this.byId.get(ring);
+    if (!r) throw new MergeError(`ring ${ring} is not subscribed`);
+    if (inst.pos <= r.lastPos) {
+      // Before the agreed start: not ours to deliver; otherwise positions must increase.
+      if (inst.pos <= this.floor && r.lastPos === this.floor) return true;
+      throw new MergeError(`ring ${ring}: position ${inst.pos} does not follow ${r.lastPos}`);
+    }
+    if (r.queue.length - r.head >= this.maxBuffered) {
+      this.refused++;
+      return false;
+    }
+    r.queue.push(inst);
+    r.lastPos = inst.pos;
+    return true;
+  }
+
+  /** Instances buffered for `ring`. */
+  backlog(ring: number): number {
+    const r = this.byId.get(ring);
+    return r ? r.queue.length - r.head : 0;
+  }
+
+  /** The ring the merge is waiting on (its stream has not passed the current window), if any. */
+  get waitingOn(): number | undefined {
+    const r = this.rings[this.turn]!;
+    return r.lastPos >= this.windowEnd() ? undefined : r.id;
+  }
+
+  /** The current round (windows `(round*M, (round+1)*M]`). */
+  get currentRound(): number {
+    return this.round;
+  }
+
+  private windowEnd(): number {
+    return (this.round + 1) * this.m;
+  }
+
+  /** Deliver everything the merge can deliver now, in merged order. */
+  take(): Merged<T>[] {
+    const out: Merged<T>[] = [];
+    for (;;) {
+      const r = this.rings[this.turn]!;
+      const end = this.windowEnd();
+      while (r.head < r.queue.length && r.queue[r.head]!.pos <= end) {
+        const inst = r.queue[r.head]!;
+        r.queue[r.head++] = undefined as unknown as PositionedInstance<T>;
+        for (const item of inst.items) out.push({ ring: r.id, pos: inst.pos, item });
+      }
+      if (r.head > 64 && r.head * 2 > r.queue.length) {
+        r.queue.splice(0, r.head);
+        r.head = 0;
+      }
+      if (r.lastPos < end) return out; // this ring has not passed the window yet: wait for it
+      this.turn++;
+      if (this.turn === this.rings.length) {
+        this.turn = 0;
+        this.round++;
+        this.skipIdleRounds();
+      }
+    }
+  }
+
+  /** Jump over rounds in which no ring has anything to deliver and none needs waiting for. */
+  private skipIdleRounds(): void {
+    let next = Infinity;
+    for (const r of this.rings) {
+      const round = r.head < r.queue.length ? Math.floor((r.queue[r.head]!.pos - 1) / this.m) : Math.floor(r.lastPos / this.m);
+      if (round < next) next = round;
+    }
+    if (next > this.round) this.round = next;
+  }
+}
