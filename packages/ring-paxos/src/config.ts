@@ -80,6 +80,9 @@ const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
   heartbeatMs: [1, 60000],
   coordinatorTimeoutMs: [1, 600000],
   acceptorTimeoutMs: [1, 600000],
+  lambda: [0, 10_000_000],
+  skipIntervalMs: [1, 60000],
+  epochMs: [0, 8_000_000_000_000],
 };
 
 /** Validate ring settings (partial, over the defaults); errors name `${prefix}.${key}`. */

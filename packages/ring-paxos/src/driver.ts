@@ -1,7 +1,7 @@
 import { DYNAMIC_ID_BASE, MessageType, type Message } from './core/messages.js';
 import type { PersistRecord } from './core/outbox.js';
 import type { RingNode } from './core/ring-node.js';
-import type { Delivery } from './core/learner.js';
+import type { Delivery, InstanceRecord } from './core/learner.js';
 import type { DecidedInfo } from './core/coordinator.js';
 import { CodecError, type Codec, type DropReason } from './wire/codec.js';
 import { RingcastError } from './errors.js';
@@ -33,6 +33,8 @@ export type DriverDropReason = DropReason | 'ring' | 'role';
 
 export interface DriverHooks {
   onDeliver?(d: Delivery[]): void;
+  /** Per-instance records with positions (learners created with `records`), after onDeliver. */
+  onInstances?(r: InstanceRecord[]): void;
   onAcked?(seqs: number[]): void;
   onFailed?(seqs: number[]): void;
   onDecided?(d: DecidedInfo[]): void;
@@ -172,6 +174,8 @@ export class Driver {
     if (n.learner) {
       const d = n.learner.takeDeliveries();
       if (d.length > 0) this.hooks.onDeliver?.(d);
+      const r = n.learner.takeRecords();
+      if (r.length > 0) this.hooks.onInstances?.(r);
       if (n.learner.gapTrimmed) {
         const g = n.learner.gapTrimmed;
         n.learner.gapTrimmed = undefined;

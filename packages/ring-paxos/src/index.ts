@@ -5,7 +5,7 @@ export { DEFAULT_RING_SETTINGS } from './core/settings.js';
 export type { RingSettings } from './core/settings.js';
 export { RingNode } from './core/ring-node.js';
 export type { RingNodeConfig } from './core/ring-node.js';
-export type { Delivery } from './core/learner.js';
+export type { Delivery, InstanceRecord } from './core/learner.js';
 export type { DecidedInfo } from './core/coordinator.js';
 export { Outbox } from './core/outbox.js';
 export type { Send, PersistRecord } from './core/outbox.js';

@@ -89,7 +89,7 @@ export class Acceptor {
   }
 
   onPhase1A(m: Phase1A, out: Outbox): void {
-    if (this.rejoining && m.lo < this.horizon) {
+    if (this.rejoining) {
       this.stats.stale++; // cannot speak for instances it may have forgotten: stay silent
       return;
     }
@@ -169,7 +169,9 @@ export class Acceptor {
       this.stats.stale++;
       return false;
     }
-    if (m.instance < this.trimmed || (this.rejoining && m.instance < this.horizon)) {
+    // A rejoining acceptor casts no vote at all (not even above its horizon): it must look silent, so the
+    // coordinator lays the ring out without it and the instances below its horizon get decided.
+    if (m.instance < this.trimmed || this.rejoining) {
       this.stats.stale++;
       return false;
     }

@@ -1,5 +1,5 @@
 import { Acceptor } from './acceptor.js';
-import { decodeBatch, encodeBatch, NOOP_VALUE, type BatchGroup } from './batch.js';
+import { decodeBatch, encodeBatch, type BatchGroup } from './batch.js';
 import { DedupTable, type DedupCursor } from './dedup.js';
 import {
   makeBallot,
@@ -57,6 +57,7 @@ export interface CoordinatorStats {
   proposalsDropped: number;
   nacks: number;
   stale: number;
+  skips: number;
 }
 
 export interface CoordinatorConfig {
@@ -94,6 +95,7 @@ export class Coordinator {
     proposalsDropped: 0,
     nacks: 0,
     stale: 0,
+    skips: 0,
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
@@ -141,6 +143,9 @@ export class Coordinator {
    * ordered before one of its own that an earlier coordinator already decided.
    */
   private recoverTop = 0;
+  /** Position of instance next - 1 (-1: unknown, after a takeover that could not read it). */
+  private lastPos = -1;
+  private lastSkipCheckAt = -Infinity;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -203,6 +208,9 @@ export class Coordinator {
     this.covered.clear();
     this.recovered.clear();
     this.recoverTop = Math.max(acc.top, this.frontier);
+    const prev = acc.log.get(this.frontier - 1);
+    const prevBatch = prev ? decodeBatch(prev.value) : undefined;
+    this.lastPos = prevBatch ? prevBatch.pos : -1;
     if (this.others) this.preferred = this.others;
     this.others = undefined;
     this.layout = [];
@@ -389,14 +397,45 @@ export class Coordinator {
     return i < this.frontier || this.decidedAhead.has(i);
   }
 
-  /** Remember every (proposer, seq) inside an instance value as ordered in `instance`. */
-  private markOrdered(value: Uint8Array, instance: number): void {
-    const groups = decodeBatch(value);
-    if (!groups) return;
-    for (const g of groups) {
+  /**
+   * Remember every (proposer, seq) inside an instance value as ordered in `instance`; returns the value's
+   * position (-1 when it cannot be read).
+   */
+  private markOrdered(value: Uint8Array, instance: number): number {
+    const b = decodeBatch(value);
+    if (!b) return -1;
+    for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
       for (const seq of g.seqs) cur.mark(seq, instance);
     }
+    return b.pos;
+  }
+
+  /** Rate leveling's target position now (0 when λ is off). */
+  private target(): number {
+    return this.s.lambda > 0 ? Math.floor((this.s.lambda * (this.now - this.s.epochMs)) / 1000) : 0;
+  }
+
+  /**
+   * The position of the instance being opened. λ off: its instance number. Otherwise one past the last
+   * instance's, and, for new proposals (`raise`), at least the rate-leveling target. Fillers below a
+   * recovered value are never raised: they must stay below it. With the last position unknown (a takeover
+   * that could not read it): just below the next recovered value, counting down one per instance between
+   * (the coordinator that proposed it counted up at least that much), or else the target (a ring never runs
+   * more than `window` ahead of it, and it has grown by λ times the takeover delay since).
+   */
+  private nextPos(instance: number, raise: boolean): number {
+    if (this.s.lambda <= 0) return instance;
+    let base: number;
+    if (this.lastPos >= 0) {
+      base = this.lastPos + 1;
+    } else {
+      let above = -1;
+      for (const j of this.recovered.keys()) if (j > instance && (above < 0 || j < above)) above = j;
+      const b = above >= 0 ? decodeBatch(this.recovered.get(above)!.value) : undefined;
+      base = b ? b.pos - (above - instance) : this.target();
+    }
+    return raise ? Math.max(base, this.target()) : base;
   }
 
   private canOpen(): boolean {
@@ -404,7 +443,8 @@ export class Coordinator {
       this.others !== undefined &&
       this.next < this.open &&
       this.inflight.size < this.s.window &&
-      this.next < this.safe + this.s.logCapacity
+      this.next < this.safe + this.s.logCapacity &&
+      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < this.target() + this.s.window)
     );
   }
 
@@ -417,14 +457,15 @@ export class Coordinator {
       const r = this.recovered.get(this.next);
       if (r) {
         this.recovered.delete(this.next);
-        this.markOrdered(r.value, this.next);
+        const pos = this.markOrdered(r.value, this.next);
+        if (pos >= 0) this.lastPos = pos;
         this.propose(this.next++, r.vid, r.value, [], out);
         continue;
       }
       if (this.next < this.recoverTop) {
         // Below what an earlier ballot may have used: never new proposals there, which must all come
         // after anything an earlier coordinator decided (a proposer's floor depends on it).
-        this.propose(this.next++, this.ballot, NOOP_VALUE, [], out);
+        this.proposeEmpty(this.nextPos(this.next, false), out);
         continue;
       }
       const queued = this.pending.length - this.pendingHead;
@@ -476,7 +517,15 @@ export class Coordinator {
       this.pendingHead = 0;
     }
     if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
-    this.propose(instance, this.ballot, encodeBatch(groups), acks, out);
+    const pos = this.nextPos(instance, true);
+    this.lastPos = pos;
+    this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
+  }
+
+  /** A value with no proposals ending at `pos`: a no-op filler, or a skip when pos jumps ahead. */
+  private proposeEmpty(pos: number, out: Outbox): void {
+    this.lastPos = pos;
+    this.propose(this.next++, this.ballot, encodeBatch(pos, []), [], out);
   }
 
   private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox): void {
@@ -683,6 +732,15 @@ export class Coordinator {
         if (c >= this.p1Hi) continue;
         this.stats.phase1Retransmits++;
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
+      }
+    }
+    // Rate leveling: an idle ring behind the target proposes one skip ending at it.
+    if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
+      this.lastSkipCheckAt = now;
+      const t = this.target();
+      if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
+        this.stats.skips++;
+        this.proposeEmpty(t, out);
       }
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {

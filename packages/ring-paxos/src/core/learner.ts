@@ -21,6 +21,13 @@ export interface Delivery {
   data: Uint8Array;
 }
 
+/** One decided instance with its logical position (for Multi-Ring Paxos merging); skips have no values. */
+export interface InstanceRecord {
+  instance: number;
+  pos: number;
+  deliveries: Delivery[];
+}
+
 /** The learner cannot continue: instances it needs were trimmed from every acceptor it asked. */
 export interface GapTrimmed {
   needed: number;
@@ -45,6 +52,8 @@ export interface LearnerConfig {
   /** Where to start: START_NEXT, START_OLDEST or an instance number. */
   start: number;
   settings: RingSettings;
+  /** Also keep one InstanceRecord per delivered instance (a multi-ring learner merges them). */
+  records?: boolean;
 }
 
 /**
@@ -64,6 +73,8 @@ export class Learner {
   };
   /** Deliveries since the last drain. */
   deliveries: Delivery[] = [];
+  /** Instance records since the last drain (only with `records`). */
+  records: InstanceRecord[] = [];
   /** Set when the learner fell behind what acceptors still hold; the driver reports it. */
   gapTrimmed: GapTrimmed | undefined;
 
@@ -215,13 +226,14 @@ export class Learner {
 
   private deliverValue(instance: number, value: Uint8Array): void {
     this.stats.deliveredInstances++;
-    const groups = decodeBatch(value);
-    if (!groups) {
+    const b = decodeBatch(value);
+    if (!b) {
       // Every learner sees the same bytes, so every learner skips the same value.
       this.stats.malformedValues++;
       return;
     }
-    for (const g of groups) {
+    const first = this.deliveries.length;
+    for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
       for (let k = 0; k < g.seqs.length; k++) {
         const seq = g.seqs[k]!;
@@ -234,6 +246,14 @@ export class Learner {
         this.deliveries.push({ instance, proposer: g.pid, seq, data: g.datas[k]! });
       }
     }
+    if (this.cfg.records) this.records.push({ instance, pos: b.pos, deliveries: this.deliveries.slice(first) });
+  }
+
+  /** Take the instance records made since the last call. */
+  takeRecords(): InstanceRecord[] {
+    const r = this.records;
+    if (r.length > 0) this.records = [];
+    return r;
   }
 
   /** Take the deliveries made since the last call. */

@@ -28,6 +28,8 @@ export interface RingNodeConfig {
   rejoin?: boolean;
   /** Distinguishes this life of the node from earlier ones (rejoin replies echo it). */
   incarnation?: number;
+  /** The learner also keeps per-instance records with positions (Multi-Ring Paxos merging). */
+  records?: boolean;
 }
 
 /** Message types any sender may send (the rest must come from an acceptor of the ring). */
@@ -75,6 +77,7 @@ export class RingNode {
         acceptors: cfg.acceptors,
         start: cfg.learnerStart,
         settings,
+        records: cfg.records,
       };
       this.learner = new Learner(lc);
     }

@@ -49,6 +49,17 @@ export interface RingSettings {
   coordinatorTimeoutMs: number;
   /** The coordinator replaces a ring member it has not heard from this long (new ballot, new ring). */
   acceptorTimeoutMs: number;
+  /**
+   * Multi-Ring Paxos rate leveling, λ: logical positions per second every ring keeps up with (0: off, and an
+   * instance's position is its instance number). With λ > 0 each instance ends at max(prev + 1,
+   * λ * (now - epochMs)), an idle ring proposes a skip every skipIntervalMs, and a ring never runs more
+   * than `window` positions ahead of the target. λ must exceed the busiest ring's instance rate.
+   */
+  lambda: number;
+  /** Δ: how often an idle coordinator checks whether it must propose a skip. */
+  skipIntervalMs: number;
+  /** The start time all rings share for rate leveling (wall-clock milliseconds). */
+  epochMs: number;
 }
 
 export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
@@ -75,6 +86,9 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   heartbeatMs: 100,
   coordinatorTimeoutMs: 500,
   acceptorTimeoutMs: 500,
+  lambda: 0,
+  skipIntervalMs: 10,
+  epochMs: 1_700_000_000_000,
 });
 
 /** Bytes the wire adds around a value in Phase 2A / Learn, decisions included (see wire/codec.ts). */

@@ -153,6 +153,10 @@ export function runSimulation(opts: SimOptions): SimResult {
     retryTimeoutMs: rng.pick([50, 200]),
     maxSends: 1000,
     learnerTimeoutMs: 1000,
+    // Rate leveling on some seeds: positions and skips must stay strictly increasing through failovers.
+    lambda: rng.pick([0, 0, 2000]),
+    skipIntervalMs: 10,
+    epochMs: 0,
   });
   const tickMs = 5;
 
@@ -220,7 +224,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   });
   const peers = new Map<number, Address>(acceptorIds.map((id) => [id, `a${id}`]));
 
-  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number }, hooks: DriverHooks, log?: DurableLog): Driver => {
+  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number; records?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
     const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
@@ -261,7 +265,14 @@ export function runSimulation(opts: SimOptions): SimResult {
   const startLearner = (original: boolean): SimLearner => {
     const id = nextDynamic++;
     const l: SimLearner = { id, driver: undefined as unknown as Driver, alive: true, original, seq: [], seen: new Set() };
-    l.driver = makeDriver(id, `l${id}`, { learnerStart: original ? 0 : START_OLDEST }, {
+    let lastPos = -1;
+    l.driver = makeDriver(id, `l${id}`, { learnerStart: original ? 0 : START_OLDEST, records: true }, {
+      onInstances: (rs) => {
+        for (const r of rs) {
+          if (r.pos <= lastPos) violate(`learner ${id}: instance ${r.instance} ends at position ${r.pos}, not after ${lastPos}`);
+          lastPos = r.pos;
+        }
+      },
       onDeliver: (ds) => {
         for (const d of ds) {
           const key = `${d.proposer}:${d.seq}`;
@@ -420,6 +431,8 @@ export function runSimulation(opts: SimOptions): SimResult {
     trace(`end learner ${l.id} alive=${l.alive} coord=${ln.coordinator} started=${ln.started} next=${ln.next} known=${ln.knownFrontier} delivered=${l.seq.length} ${JSON.stringify(ln.stats)}`);
   }
   for (const a of acceptors) {
+    const ac = a.node.acceptor!;
+    trace(`end acceptor ${a.node.cfg.id} promised=${ac.promised} trimmed=${ac.trimmed} top=${ac.top} horizon=${ac.horizon} caughtUpTo=${ac.caughtUpTo} log=${ac.log.size}`);
     const co = a.node.coordinator;
     if (co) trace(`end coordinator ${a.node.cfg.id} ballot=${co.ballot} layout=${co.ringLayout.join(',')} frontier=${co.frontier} next=${co.next} safe=${co.safe} inflight=${co.windowOccupancy} pending=${co.pendingCount} ${JSON.stringify(co.stats)}`);
   }
