@@ -29,3 +29,5 @@ export type {
 } from './registry/index.js';
 export { Merger, MergeError } from './merge.js';
 export type { MergerOptions, Merged, PositionedInstance } from './merge.js';
+export { startGroupLearner, createMulticaster, ringsOf } from './group-client.js';
+export type { GroupLearner, GroupLearnerOptions, GroupDelivery, Multicaster } from './group-client.js';

@@ -33,6 +33,10 @@ export interface ClusterConfig {
   settings: RingSettings;
   /** Driver tick period in milliseconds. */
   tickMs: number;
+  /** Multicast groups: name -> ring id (default: `g<id>` for every ring). */
+  groups: Record<string, number>;
+  /** Multi-Ring Paxos merge: positions taken from each ring per round (M). */
+  mergeM: number;
 }
 
 type Json = unknown;
@@ -115,7 +119,7 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
 /** Validate a parsed cluster file. Every error names the field, as `rings[2].acceptors[1]`. */
 export function parseCluster(raw: Json): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'the cluster file must be a JSON object');
-  const known = new Set(['secret', 'nodes', 'rings', 'settings', 'tickMs']);
+  const known = new Set(['secret', 'nodes', 'rings', 'settings', 'tickMs', 'groups', 'mergeM']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown field (known: ${[...known].join(', ')})`);
   let secret: string | undefined;
   if (raw.secret !== undefined) {
@@ -180,7 +184,20 @@ export function parseCluster(raw: Json): ClusterConfig {
   });
   const settings = parseSettings(raw.settings);
   const tickMs = raw.tickMs === undefined ? 5 : int(raw.tickMs, 'tickMs', 1, 1000);
-  return { secret, nodes, rings, settings, tickMs };
+  const groups: Record<string, number> = {};
+  if (raw.groups === undefined) {
+    for (const r of rings) groups[`g${r.id}`] = r.id;
+  } else {
+    if (!isObj(raw.groups)) throw new ConfigError('groups', 'must be an object of group name -> ring id');
+    for (const [name, v] of Object.entries(raw.groups)) {
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`groups.${name}`, 'names are 1-64 letters, digits, _ . -');
+      const id = int(v, `groups.${name}`, 0, 0xffff);
+      if (!ringIds.has(id)) throw new ConfigError(`groups.${name}`, `ring ${id} is not in rings`);
+      groups[name] = id;
+    }
+  }
+  const mergeM = raw.mergeM === undefined ? 1 : int(raw.mergeM, 'mergeM', 1, 1_000_000);
+  return { secret, nodes, rings, settings, tickMs, groups, mergeM };
 }
 
 /** Read and validate a cluster file; a JSON syntax error names the file. */

@@ -13,7 +13,9 @@ import { FileLog, type LogMode } from './storage/file-log.js';
 
 /** Wall-clock time for the driver: monotonic milliseconds, real timers, end of turn on setImmediate. */
 export const realClock: Clock = {
-  now: () => performance.now(),
+  // Wall-clock milliseconds (monotonic within the process): rate leveling compares positions across
+  // processes against a shared epoch.
+  now: () => performance.timeOrigin + performance.now(),
   setInterval: (fn, ms) => setInterval(fn, ms),
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
   defer: (fn) => setImmediate(fn),
@@ -98,8 +100,20 @@ function ringOf(cluster: ClusterConfig, ringId: number): RingSpec {
   return r;
 }
 
-function peersOf(cluster: ClusterConfig): Map<number, Address> {
-  return new Map(cluster.nodes.map((n) => [n.id, `${n.host}:${n.port}`]));
+/**
+ * The UDP port node `n` uses for ring `ring`: a node in several rings has one socket per ring, on its
+ * configured port plus the index of the ring among its rings (ascending ring id).
+ */
+export function ringPort(cluster: ClusterConfig, nodeId: number, ring: number): number {
+  const n = cluster.nodes.find((x) => x.id === nodeId);
+  if (!n) throw new ConfigError('id', `node ${nodeId} is not in the cluster file`);
+  const mine = cluster.rings.filter((r) => r.acceptors.includes(nodeId)).map((r) => r.id).sort((a, b) => a - b);
+  const k = mine.indexOf(ring);
+  return n.port + Math.max(0, k);
+}
+
+function peersOf(cluster: ClusterConfig, ring: number): Map<number, Address> {
+  return new Map(cluster.nodes.map((n) => [n.id, `${n.host}:${ringPort(cluster, n.id, ring)}`]));
 }
 
 /**
@@ -148,7 +162,6 @@ export async function startNode(
   if (!spec) throw new ConfigError('id', `node ${id} is not in the cluster file (nodes: ${cluster.nodes.map((n) => n.id).join(', ')})`);
   const rings = cluster.rings.filter((r) => r.acceptors.includes(id));
   if (rings.length === 0) throw new ConfigError('id', `node ${id} is an acceptor of no ring`);
-  if (rings.length > 1) throw new RingcastError('ERR_RINGCAST_UNSUPPORTED', `node ${id} is in ${rings.length} rings; one ring per node until Multi-Ring Paxos lands`);
   const metrics = new RingMetrics({ node: String(id) });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
   const running: RunningRing[] = [];
@@ -168,13 +181,14 @@ export async function startNode(
       metrics.attachLog(r.id, log, rec);
     }
     let driver: Driver | undefined;
-    const transport = await UdpTransport.bind(spec.host, opts.bindPort ?? spec.port, (buf, from) => driver?.receive(buf, from), r.multicast);
+    const port = (opts.bindPort ?? spec.port) + (ringPort(cluster, id, r.id) - spec.port);
+    const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast);
     driver = new Driver({
       node,
       codec,
       transport,
       clock: realClock,
-      peers: peersOf(cluster),
+      peers: peersOf(cluster, r.id),
       tickMs: cluster.tickMs,
       multicast: r.multicast ? `${r.multicast.group}:${r.multicast.port}` : undefined,
       hooks: metrics.hooksFor(r.id, opts.hooks),
@@ -210,6 +224,8 @@ export interface ClientOptions {
   learnFrom?: number;
   /** Proposer role. */
   propose?: boolean;
+  /** Learner keeps per-instance records with positions (hooks.onInstances), for a multi-ring merge. */
+  records?: boolean;
   /** Identity; default a random id in the dynamic range. */
   id?: number;
   host?: string;
@@ -239,6 +255,7 @@ export async function startClient(cluster: ClusterConfig, opts: ClientOptions): 
     settings: cluster.settings,
     learnerStart: opts.learnFrom,
     proposer: opts.propose,
+    records: opts.records,
   });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
   let driver: Driver | undefined;
@@ -250,7 +267,7 @@ export async function startClient(cluster: ClusterConfig, opts: ClientOptions): 
     codec,
     transport,
     clock: realClock,
-    peers: peersOf(cluster),
+    peers: peersOf(cluster, r.id),
     tickMs: cluster.tickMs,
     hooks,
     maxDynamicPeers: 16,

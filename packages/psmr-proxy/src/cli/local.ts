@@ -26,6 +26,30 @@ export async function freeUdpPorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/** `n` blocks of `width` consecutive free UDP ports on 127.0.0.1 (a node in several rings uses one per ring). */
+export async function freeUdpPortBlocks(n: number, width: number): Promise<number[]> {
+  if (width === 1) return freeUdpPorts(n);
+  const bases: number[] = [];
+  for (let tries = 0; bases.length < n && tries < 1000; tries++) {
+    const base = 20000 + Math.floor(Math.random() * 4000) * 10;
+    if (bases.some((b) => Math.abs(b - base) < width)) continue;
+    const socks: Array<ReturnType<typeof createSocket>> = [];
+    let ok = true;
+    for (let k = 0; k < width && ok; k++) {
+      const s = createSocket('udp4');
+      ok = await new Promise<boolean>((resolve) => {
+        s.once('error', () => resolve(false));
+        s.bind(base + k, '127.0.0.1', () => resolve(true));
+      });
+      socks.push(s);
+    }
+    await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r())).catch(() => {})));
+    if (ok) bases.push(base);
+  }
+  if (bases.length < n) throw new Error(`could not find ${n} blocks of ${width} free UDP ports`);
+  return bases;
+}
+
 export interface Spawned {
   child: ChildProcess;
   /** Every JSON line the child printed on stdout, in order. */
@@ -144,19 +168,32 @@ export async function launchLocalRing(
     durable?: 'sync' | 'async' | 'memory';
     /** Put a `ringcast fault-proxy` process in front of every node with these rates. */
     faults?: { drop: number; dup: number; delay: string; seed?: number };
+    /** Rings over the same nodes (ids 0..rings-1, groups g0..); every node is an acceptor of each. */
+    rings?: number;
+    /** Cluster-level extras for several rings. */
+    mergeM?: number;
+    groups?: Record<string, number>;
   } = {},
 ): Promise<LocalRing> {
   const n = opts.acceptors ?? 3;
-  const ports = opts.ports ?? (await freeUdpPorts(n));
+  const nRings = opts.rings ?? 1;
+  if (nRings > 1 && opts.faults) throw new Error('fault proxies front one ring per node');
+  const ports = opts.ports ?? (await freeUdpPortBlocks(n, nRings));
   const bindPorts = opts.faults ? await freeUdpPorts(n) : ports;
   const nodes = Array.from({ length: n }, (_, i) => ({
     id: i + 1,
     host: '127.0.0.1',
     port: ports[i]!,
   }));
-  const ring: Record<string, unknown> = { id: 0, acceptors: nodes.map((x) => x.id) };
-  if (opts.multicast) ring.multicast = opts.multicast;
-  const raw: Record<string, unknown> = { nodes, rings: [ring] };
+  const rings: Array<Record<string, unknown>> = [];
+  for (let r = 0; r < nRings; r++) {
+    const ring: Record<string, unknown> = { id: r, acceptors: nodes.map((x) => x.id) };
+    if (opts.multicast) ring.multicast = opts.multicast;
+    rings.push(ring);
+  }
+  const raw: Record<string, unknown> = { nodes, rings };
+  if (opts.mergeM) raw.mergeM = opts.mergeM;
+  if (opts.groups) raw.groups = opts.groups;
   if (opts.settings) raw.settings = opts.settings;
   if (opts.secret) raw.secret = opts.secret;
   if (opts.tickMs) raw.tickMs = opts.tickMs;

@@ -1,4 +1,5 @@
 import { ConfigError, loadCluster, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
+import { startGroupLearner, ringsOf } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
 import { proposeLoop } from './progress.js';
 
@@ -56,7 +57,9 @@ function startFlag(v: string | boolean | undefined): number {
   return intFlag(v, 'from', 0, 0, Number.MAX_SAFE_INTEGER);
 }
 
-const HELP_LEARN = `ringcast learn --cluster FILE [--ring R] [--from next|oldest|N] [--count N] [--metrics-port P] [--quiet]
+const HELP_LEARN = `ringcast learn --cluster FILE [--ring R | --groups G1,G2,...] [--from next|oldest|N] [--count N] [--metrics-port P] [--quiet]
+  --groups: subscribe to several multicast groups and print one merged stream (lines carry "g" = ring and
+  "pos" = logical position); every learner of those groups delivers common messages in the same order.
   Joins ring R as a learner and prints one JSON line per delivered value:
   {"event":"deliver","i":instance,"p":proposer,"s":seq,"d":"utf-8 data"}.
   --count N exits after N values; --quiet prints only a summary line.
@@ -70,6 +73,7 @@ export async function runLearn(args: string[]): Promise<number> {
     count: { type: 'string' },
     'metrics-port': { type: 'string' },
     quiet: { type: 'boolean' },
+    groups: { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_LEARN), 0;
   const cluster = loadCluster(need(o.cluster, '--cluster'));
@@ -79,6 +83,30 @@ export async function runLearn(args: string[]): Promise<number> {
   let delivered = 0;
   let finish: (code: number) => void = () => {};
   const done = new Promise<number>((r) => (finish = r));
+  if (typeof o.groups === 'string') {
+    // Several groups: one merged stream (Multi-Ring Paxos).
+    if (o.ring !== undefined || o.from !== undefined) throw new ConfigError('--groups', 'cannot be combined with --ring or --from');
+    const gl = await startGroupLearner(cluster, {
+      groups: o.groups.split(','),
+      metrics,
+      onDeliver(ds) {
+        for (const x of ds) {
+          if (delivered >= count) break;
+          delivered++;
+          const d = x.delivery;
+          if (!o.quiet) line({ event: 'deliver', g: x.ring, pos: x.pos, i: d.instance, p: d.proposer, s: d.seq, d: Buffer.from(d.data).toString('utf8') });
+        }
+        if (delivered >= count) finish(0);
+      },
+    });
+    const server = o['metrics-port'] === undefined ? undefined : await metrics.serve(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535));
+    line({ event: 'ready', rings: gl.rings, pid: process.pid, metricsPort: server?.port ?? null });
+    const code = await Promise.race([done, untilSignal().then(() => 0)]);
+    await gl.stop();
+    await server?.close();
+    line({ event: 'summary', delivered });
+    return code;
+  }
   const client = await startClient(cluster, {
     ring,
     learnFrom: startFlag(o.from),
@@ -108,7 +136,7 @@ export async function runLearn(args: string[]): Promise<number> {
   return code;
 }
 
-const HELP_PROPOSE = `ringcast propose --cluster FILE [--ring R] [--count N] [--size B] [--outstanding K] [--prefix S] [--rate R]
+const HELP_PROPOSE = `ringcast propose --cluster FILE [--ring R | --group G] [--count N] [--size B] [--outstanding K] [--prefix S] [--rate R]
   Proposes N values of B bytes (each starts with "S-k") with at most K outstanding (and at most R per
   second with --rate), then prints
   {"event":"done","acked":..,"failed":..,"seconds":..,"rate":..}.
@@ -123,11 +151,12 @@ export async function runPropose(args: string[]): Promise<number> {
     outstanding: { type: 'string' },
     prefix: { type: 'string' },
     rate: { type: 'string' },
+    group: { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_PROPOSE), 0;
   const rate = o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
-  const ring = o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
+  const ring = typeof o.group === 'string' ? ringsOf(cluster, [o.group])[0] : o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
   const count = intFlag(o.count, 'count', 1000, 1, 100_000_000);
   const size = intFlag(o.size, 'size', 0, 0, cluster.settings.maxValueBytes);
   const outstanding = intFlag(o.outstanding, 'outstanding', 256, 1, cluster.settings.maxOutstanding);

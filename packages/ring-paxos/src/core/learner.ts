@@ -209,8 +209,19 @@ export class Learner {
     }
   }
 
+  /**
+   * Back-pressure: while paused nothing is delivered; values wait in the bounded buffer (what does not fit is
+   * dropped and fetched again from acceptors later).
+   */
+  paused = false;
+
+  resume(): void {
+    this.paused = false;
+    this.tryDeliver();
+  }
+
   private tryDeliver(): void {
-    if (!this.started) return;
+    if (!this.started || this.paused) return;
     for (;;) {
       const vid = this.decided.get(this.next);
       if (vid === undefined) break;

@@ -1,0 +1,173 @@
+import { ConfigError, START_NEXT, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { Merger, type Merged } from './merge.js';
+
+/** Resolve group names to ring ids; an unknown group is a ConfigError naming it. */
+export function ringsOf(cluster: ClusterConfig, groups: readonly string[]): number[] {
+  if (groups.length === 0) throw new ConfigError('groups', 'subscribe to at least one group');
+  const rings = groups.map((g) => {
+    const r = cluster.groups[g];
+    if (r === undefined) throw new ConfigError(`groups.${g}`, `no such group (known: ${Object.keys(cluster.groups).join(', ')})`);
+    return r;
+  });
+  return [...new Set(rings)];
+}
+
+export interface GroupDelivery {
+  ring: number;
+  pos: number;
+  delivery: Delivery;
+}
+
+export interface GroupLearnerOptions {
+  groups: readonly string[];
+  /** Called with merged deliveries, in the order every learner of these groups agrees on. */
+  onDeliver?: (d: GroupDelivery[]) => void;
+  /** Most instances buffered per ring before that ring's learner is paused. */
+  maxBuffered?: number;
+  metrics?: RingMetrics;
+}
+
+export interface GroupLearner {
+  rings: number[];
+  /** The ring the merge waits on now, if any (a merge stall). */
+  waitingOn(): number | undefined;
+  /** Instances buffered for a ring (learner backlog). */
+  backlog(ring: number): number;
+  /** Merged deliveries as an async iterator (bounded: the rings are paused while it is not read). */
+  [Symbol.asyncIterator](): AsyncIterator<GroupDelivery>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A learner subscribed to several groups: one ring learner (its own socket) per ring, their instances merged
+ * by position (Multi-Ring Paxos). It starts at the first round after the first instance it receives from
+ * every ring, so what it delivers is a contiguous part of the agreed order.
+ */
+export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearnerOptions): Promise<GroupLearner> {
+  const rings = ringsOf(cluster, opts.groups);
+  if (rings.length > 1 && cluster.settings.lambda <= 0) {
+    throw new ConfigError('settings.lambda', 'a learner of several rings needs rate leveling (lambda > 0) on them');
+  }
+  const m = cluster.mergeM;
+  const maxBuffered = opts.maxBuffered ?? 4096;
+  // Records that arrive before every ring has spoken, and those the merger refused.
+  const early = new Map<number, InstanceRecord[]>(rings.map((r) => [r, []]));
+  const overflow = new Map<number, InstanceRecord[]>(rings.map((r) => [r, []]));
+  let merger: Merger<Delivery> | undefined;
+  const queue: GroupDelivery[] = [];
+  let wake: (() => void) | undefined;
+  const clients: RingClient[] = [];
+
+  const emit = (ms: Merged<Delivery>[]): void => {
+    if (ms.length === 0) return;
+    const ds = ms.map((x) => ({ ring: x.ring, pos: x.pos, delivery: x.item }));
+    opts.onDeliver?.(ds);
+    if (!opts.onDeliver) {
+      queue.push(...ds);
+      wake?.();
+      // Nobody reading the iterator: stop every ring until the queue drains (bounded).
+      if (queueFull()) for (const r of rings) setPaused(r, true);
+    }
+  };
+  const clientOf = new Map<number, RingClient>();
+  const queueFull = (): boolean => !opts.onDeliver && queue.length >= maxBuffered;
+  const setPaused = (ring: number, paused: boolean): void => {
+    const c = clientOf.get(ring);
+    const l = c?.driver.node.learner;
+    if (!c || !l || l.paused === paused) return;
+    if (paused) l.paused = true;
+    else {
+      l.resume();
+      c.driver.drain();
+    }
+  };
+  /** Push what each ring has waiting into the merge until nothing moves; deliver what it releases. */
+  const feed = (ring: number, rs: InstanceRecord[]): void => {
+    const mg = merger!;
+    overflow.get(ring)!.push(...rs);
+    for (let moved = true; moved; ) {
+      moved = false;
+      for (const r of rings) {
+        const over = overflow.get(r)!;
+        let k = 0;
+        while (k < over.length && mg.push(r, { pos: over[k]!.pos, items: over[k]!.deliveries })) k++;
+        if (k > 0) {
+          over.splice(0, k);
+          moved = true;
+        }
+        // A ring the merge cannot take more of waits (paused) until the merge moves on.
+        setPaused(r, over.length > 0 || queueFull());
+      }
+      const out = mg.take();
+      if (out.length > 0) moved = true;
+      emit(out);
+    }
+  };
+  const onRecords = (ring: number, rs: InstanceRecord[]): void => {
+    if (!merger) {
+      early.get(ring)!.push(...rs);
+      if ([...early.values()].some((x) => x.length === 0)) return;
+      // Start after the first round every ring has fully reached.
+      let highest = 0;
+      for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
+      merger = new Merger<Delivery>({ rings, m, startRound: Math.ceil(highest / m), maxBuffered });
+      for (const [r, xs] of early) feed(r, xs);
+      early.clear();
+      return;
+    }
+    feed(ring, rs);
+  };
+
+  for (const ring of rings) {
+    const c = await startClient(cluster, { ring, learnFrom: START_NEXT, records: true, metrics: opts.metrics, hooks: { onInstances: (rs) => onRecords(ring, rs) } });
+    clients.push(c);
+    clientOf.set(ring, c);
+  }
+  let stopped = false;
+  return {
+    rings,
+    waitingOn: () => merger?.waitingOn,
+    backlog: (ring) => (merger?.backlog(ring) ?? early.get(ring)?.length ?? 0) + (overflow.get(ring)?.length ?? 0),
+    [Symbol.asyncIterator]() {
+      return {
+        next: async (): Promise<IteratorResult<GroupDelivery>> => {
+          while (queue.length === 0 && !stopped) await new Promise<void>((r) => (wake = r));
+          if (queue.length === 0) return { value: undefined, done: true };
+          const v = queue.shift()!;
+          if (queue.length === Math.floor(maxBuffered / 2)) for (const r of rings) if (overflow.get(r)!.length === 0) setPaused(r, false);
+          return { value: v, done: false };
+        },
+      };
+    },
+    async stop() {
+      stopped = true;
+      wake?.();
+      await Promise.all(clients.map((c) => c.stop()));
+    },
+  };
+}
+
+export interface Multicaster {
+  /** Multicast `payload` to `group`: resolves once it is ordered in the group's ring. */
+  multicast(group: string, payload: Uint8Array): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A client that multicasts to groups: one proposer per ring, started on first use. */
+export function createMulticaster(cluster: ClusterConfig): Multicaster {
+  const proposers = new Map<number, Promise<RingClient>>();
+  return {
+    async multicast(group, payload) {
+      const [ring] = ringsOf(cluster, [group]);
+      let p = proposers.get(ring!);
+      if (!p) {
+        p = startClient(cluster, { ring, propose: true });
+        proposers.set(ring!, p);
+      }
+      await (await p).propose(payload);
+    },
+    async stop() {
+      await Promise.all([...proposers.values()].map(async (p) => (await p).stop()));
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { delivered, stopAll, waitUntil } from './helpers.js';
+
+// Multi-Ring Paxos with real processes on 127.0.0.1: three rings (g0, g1 and gall) over three acceptor
+// processes, learners subscribed to {g0, gall}, {g1, gall} and {g0, g1, gall}. Their common messages must
+// come in the same relative order, and an idle ring must not stop the others.
+const SETTINGS = { lambda: 2000, skipIntervalMs: 5, heartbeatMs: 50, coordinatorTimeoutMs: 300, acceptorTimeoutMs: 300 };
+const GROUPS = { g0: 0, g1: 1, gall: 2 };
+
+describe('Multi-Ring Paxos, real processes', () => {
+  let ring: LocalRing | undefined;
+  const procs: Spawned[] = [];
+  afterAll(async () => {
+    await stopAll(procs);
+    await ring?.stop();
+  });
+
+  it('learners with overlapping subscriptions agree on the order of what they share; an idle ring does not stall the others', async () => {
+    ring = await launchLocalRing({ acceptors: 3, rings: 3, settings: SETTINGS, groups: GROUPS, mergeM: 1 });
+    const subs = ['g0,gall', 'g1,gall', 'g0,g1,gall'];
+    const learners = subs.map((g) => spawnRingcast(['learn', '--cluster', ring!.clusterPath, '--groups', g]));
+    procs.push(...learners);
+    await Promise.all(learners.map((l) => l.waitFor('ready')));
+    await new Promise((r) => setTimeout(r, 300));
+
+    const N = 300;
+    const proposers = (['g0', 'g1', 'gall'] as const).map((g) =>
+      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', String(N), '--rate', '1500', '--outstanding', '8', '--prefix', g]),
+    );
+    procs.push(...proposers);
+    for (const p of proposers) expect(await p.waitFor('done', 60_000)).toMatchObject({ acked: N, failed: 0 });
+
+    const want = [2 * N, 2 * N, 3 * N];
+    expect(await waitUntil(() => learners.every((l, i) => delivered(l).length >= want[i]!), 30_000)).toBe(true);
+    const seqs = learners.map((l) => delivered(l).map((x) => x.d));
+    seqs.forEach((s, i) => {
+      expect(s).toHaveLength(want[i]!);
+      expect(new Set(s).size).toBe(want[i]);
+    });
+    for (let i = 0; i < seqs.length; i++) {
+      for (let j = i + 1; j < seqs.length; j++) {
+        const other = new Set(seqs[j]!);
+        const common = seqs[i]!.filter((x) => other.has(x));
+        const mine = new Set(common);
+        expect(seqs[j]!.filter((x) => mine.has(x))).toEqual(common);
+        expect(common.length).toBeGreaterThanOrEqual(N); // at least everything multicast to gall
+      }
+    }
+
+    // Ring 1 stays idle now: the learner of all three groups still gets everything sent to g0.
+    const before = delivered(learners[2]!).length;
+    const busy = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--group', 'g0', '--count', '500', '--rate', '2000', '--outstanding', '8', '--prefix', 'busy']);
+    procs.push(busy);
+    expect(await busy.waitFor('done', 60_000)).toMatchObject({ acked: 500, failed: 0 });
+    expect(await waitUntil(() => delivered(learners[2]!).length >= before + 500, 10_000)).toBe(true);
+  });
+});
