@@ -1,4 +1,5 @@
 import { ConfigError, START_NEXT, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { Counter, Gauge } from 'prom-client';
 import { Merger, type Merged } from './merge.js';
 
 /** Resolve group names to ring ids; an unknown group is a ConfigError naming it. */
@@ -81,6 +82,32 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
       c.driver.drain();
     }
   };
+  // Merge stalls: time the merge waited on a ring (it had to deliver that ring's window before any other).
+  let stallRing: number | undefined;
+  let stallSince = 0;
+  const stallSeconds = opts.metrics
+    ? new Counter({ name: 'ringcast_merge_stall_seconds_total', help: 'Time the multi-ring merge waited on a ring', labelNames: ['ring'], registers: [opts.metrics.registry] })
+    : undefined;
+  if (opts.metrics) {
+    new Gauge({
+      name: 'ringcast_merge_backlog',
+      help: 'Instances of a ring waiting in the multi-ring merge',
+      labelNames: ['ring'],
+      registers: [opts.metrics.registry],
+      collect() {
+        for (const r of rings) this.set({ ring: String(r) }, (merger?.backlog(r) ?? 0) + (overflow.get(r)?.length ?? 0));
+      },
+    });
+  }
+  const noteStall = (): void => {
+    const w = merger?.waitingOn;
+    if (w === stallRing) return;
+    const t = performance.now();
+    if (stallRing !== undefined) stallSeconds?.inc({ ring: String(stallRing) }, (t - stallSince) / 1000);
+    stallRing = w;
+    stallSince = t;
+  };
+
   /** Push what each ring has waiting into the merge until nothing moves; deliver what it releases. */
   const feed = (ring: number, rs: InstanceRecord[]): void => {
     const mg = merger!;
@@ -102,6 +129,7 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
       if (out.length > 0) moved = true;
       emit(out);
     }
+    noteStall();
   };
   const onRecords = (ring: number, rs: InstanceRecord[]): void => {
     if (!merger) {

@@ -31,3 +31,5 @@ export { Merger, MergeError } from './merge.js';
 export type { MergerOptions, Merged, PositionedInstance } from './merge.js';
 export { startGroupLearner, createMulticaster, ringsOf } from './group-client.js';
 export type { GroupLearner, GroupLearnerOptions, GroupDelivery, Multicaster } from './group-client.js';
+export { runMultiRingSimulation } from './sim.js';
+export type { MultiRingSimOptions, MultiRingSimResult } from './sim.js';

@@ -1,0 +1,294 @@
+import {
+  Codec,
+  Driver,
+  EventQueue,
+  parseSettings,
+  Prng,
+  RingNode,
+  START_NEXT,
+  type Address,
+  type Clock,
+  type Delivery,
+  type DriverHooks,
+  type Transport,
+} from '@ringcast/ring-paxos';
+import { Merger } from './merge.js';
+
+/**
+ * Deterministic simulation of Multi-Ring Paxos: several rings over the same acceptors on one seeded lossy
+ * network (drops, duplicates, reordering, delays, partitions) under a virtual clock, rate leveling on,
+ * proposers multicasting to each ring, and learners with overlapping subscriptions merging their rings
+ * with the same Merger production uses. Checkers: no value delivered twice by a learner; every value
+ * acknowledged after the learners started is delivered by every learner of its ring; the union of all
+ * learners' delivery orders has no cycle (so common messages come in the same relative order); the merge
+ * never had to refuse an instance (bounded backlog with idle rings).
+ */
+
+export interface MultiRingSimOptions {
+  seed: number;
+  faultMs?: number;
+  healMs?: number;
+  trace?: (line: string) => void;
+}
+
+export interface MultiRingSimResult {
+  seed: number;
+  ok: boolean;
+  violations: string[];
+  rings: number;
+  learners: number;
+  delivered: number;
+  acked: number;
+  maxBacklog: number;
+  replay: string;
+}
+
+export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimResult {
+  const rng = new Prng(opts.seed ^ 0x5bd1e995);
+  const faultMs = opts.faultMs ?? 1500;
+  const healMs = opts.healMs ?? 2500;
+  const trace = opts.trace ?? (() => {});
+  const violations: string[] = [];
+  const violate = (s: string): void => {
+    if (violations.length < 20) violations.push(s);
+  };
+
+  const nRings = rng.pick([2, 3, 3, 4]);
+  const ringIds = Array.from({ length: nRings }, (_, i) => i);
+  const acceptorIds = [1, 2, 3];
+  const M = rng.pick([1, 2, 4]);
+  const dropP = rng.pick([0, 0.01, 0.05]);
+  const dupP = rng.pick([0, 0.02]);
+  const jitter = rng.pick([0, 1, 5]);
+  const partitionP = rng.pick([0, 0.001]);
+  const settings = parseSettings({
+    lambda: rng.pick([1000, 5000]),
+    skipIntervalMs: rng.pick([5, 10]),
+    epochMs: 0,
+    window: 16,
+    logCapacity: 4096,
+    logRetain: 64,
+    retryTimeoutMs: 50,
+    maxSends: 1000,
+    learnerTimeoutMs: 1000,
+  });
+  const maxBuffered = 4096;
+  const tickMs = 5;
+
+  const q = new EventQueue();
+  let now = 0;
+  const clock = (): Clock => ({
+    now: () => now,
+    setInterval: (fn, ms) => {
+      const h = { live: true };
+      const loop = (): void => {
+        if (!h.live) return;
+        fn();
+        q.push(now + ms, loop);
+      };
+      q.push(now + rng.float() * ms, loop);
+      return h;
+    },
+    clearInterval: (h) => {
+      (h as { live: boolean }).live = false;
+    },
+    defer: (fn) => q.push(now, fn),
+  });
+  const codec = new Codec({ maxDatagramBytes: settings.maxDatagramBytes });
+  const receivers = new Map<Address, (buf: Uint8Array, from: Address) => void>();
+  const cut = new Set<number>();
+  let healed = false;
+  const transportFor = (self: Address, node: number): Transport => ({
+    send(buf, to) {
+      const dest = Number(to.split(':')[1] ?? -1);
+      if (!healed && (cut.has(node) || cut.has(dest) || rng.chance(dropP))) return;
+      const copies = !healed && rng.chance(dupP) ? 2 : 1;
+      for (let c = 0; c < copies; c++) q.push(now + 0.1 + (healed ? 0 : rng.float() * jitter), () => receivers.get(to)?.(buf, self));
+    },
+    close: async () => {},
+  });
+  // Addresses "r<ring>:<node>": one socket per node per ring, as in production.
+  const addr = (ring: number, node: number): Address => `r${ring}:${node}`;
+  const makeDriver = (ring: number, id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean }, hooks: DriverHooks): Driver => {
+    const node = new RingNode({ ring, id, ringOrder: [1, 2], acceptors: acceptorIds, settings, ...extra });
+    const peers = new Map(acceptorIds.map((a) => [a, addr(ring, a)]));
+    const driver = new Driver({ node, codec, transport: transportFor(addr(ring, id), id), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64 });
+    receivers.set(addr(ring, id), (buf, from) => driver.receive(buf, from));
+    return driver;
+  };
+
+  for (const r of ringIds) for (const a of acceptorIds) makeDriver(r, a, {}, {}).start();
+
+  // Learners: overlapping subscriptions (the P-SMR shape: ring i plus the last ring as gall).
+  const gall = nRings - 1;
+  const subs: number[][] = [];
+  for (let i = 0; i < nRings - 1; i++) subs.push([i, gall]);
+  subs.push([...ringIds]);
+  let nextId = 70000;
+  const proposedAt = new Map<string, number>();
+  const acked = new Map<string, number>(); // key -> ring
+  interface SimLearner {
+    rings: number[];
+    order: string[];
+    seen: Set<string>;
+    merger?: Merger<Delivery>;
+    startedAt: number;
+    maxBacklog: number;
+  }
+  const learners: SimLearner[] = subs.map((rings) => {
+    const l: SimLearner = { rings, order: [], seen: new Set(), startedAt: -1, maxBacklog: 0 };
+    const early = new Map<number, Array<{ pos: number; deliveries: Delivery[] }>>(rings.map((r) => [r, []]));
+    const overflow = new Map<number, Array<{ pos: number; deliveries: Delivery[] }>>(rings.map((r) => [r, []]));
+    const take = (): void => {
+      for (const x of l.merger!.take()) {
+        const key = `${x.item.proposer}:${x.item.seq}`;
+        if (l.seen.has(key)) violate(`learner [${rings}] delivered ${key} twice`);
+        l.seen.add(key);
+        l.order.push(key);
+      }
+    };
+    const feed = (ring: number): void => {
+      const over = overflow.get(ring)!;
+      let k = 0;
+      while (k < over.length && l.merger!.push(ring, { pos: over[k]!.pos, items: over[k]!.deliveries })) k++;
+      over.splice(0, k);
+      if (over.length > 0) violate(`learner [${rings}]: the merge refused instances of ring ${ring} (backlog ${l.merger!.backlog(ring)})`);
+      for (const r of rings) l.maxBacklog = Math.max(l.maxBacklog, l.merger!.backlog(r));
+      take();
+    };
+    for (const r of rings) {
+      const d = makeDriver(r, nextId++, { learnerStart: START_NEXT, records: true }, {
+        onInstances: (rs) => {
+          if (!l.merger) {
+            early.get(r)!.push(...rs);
+            if ([...early.values()].some((x) => x.length === 0)) return;
+            let highest = 0;
+            for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
+            l.merger = new Merger<Delivery>({ rings, m: M, startRound: Math.ceil(highest / M), maxBuffered });
+            l.startedAt = now;
+            for (const [rr, xs] of early) {
+              overflow.get(rr)!.push(...xs);
+              feed(rr);
+            }
+            return;
+          }
+          overflow.get(r)!.push(...rs);
+          feed(r);
+        },
+      });
+      d.start();
+    }
+    return l;
+  });
+
+  // Proposers, one per ring; load starts once every learner has started merging.
+  const proposers = ringIds.map((r) => {
+    const id = nextId++;
+    const d = makeDriver(r, id, { proposer: true }, {
+      onAcked: (seqs) => {
+        for (const s of seqs) acked.set(`${id}:${s}`, r);
+      },
+    });
+    d.start();
+    return { ring: r, id, d };
+  });
+  const busy = ringIds.filter(() => rng.chance(0.7));
+  const propose = (p: (typeof proposers)[number]): void => {
+    const node = p.d.node;
+    const seq = node.proposer!.propose(new Uint8Array(8), now, node.out);
+    if (seq >= 0) proposedAt.set(`${p.id}:${seq}`, now);
+    p.d.drain();
+  };
+  const loadStart = 300;
+  for (const p of proposers) {
+    if (!busy.includes(p.ring)) continue; // idle rings: only skips
+    const n = rng.int(20, 80);
+    for (let k = 0; k < n; k++) q.push(loadStart + rng.float() * (faultMs + healMs / 3 - loadStart), () => propose(p));
+  }
+  const faultStep = (): void => {
+    if (now >= faultMs) return;
+    if (rng.chance(partitionP * 10)) {
+      const victim = rng.pick(acceptorIds);
+      cut.add(victim);
+      trace(`${now.toFixed(1)} partition acceptor ${victim}`);
+      q.push(now + rng.float() * 300, () => cut.delete(victim));
+    }
+    q.push(now + 10, faultStep);
+  };
+  q.push(0, faultStep);
+  q.push(faultMs, () => {
+    healed = true;
+    cut.clear();
+  });
+
+  const end = faultMs + healMs;
+  let events = 0;
+  for (;;) {
+    const e = q.pop();
+    if (!e || e.at > end) break;
+    now = e.at;
+    e.fn();
+    if (++events > 5_000_000) {
+      violate('event budget exhausted');
+      break;
+    }
+  }
+
+  // No loss: every value acknowledged, proposed after every learner started merging, is delivered by every
+  // learner of its ring.
+  const started = Math.max(...learners.map((l) => l.startedAt));
+  if (learners.some((l) => l.startedAt < 0)) violate('a learner never started merging (an idle ring without skips?)');
+  for (const [key, ring] of acked) {
+    if ((proposedAt.get(key) ?? 0) <= started) continue;
+    for (const l of learners) if (l.rings.includes(ring) && !l.seen.has(key)) violate(`acknowledged ${key} (ring ${ring}) not delivered by learner [${l.rings}]`);
+  }
+  // Acyclic: the union of all delivery orders (edges between consecutive deliveries) has no cycle.
+  const edges = new Map<string, Set<string>>();
+  for (const l of learners) {
+    for (let k = 1; k < l.order.length; k++) {
+      let s = edges.get(l.order[k - 1]!);
+      if (!s) edges.set(l.order[k - 1]!, (s = new Set()));
+      s.add(l.order[k]!);
+    }
+  }
+  const state = new Map<string, 1 | 2>();
+  const hasCycle = (start: string): boolean => {
+    const stack: Array<[string, Iterator<string>]> = [[start, (edges.get(start) ?? new Set<string>()).values()]];
+    state.set(start, 1);
+    while (stack.length > 0) {
+      const [v, it] = stack[stack.length - 1]!;
+      const n = it.next();
+      if (n.done) {
+        state.set(v, 2);
+        stack.pop();
+        continue;
+      }
+      const w = n.value;
+      const st = state.get(w);
+      if (st === 1) return true;
+      if (st === undefined) {
+        state.set(w, 1);
+        stack.push([w, (edges.get(w) ?? new Set<string>()).values()]);
+      }
+    }
+    return false;
+  };
+  for (const v of edges.keys()) {
+    if (!state.has(v) && hasCycle(v)) {
+      violate('the learners delivery orders form a cycle: two learners ordered common messages differently');
+      break;
+    }
+  }
+
+  return {
+    seed: opts.seed,
+    ok: violations.length === 0,
+    violations,
+    rings: nRings,
+    learners: learners.length,
+    delivered: learners.reduce((n, l) => n + l.order.length, 0),
+    acked: acked.size,
+    maxBacklog: Math.max(...learners.map((l) => l.maxBacklog)),
+    replay: `npx ringcast sim --multiring --seed ${opts.seed}`,
+  };
+}
