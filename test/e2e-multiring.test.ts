@@ -55,4 +55,32 @@ describe('Multi-Ring Paxos, real processes', () => {
     expect(await busy.waitFor('done', 60_000)).toMatchObject({ acked: 500, failed: 0 });
     expect(await waitUntil(() => delivered(learners[2]!).length >= before + 500, 10_000)).toBe(true);
   });
+
+  it('learners given the same start and stop rounds deliver exactly the same sequence, whenever they joined', async () => {
+    expect(ring).toBeDefined();
+    // Positions follow the wall clock at lambda per second from the epoch (settings default), M = 1.
+    const epoch = 1_700_000_000_000;
+    const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - epoch)) / 1000);
+    const t = Date.now();
+    // Generous margins: a learner process may take a while to start on a loaded machine.
+    const start = roundAt(t + 4000);
+    const stop = roundAt(t + 6000);
+    const args = ['learn', '--cluster', ring!.clusterPath, '--groups', 'g0,gall', '--start-round', String(start), '--stop-round', String(stop)];
+    const early = spawnRingcast(args);
+    procs.push(early);
+    await early.waitFor('ready');
+    const load = (['g0', 'gall'] as const).map((g) =>
+      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '2800', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
+    );
+    procs.push(...load);
+    await new Promise((r) => setTimeout(r, 1000));
+    const late = spawnRingcast(args);
+    procs.push(late);
+    await late.waitFor('ready');
+    expect(await early.exited).toBe(0);
+    expect(await late.exited).toBe(0);
+    const a = delivered(early).map((x) => x.d);
+    expect(a.length).toBeGreaterThan(100);
+    expect(delivered(late).map((x) => x.d)).toEqual(a);
+  });
 });

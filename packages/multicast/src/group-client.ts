@@ -1,4 +1,4 @@
-import { ConfigError, START_NEXT, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { ConfigError, RingcastError, START_NEXT, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
 import { Counter, Gauge } from 'prom-client';
 import { Merger, type Merged } from './merge.js';
 
@@ -25,6 +25,16 @@ export interface GroupLearnerOptions {
   onDeliver?: (d: GroupDelivery[]) => void;
   /** Most instances buffered per ring before that ring's learner is paused. */
   maxBuffered?: number;
+  /**
+   * Start at this merge round (positions after startRound * mergeM): learners given the same round deliver
+   * the same sequence from there. It must not have passed yet (onError gets ERR_RINGCAST_START_PASSED).
+   * Default: the first round after the first instance of every ring.
+   */
+  startRound?: number;
+  /** Stop after this round (an agreed unsubscription point); onDone is called then. */
+  stopRound?: number;
+  onDone?: () => void;
+  onError?: (e: Error) => void;
   metrics?: RingMetrics;
 }
 
@@ -130,15 +140,29 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
       emit(out);
     }
     noteStall();
+    if (mg.done && !doneSignalled) {
+      doneSignalled = true;
+      opts.onDone?.();
+    }
   };
+  let doneSignalled = false;
   const onRecords = (ring: number, rs: InstanceRecord[]): void => {
     if (!merger) {
+      if (!early.has(ring)) return; // gave up (start round passed)
       early.get(ring)!.push(...rs);
       if ([...early.values()].some((x) => x.length === 0)) return;
       // Start after the first round every ring has fully reached.
       let highest = 0;
       for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
-      merger = new Merger<Delivery>({ rings, m, startRound: Math.ceil(highest / m), maxBuffered });
+      const earliest = Math.ceil(highest / m);
+      if (opts.startRound !== undefined && opts.startRound < earliest) {
+        opts.onError?.(
+          new RingcastError('ERR_RINGCAST_START_PASSED', `start round ${opts.startRound} has passed: the rings are at round ${earliest}; choose a later one`),
+        );
+        early.clear();
+        return;
+      }
+      merger = new Merger<Delivery>({ rings, m, startRound: opts.startRound ?? earliest, stopRound: opts.stopRound, maxBuffered });
       for (const [r, xs] of early) feed(r, xs);
       early.clear();
       return;

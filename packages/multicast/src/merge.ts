@@ -27,6 +27,8 @@ export interface MergerOptions {
   m: number;
   /** Deliver nothing ending at or before `startRound * m` (an agreed subscription point). */
   startRound?: number;
+  /** Deliver nothing ending after `stopRound * m` (an agreed unsubscription point); then `done` is true. */
+  stopRound?: number;
   /** Most instances buffered per ring; `push` refuses more (back-pressure). */
   maxBuffered: number;
 }
@@ -50,6 +52,7 @@ export class Merger<T> {
   private readonly floor: number;
   private readonly maxBuffered: number;
   private round: number;
+  private readonly stopRound: number;
   private turn = 0;
   /** Instances refused because the ring's buffer was full. */
   refused = 0;
@@ -61,6 +64,8 @@ export class Merger<T> {
     this.m = opts.m;
     this.maxBuffered = opts.maxBuffered;
     this.round = opts.startRound ?? 0;
+    this.stopRound = opts.stopRound ?? Infinity;
+    if (this.stopRound < this.round) throw new MergeError(`stopRound ${this.stopRound} is before startRound ${this.round}`);
     this.floor = this.round * this.m;
     this.rings = [...opts.rings].sort((a, b) => a - b).map((id) => ({ id, queue: [], head: 0, lastPos: this.floor }));
     for (const r of this.rings) this.byId.set(r.id, r);
@@ -99,6 +104,11 @@ export class Merger<T> {
     return r.lastPos >= this.windowEnd() ? undefined : r.id;
   }
 
+  /** True once every round before `stopRound` is delivered. */
+  get done(): boolean {
+    return this.round >= this.stopRound;
+  }
+
   /** The current round (windows `(round*M, (round+1)*M]`). */
   get currentRound(): number {
     return this.round;
@@ -112,6 +122,7 @@ export class Merger<T> {
   take(): Merged<T>[] {
     const out: Merged<T>[] = [];
     for (;;) {
+      if (this.round >= this.stopRound) return out;
       const r = this.rings[this.turn]!;
       const end = this.windowEnd();
       while (r.head < r.queue.length && r.queue[r.head]!.pos <= end) {
@@ -140,6 +151,6 @@ export class Merger<T> {
       const round = r.head < r.queue.length ? Math.floor((r.queue[r.head]!.pos - 1) / this.m) : Math.floor(r.lastPos / this.m);
       if (round < next) next = round;
     }
-    if (next > this.round) this.round = next;
+    if (next > this.round) this.round = Math.min(next, this.stopRound);
   }
 }

@@ -103,3 +103,24 @@ describe('Multi-Ring Paxos merge', () => {
     }
   });
 });
+
+describe('agreed subscription points', () => {
+  it('learners given the same start and stop rounds deliver the same sequence, whenever they joined', () => {
+    const streams = new Map<number, Inst[]>([
+      [0, [1, 2, 3, 9, 10, 11, 12, 30].map((p) => inst(p, `a${p}`))],
+      [1, [2, 4, 6, 8, 10, 12, 14, 40].map((p) => inst(p, `b${p}`))],
+    ]);
+    const run = (skipFirst: number): string[] => {
+      const m = new Merger<string>({ rings: [0, 1], m: 2, startRound: 2, stopRound: 6, maxBuffered: 100 });
+      for (const [r, xs] of streams) for (const x of xs.slice(r === 0 ? skipFirst : 0)) m.push(r, x);
+      const out = m.take().map((x) => x.item);
+      expect(m.done).toBe(true);
+      return out;
+    };
+    // One learner saw everything; the other joined ring 0 late (after position 3), before the start point.
+    const a = run(0);
+    expect(a).toEqual(['b6', 'b8', 'a9', 'a10', 'b10', 'a11', 'a12', 'b12']);
+    expect(run(3)).toEqual(a);
+    expect(() => new Merger({ rings: [0], m: 1, startRound: 5, stopRound: 2, maxBuffered: 1 })).toThrow(MergeError);
+  });
+});

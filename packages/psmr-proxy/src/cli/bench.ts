@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
+import { benchMultiring, groupLoad, groupSink } from './bench-multiring.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
 
@@ -10,6 +11,7 @@ const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W]
   prints one JSON line: values/s, payload MB/s, p50/p99 propose-to-delivery latency, the raw one-hop UDP
   MB/s measured in the same run with the ring's mean Phase 2A datagram size, and the wire efficiency
   = payload MB/s x copies / raw MB/s, copies = 1 + other ring acceptors + learners.
+ringcast bench multiring   k = 1, 2, 4 rings: MB/s and CPU s per MB vs one ring; idle-ring latency (--help)
 `;
 
 function line(obj: unknown): void {
@@ -29,6 +31,9 @@ export async function runBenchCommand(args: string[]): Promise<number> {
       return benchRing(rest);
     case 'failover':
       return benchFailover(rest);
+    case 'multiring': return benchMultiring(rest);
+    case 'group-sink': return groupSink(rest);
+    case 'group-load': return groupLoad(rest);
     case 'udp-sink':
       return udpSink(rest);
     case 'udp-source':

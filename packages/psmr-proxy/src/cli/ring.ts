@@ -1,4 +1,4 @@
-import { ConfigError, loadCluster, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
+import { ConfigError, loadCluster, RingcastError, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
 import { startGroupLearner, ringsOf } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
 import { proposeLoop } from './progress.js';
@@ -60,6 +60,8 @@ function startFlag(v: string | boolean | undefined): number {
 const HELP_LEARN = `ringcast learn --cluster FILE [--ring R | --groups G1,G2,...] [--from next|oldest|N] [--count N] [--metrics-port P] [--quiet]
   --groups: subscribe to several multicast groups and print one merged stream (lines carry "g" = ring and
   "pos" = logical position); every learner of those groups delivers common messages in the same order.
+  --start-round R / --stop-round S (with --groups): deliver exactly the merge rounds R..S-1, the same for
+  every learner given them (R must still be ahead; exit 4 otherwise; exit 0 after S).
   Joins ring R as a learner and prints one JSON line per delivered value:
   {"event":"deliver","i":instance,"p":proposer,"s":seq,"d":"utf-8 data"}.
   --count N exits after N values; --quiet prints only a summary line.
@@ -74,6 +76,8 @@ export async function runLearn(args: string[]): Promise<number> {
     'metrics-port': { type: 'string' },
     quiet: { type: 'boolean' },
     groups: { type: 'string' },
+    'start-round': { type: 'string' },
+    'stop-round': { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_LEARN), 0;
   const cluster = loadCluster(need(o.cluster, '--cluster'));
@@ -86,9 +90,18 @@ export async function runLearn(args: string[]): Promise<number> {
   if (typeof o.groups === 'string') {
     // Several groups: one merged stream (Multi-Ring Paxos).
     if (o.ring !== undefined || o.from !== undefined) throw new ConfigError('--groups', 'cannot be combined with --ring or --from');
+    const startRound = o['start-round'] === undefined ? undefined : intFlag(o['start-round'], 'start-round', 0, 0, Number.MAX_SAFE_INTEGER);
+    const stopRound = o['stop-round'] === undefined ? undefined : intFlag(o['stop-round'], 'stop-round', 0, 0, Number.MAX_SAFE_INTEGER);
     const gl = await startGroupLearner(cluster, {
       groups: o.groups.split(','),
       metrics,
+      startRound,
+      stopRound,
+      onDone: () => finish(0),
+      onError: (e) => {
+        process.stderr.write(`ringcast learn: [${(e as RingcastError).code}] ${e.message}\n`);
+        finish(4);
+      },
       onDeliver(ds) {
         for (const x of ds) {
           if (delivered >= count) break;

@@ -1,0 +1,321 @@
+import { readFileSync } from 'node:fs';
+import { startGroupLearner, ringsOf } from '@ringcast/multicast';
+import { ConfigError, loadCluster, startClient } from '@ringcast/ring-paxos';
+import { intFlag, parse } from '../cli.js';
+import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
+import { percentile, proposeLoop } from './progress.js';
+
+const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K]
+  Multi-Ring Paxos on 127.0.0.1: 3 acceptor processes in every ring, one proposer process per ring. For
+  each k it prints one JSON line per learner layout: one learner subscribed to all k groups ('all') and k
+  learners on disjoint rings ('disjoint'), with the aggregate delivered payload MB/s, the CPU seconds of
+  every process (acceptors, proposers, learners) per delivered MB, and the ratio to the one-ring figure
+  measured first in the same run. Then one line for an idle subscribed ring: 2 rings, load on ring 0 only,
+  the p99 latency of a learner of {g0,g1} next to a learner of {g0} at the same time.
+  --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
+`;
+
+function line(obj: unknown): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+function note(s: string): void {
+  process.stderr.write(`bench multiring: ${s}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const round = (x: number, d = 3): number => Number(x.toFixed(d));
+
+const SETTINGS = { lambda: 20000, skipIntervalMs: 5, maxValueBytes: 32768, maxDatagramBytes: 34816 };
+
+/** USER_HZ: the unit of utime and stime in /proc/<pid>/stat on Linux. */
+const TICKS_PER_SEC = 100;
+
+/** Linux: user + system CPU seconds a process has used so far (0 when it is gone or this is not Linux). */
+function cpuSecondsOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / TICKS_PER_SEC;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Hidden: a learner process of the given groups (startGroupLearner). It measures from SIGUSR2 for
+ * `seconds`: delivered values and bytes, the latency carried in the first 8 bytes of each value
+ * (process.hrtime.bigint at propose time, every `every`-th value) and its own CPU time.
+ */
+export async function groupSink(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, groups: { type: 'string' }, seconds: { type: 'string' }, every: { type: 'string' } });
+  if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
+  if (typeof o.groups !== 'string') throw new ConfigError('--groups', 'is required');
+  const cluster = loadCluster(o.cluster);
+  const windowMs = intFlag(o.seconds, 'seconds', 3, 1, 600) * 1000;
+  const every = intFlag(o.every, 'every', 4, 1, 1 << 20);
+  let values = 0;
+  let bytes = 0;
+  let before = 0;
+  let seen = 0;
+  const lat: number[] = [];
+  let measuring = false;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  let tStart = 0;
+  let tEnd = 0;
+  let cpu0 = process.cpuUsage();
+  let cpu = { user: 0, system: 0 };
+  const learner = await startGroupLearner(cluster, {
+    groups: o.groups.split(','),
+    onDeliver(ds) {
+      if (!measuring) {
+        before += ds.length;
+        return;
+      }
+      const ns = process.hrtime.bigint();
+      for (const g of ds) {
+        const d = g.delivery.data;
+        values++;
+        bytes += d.length;
+        if (d.length >= 8 && ++seen % every === 0) {
+          const sent = Buffer.from(d.buffer, d.byteOffset, 8).readBigUInt64LE(0);
+          lat.push(Number(ns - sent) / 1e6);
+        }
+      }
+    },
+  });
+  process.on('SIGUSR2', () => {
+    if (measuring || tStart !== 0) return;
+    cpu0 = process.cpuUsage();
+    tStart = performance.now();
+    measuring = true;
+    setTimeout(() => {
+      measuring = false;
+      tEnd = performance.now();
+      cpu = process.cpuUsage(cpu0);
+      finish();
+    }, windowMs);
+  });
+  line({ event: 'ready', rings: learner.rings });
+  await done;
+  await learner.stop();
+  lat.sort((a, b) => a - b);
+  line({
+    event: 'result',
+    values,
+    bytes,
+    seconds: (tEnd - tStart) / 1000,
+    deliveredBeforeWindow: before,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    p50: percentile(lat, 0.5),
+    p99: percentile(lat, 0.99),
+    lat: lat.map((x) => round(x)),
+  });
+  return 0;
+}
+
+/** Hidden: a proposer process for one group's ring that keeps `outstanding` values in flight for `seconds`. */
+export async function groupLoad(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, group: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
+  if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
+  if (typeof o.group !== 'string') throw new ConfigError('--group', 'is required');
+  const cluster = loadCluster(o.cluster);
+  const [ring] = ringsOf(cluster, [o.group]);
+  const size = intFlag(o.size, 'size', 8192, 8, cluster.settings.maxValueBytes);
+  const seconds = intFlag(o.seconds, 'seconds', 30, 1, 3600);
+  const outstanding = intFlag(o.outstanding, 'outstanding', 256, 1, cluster.settings.maxOutstanding);
+  const client = await startClient(cluster, { ring, propose: true });
+  line({ event: 'ready', id: client.id, ring });
+  const end = performance.now() + seconds * 1000;
+  // One buffer per worker, reused: the Propose datagram is a copy (as in ring-load).
+  const bufs = Array.from({ length: outstanding }, () => Buffer.alloc(size, 0x63));
+  const { acked, failed } = await proposeLoop(
+    (d) => client.propose(d),
+    outstanding,
+    (_k, w) => {
+      if (performance.now() >= end) return undefined;
+      const b = bufs[w]!;
+      b.writeBigUInt64LE(process.hrtime.bigint(), 0);
+      return b;
+    },
+  );
+  await client.stop();
+  line({ event: 'result', acked, failed });
+  return 0;
+}
+
+interface Point {
+  /** Delivered payload bytes per second over all learners. */
+  MBps: number;
+  cpuSeconds: { acceptors: number; proposers: number; learners: number; total: number };
+  windowSeconds: number;
+  deliveredMB: number;
+  lat: number[];
+  sinks: Array<Record<string, unknown>>;
+}
+
+/**
+ * One measurement: `rings` rings, a proposer on each ring in `loadRings`, one learner per entry of `sinks`
+ * (a list of groups each). CPU of every process comes from /proc over the same window the learners measure.
+ */
+async function measure(opts: {
+  rings: number;
+  loadRings: number[];
+  sinks: string[][];
+  size: number;
+  outstandingPerRing: number;
+  warmup: number;
+  seconds: number;
+  every: number;
+}): Promise<Point> {
+  const groups: Record<string, number> = {};
+  for (let r = 0; r < opts.rings; r++) groups[`g${r}`] = r;
+  const settings = { ...SETTINGS, maxOutstanding: Math.max(4096, opts.outstandingPerRing) };
+  const ring: LocalRing = await launchLocalRing({ acceptors: 3, rings: opts.rings, groups, mergeM: 1, settings });
+  const sinks: Spawned[] = [];
+  const loads: Spawned[] = [];
+  try {
+    for (const gs of opts.sinks) {
+      sinks.push(spawnRingcast(['bench', 'group-sink', '--cluster', ring.clusterPath, '--groups', gs.join(','), '--seconds', String(opts.seconds), '--every', String(opts.every)]));
+    }
+    await Promise.all(sinks.map((s) => s.waitFor('ready', 30000)));
+    await sleep(200);
+    for (const r of opts.loadRings) {
+      loads.push(
+        spawnRingcast([
+          'bench',
+          'group-load',
+          '--cluster',
+          ring.clusterPath,
+          '--group',
+          `g${r}`,
+          '--size',
+          String(opts.size),
+          '--outstanding',
+          String(opts.outstandingPerRing),
+          '--seconds',
+          String(opts.warmup + opts.seconds + 30),
+        ]),
+      );
+    }
+    await Promise.all(loads.map((l) => l.waitFor('ready', 30000)));
+    await sleep(opts.warmup * 1000);
+    const pids = {
+      acceptors: ring.nodes.map((n) => n.child.pid),
+      proposers: loads.map((l) => l.child.pid),
+      learners: sinks.map((s) => s.child.pid),
+    };
+    const sample = (): Record<keyof typeof pids, number> => ({
+      acceptors: pids.acceptors.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
+      proposers: pids.proposers.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
+      learners: pids.learners.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
+    });
+    const c0 = sample();
+    const t0 = performance.now();
+    for (const s of sinks) s.child.kill('SIGUSR2');
+    await sleep(opts.seconds * 1000);
+    const c1 = sample();
+    const windowSeconds = (performance.now() - t0) / 1000;
+    const results = await Promise.all(sinks.map((s) => s.waitFor('result', 60000)));
+    const cpu = { acceptors: c1.acceptors - c0.acceptors, proposers: c1.proposers - c0.proposers, learners: c1.learners - c0.learners, total: 0 };
+    cpu.total = cpu.acceptors + cpu.proposers + cpu.learners;
+    const bytes = results.reduce((a, r) => a + (r.bytes as number), 0);
+    const MBps = results.reduce((a, r) => a + (r.bytes as number) / (r.seconds as number), 0) / 1e6;
+    const lat = results.flatMap((r) => r.lat as number[]).sort((a, b) => a - b);
+    return {
+      MBps,
+      cpuSeconds: cpu,
+      windowSeconds,
+      deliveredMB: bytes / 1e6,
+      lat,
+      sinks: results.map((r) => ({
+        values: r.values,
+        MBps: round((r.bytes as number) / (r.seconds as number) / 1e6, 2),
+        deliveredBeforeWindow: r.deliveredBeforeWindow,
+        cpuSeconds: round(r.cpuSeconds as number),
+        p50: round(r.p50 as number),
+        p99: round(r.p99 as number),
+      })),
+    };
+  } finally {
+    await Promise.all([...loads, ...sinks].map((p) => stopProcess(p)));
+    await ring.stop();
+  }
+}
+
+export async function benchMultiring(args: string[]): Promise<number> {
+  const o = parse(args, {
+    rings: { type: 'string' },
+    size: { type: 'string' },
+    seconds: { type: 'string' },
+    warmup: { type: 'string' },
+    outstanding: { type: 'string' },
+    every: { type: 'string' },
+  });
+  if (o.help) return void process.stdout.write(HELP), 0;
+  const ks = [...new Set((typeof o.rings === 'string' ? o.rings : '1,2,4').split(',').map((s, i) => intFlag(s, `rings[${i}]`, 1, 1, 16)))].sort((a, b) => a - b);
+  if (ks[0] !== 1) ks.unshift(1); // the one-ring figure is always measured first
+  const size = intFlag(o.size, 'size', 8192, 8, SETTINGS.maxValueBytes);
+  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
+  const warmup = intFlag(o.warmup, 'warmup', 1, 0, 60);
+  const every = intFlag(o.every, 'every', 4, 1, 1 << 20);
+  // As bench ring: about 2 MiB of payload in flight in total, split over the proposers of the rings.
+  const total = intFlag(o.outstanding, 'outstanding', Math.max(64, Math.min(2048, Math.floor((2 << 20) / size))), 1, 65536);
+  let one: Point | undefined;
+  for (const k of ks) {
+    for (const learners of k === 1 ? (['all'] as const) : (['all', 'disjoint'] as const)) {
+      const groups = Array.from({ length: k }, (_, r) => `g${r}`);
+      const sinks = learners === 'all' ? [groups] : groups.map((g) => [g]);
+      const perRing = Math.max(16, Math.ceil(total / k));
+      note(`${k} ring(s), learners ${learners}, ${size}-byte values, ${perRing} in flight per ring, ${warmup}+${seconds} s ...`);
+      const p = await measure({ rings: k, loadRings: groups.map((_, r) => r), sinks, size, outstandingPerRing: perRing, warmup, seconds, every });
+      one ??= p;
+      note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), sinks: p.sinks })}`);
+      const cpuPerMB = p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
+      const oneCpuPerMB = one.cpuSeconds.total / Math.max(1e-9, one.deliveredMB);
+      line({
+        bench: 'multiring',
+        rings: k,
+        learners,
+        valueBytes: size,
+        outstandingPerRing: perRing,
+        payloadMBps: round(p.MBps, 2),
+        cpuCores: round(p.cpuSeconds.total / p.windowSeconds, 2),
+        cpuSecondsPerMB: round(cpuPerMB, 4),
+        oneRingMBps: round(one.MBps, 2),
+        ratioToOneRing: round(p.MBps / one.MBps),
+        // MB per CPU second relative to one ring: the cost target (>= 0.8 at the same CPU).
+        costRatioToOneRing: round(oneCpuPerMB / cpuPerMB),
+        latencyMs: { p50: round(percentile(p.lat, 0.5)), p99: round(percentile(p.lat, 0.99)) },
+      });
+    }
+  }
+  // An idle subscribed ring: 2 rings, load on ring 0 only; a learner of {g0,g1} and one of {g0} at once.
+  note(`idle ring: 2 rings, load on g0 only, learners {g0,g1} and {g0}, ${warmup}+${seconds} s ...`);
+  const idle = await measure({ rings: 2, loadRings: [0], sinks: [['g0', 'g1'], ['g0']], size, outstandingPerRing: total, warmup, seconds, every: 1 });
+  note(`diagnostics ${JSON.stringify({ sinks: idle.sinks })}`);
+  const withIdle = idle.sinks[0]!;
+  const alone = idle.sinks[1]!;
+  line({
+    bench: 'multiring-idle',
+    valueBytes: size,
+    payloadMBps: round((withIdle.MBps as number) ?? 0, 2),
+    p50WithIdleMs: withIdle.p50,
+    p50AloneMs: alone.p50,
+    p99WithIdleMs: withIdle.p99,
+    p99AloneMs: alone.p99,
+    addedMs: round((withIdle.p99 as number) - (alone.p99 as number)),
+    skipIntervalMs: SETTINGS.skipIntervalMs,
+  });
+  return 0;
+}
+
+function objRound(o: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
+}
