@@ -10,6 +10,7 @@ export {
   REGISTRY_LIMITS,
   DEFAULT_PREFIX,
   DEFAULT_TIMEOUT_MS,
+  startAnnouncer,
 } from './registry/index.js';
 export type {
   Registry,
@@ -26,6 +27,8 @@ export type {
   LoadResult,
   StaticRegistryOptions,
   RedisRegistryOptions,
+  Announcer,
+  AnnouncerOptions,
 } from './registry/index.js';
 export { Merger, MergeError } from './merge.js';
 export type { MergerOptions, Merged, PositionedInstance } from './merge.js';

@@ -170,6 +170,8 @@ export async function launchLocalRing(
     faults?: { drop: number; dup: number; delay: string; seed?: number };
     /** Rings over the same nodes (ids 0..rings-1, groups g0..); every node is an acceptor of each. */
     rings?: number;
+    /** Extra arguments for every `ringcast node` process (e.g. ['--registry', url]). */
+    nodeArgs?: string[];
     /** Cluster-level extras for several rings. */
     mergeM?: number;
     groups?: Record<string, number>;
@@ -214,6 +216,7 @@ export async function launchLocalRing(
     if (opts.metrics) args.push('--metrics-port', '0');
     if (opts.faults) args.push('--bind-port', String(bindPorts[id - 1]));
     if (opts.durable && opts.durable !== 'memory') args.push('--durable', opts.durable, '--log-dir', logDir(id));
+    if (opts.nodeArgs) args.push(...opts.nodeArgs);
     return args;
   };
   const startNodeProcess = (id: number, extra: string[] = []): Spawned => {

@@ -1,5 +1,5 @@
 import { ConfigError, loadCluster, RingcastError, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
-import { startGroupLearner, ringsOf } from '@ringcast/multicast';
+import { RedisRegistry, startAnnouncer, startGroupLearner, ringsOf } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
 import { proposeLoop } from './progress.js';
 
@@ -27,13 +27,15 @@ const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bin
   --durable sync|async|memory and --log-dir DIR: the acceptor log. sync: votes leave only after fdatasync
   (survives power loss); async: written, not synced (survives a process crash); memory (default): nothing
   survives a restart.
+  --registry redis://HOST:PORT: keep this node's address and its coordinator leases in a Redis registry
+  (a hint for discovery; the ring keeps ordering when Redis is gone).
   --rejoin: this node lost its log (memory mode restarted, or its log directory is gone). It asks f+1 other
   acceptors what they promised and accepted and takes no part in instances it may have forgotten.
   Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
 `;
 
 export async function runNode(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' }, durable: { type: 'string' }, 'log-dir': { type: 'string' }, rejoin: { type: 'boolean' } });
+  const o = parse(args, { cluster: { type: 'string' }, id: { type: 'string' }, 'metrics-port': { type: 'string' }, 'bind-port': { type: 'string' }, durable: { type: 'string' }, 'log-dir': { type: 'string' }, rejoin: { type: 'boolean' }, registry: { type: 'string' } });
   if (o.help) return void process.stdout.write(HELP_NODE), 0;
   const bindPort = o['bind-port'] === undefined ? undefined : intFlag(o['bind-port'], 'bind-port', 0, 1, 65535);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
@@ -44,8 +46,17 @@ export async function runNode(args: string[]): Promise<number> {
   const logDir = typeof o['log-dir'] === 'string' ? o['log-dir'] : undefined;
   if (durable !== 'memory' && !logDir) throw new ConfigError('--log-dir', `is required with --durable ${durable}`);
   const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir, rejoin: o.rejoin === true });
+  // The registry is a hint: announce this node and its coordinator leases; failures never stop the node.
+  const registry = typeof o.registry === 'string' ? new RedisRegistry({ url: o.registry }) : undefined;
+  const announcer = registry
+    ? startAnnouncer(registry, cluster, node, {
+        onState: (up, err) => process.stderr.write(`ringcast node ${id}: registry ${up ? 'reachable' : `unreachable (${err?.message ?? 'error'})`}\n`),
+      })
+    : undefined;
   line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
   const sig = await untilSignal();
+  await announcer?.stop();
+  await registry?.close();
   await node.stop();
   process.stderr.write(`ringcast node ${id}: stopped on ${sig}\n`);
   return 0;
