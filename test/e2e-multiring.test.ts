@@ -63,17 +63,17 @@ describe('Multi-Ring Paxos, real processes', () => {
     const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - epoch)) / 1000);
     const t = Date.now();
     // Generous margins: a learner process may take a while to start on a loaded machine.
-    const start = roundAt(t + 4000);
-    const stop = roundAt(t + 6000);
+    const start = roundAt(t + 8000);
+    const stop = roundAt(t + 10000);
     const args = ['learn', '--cluster', ring!.clusterPath, '--groups', 'g0,gall', '--start-round', String(start), '--stop-round', String(stop)];
     const early = spawnRingcast(args);
     procs.push(early);
     await early.waitFor('ready');
     const load = (['g0', 'gall'] as const).map((g) =>
-      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '2800', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
+      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '4400', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
     );
     procs.push(...load);
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 1500));
     const late = spawnRingcast(args);
     procs.push(late);
     await late.waitFor('ready');
