@@ -77,8 +77,8 @@ describe('Multi-Ring Paxos, real processes', () => {
     const late = spawnRingcast(args);
     procs.push(late);
     await late.waitFor('ready');
-    expect(await early.exited).toBe(0);
-    expect(await late.exited).toBe(0);
+    expect(await early.exited, `early learner: ${early.stderr()}`).toBe(0);
+    expect(await late.exited, `late learner: ${late.stderr()}`).toBe(0);
     const a = delivered(early).map((x) => x.d);
     expect(a.length).toBeGreaterThan(100);
     expect(delivered(late).map((x) => x.d)).toEqual(a);
