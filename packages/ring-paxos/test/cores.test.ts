@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RING_SETTINGS, MessageType, RingNode, type Message, type RingSettings } from '@ringcast/ring-paxos';
+import { DEFAULT_RING_SETTINGS, MessageType, RingNode, START_OLDEST, type Message, type RingSettings } from '@ringcast/ring-paxos';
 
 /** A synchronous, fault-free harness around the pure cores: FIFO delivery, a filter to lose messages. */
 class Harness {
@@ -377,5 +377,19 @@ describe('ring cores (fault-free harness)', () => {
     node.step({ t: MessageType.Learn, ring: 0, from: 2, trimmed: 0, insts: values.map((_, i) => i), vids: values.map(() => 65538), values }, h.now);
     expect(node.acceptor!.rejoining).toBe(false);
     expect(node.acceptor!.log.get(8)).toMatchObject({ decided: true, vid: 65538 });
+  });
+
+  it('a learner asking for the oldest instance moves up when every acceptor says it trimmed past the one it was told', () => {
+    const h = new Harness(3);
+    const l = h.add(100001, { learnerStart: START_OLDEST });
+    l.step({ t: MessageType.Status, ring: 0, from: 2, oldest: 0, next: 10, ballot: 65538 }, h.now);
+    for (const from of [1, 2, 3]) l.step({ t: MessageType.Learn, ring: 0, from, trimmed: from === 2 ? 5 : 7, insts: [], vids: [], values: [] }, h.now);
+    expect(l.learner!.next).toBe(5);
+    expect(l.learner!.gapTrimmed).toBeUndefined();
+    // A learner that asked for instance 0 itself gets the typed gap instead.
+    const l0 = h.add(100002, { learnerStart: 0 });
+    l0.step({ t: MessageType.Status, ring: 0, from: 2, oldest: 0, next: 10, ballot: 65538 }, h.now);
+    for (const from of [1, 2, 3]) l0.step({ t: MessageType.Learn, ring: 0, from, trimmed: 5, insts: [], vids: [], values: [] }, h.now);
+    expect(l0.learner!.gapTrimmed).toEqual({ needed: 0, oldest: 5 });
   });
 });

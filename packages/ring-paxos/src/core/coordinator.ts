@@ -321,6 +321,8 @@ export class Coordinator {
 
   /** Acceptors trimmed up to `t`: nothing below can be needed; run Phase 1 from there. */
   private jumpTo(t: number, out: Outbox): void {
+    // Below t everything was delivered by every learner the old coordinator knew and trimmed at some
+    // acceptor; this node cannot serve it either (it never learned those decisions), so trim here too.
     this.acceptor.applyDecisions([], t, out);
     this.frontier = t;
     if (this.safe < t) this.safe = t;

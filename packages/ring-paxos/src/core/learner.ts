@@ -3,6 +3,7 @@ import { DedupTable } from './dedup.js';
 import {
   MessageType,
   START_NEXT,
+  START_OLDEST,
   type Decision,
   type Learn,
   type Phase2A,
@@ -153,13 +154,25 @@ export class Learner {
         this.trimmedAt = this.next;
         this.trimmedBy.clear();
       }
-      this.trimmedBy.add(m.from);
-      if (this.trimmedBy.size >= this.cfg.acceptors.length) this.gapTrimmed = { needed: this.next, oldest: m.trimmed };
+      this.trimmedBy.set(m.from, m.trimmed);
+      if (this.trimmedBy.size >= this.cfg.acceptors.length) {
+        const oldest = Math.min(...this.trimmedBy.values());
+        if (this.cfg.start === START_OLDEST && this.stats.deliveredInstances === 0) {
+          // Asked for the oldest instance held, and told too low an one (the coordinator's view lagged
+          // the acceptors'): start at the oldest any acceptor still holds.
+          this.next = oldest;
+          this.trimmedBy.clear();
+          for (const i of this.values.keys()) if (i < oldest) this.values.delete(i);
+          for (const i of this.decided.keys()) if (i < oldest) this.decided.delete(i);
+        } else {
+          this.gapTrimmed = { needed: this.next, oldest };
+        }
+      }
     }
     this.tryDeliver();
   }
   private trimmedAt = -1;
-  private readonly trimmedBy = new Set<number>();
+  private readonly trimmedBy = new Map<number, number>();
 
   onStatus(m: Status): void {
     if (this.seeCoordinator(m.ballot, m.from)) this.contact = true;
