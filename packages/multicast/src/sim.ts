@@ -1,7 +1,7 @@
 import {
   Codec,
   Driver,
-  EventQueue,
+  VirtualTime,
   parseSettings,
   Prng,
   RingNode,
@@ -75,25 +75,9 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   const maxBuffered = 4096;
   const tickMs = 5;
 
-  const q = new EventQueue();
-  let now = 0;
-  const clock = (): Clock => ({
-    now: () => now,
-    setInterval: (fn, ms) => {
-      const h = { live: true };
-      const loop = (): void => {
-        if (!h.live) return;
-        fn();
-        q.push(now + ms, loop);
-      };
-      q.push(now + rng.float() * ms, loop);
-      return h;
-    },
-    clearInterval: (h) => {
-      (h as { live: boolean }).live = false;
-    },
-    defer: (fn) => q.push(now, fn),
-  });
+  const vt = new VirtualTime(() => rng.float());
+  const q = vt.q;
+  const clock = (): Clock => vt.clock();
   const codec = new Codec({ maxDatagramBytes: settings.maxDatagramBytes });
   const receivers = new Map<Address, (buf: Uint8Array, from: Address) => void>();
   const cut = new Set<number>();
@@ -103,7 +87,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
       const dest = Number(to.split(':')[1] ?? -1);
       if (!healed && (cut.has(node) || cut.has(dest) || rng.chance(dropP))) return;
       const copies = !healed && rng.chance(dupP) ? 2 : 1;
-      for (let c = 0; c < copies; c++) q.push(now + 0.1 + (healed ? 0 : rng.float() * jitter), () => receivers.get(to)?.(buf, self));
+      for (let c = 0; c < copies; c++) q.push(vt.now + 0.1 + (healed ? 0 : rng.float() * jitter), () => receivers.get(to)?.(buf, self));
     },
     close: async () => {},
   });
@@ -165,7 +149,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
             let highest = 0;
             for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
             l.merger = new Merger<Delivery>({ rings, m: M, startRound: Math.ceil(highest / M), maxBuffered });
-            l.startedAt = now;
+            l.startedAt = vt.now;
             for (const [rr, xs] of early) {
               overflow.get(rr)!.push(...xs);
               feed(rr);
@@ -195,8 +179,8 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   const busy = ringIds.filter(() => rng.chance(0.7));
   const propose = (p: (typeof proposers)[number]): void => {
     const node = p.d.node;
-    const seq = node.proposer!.propose(new Uint8Array(8), now, node.out);
-    if (seq >= 0) proposedAt.set(`${p.id}:${seq}`, now);
+    const seq = node.proposer!.propose(new Uint8Array(8), vt.now, node.out);
+    if (seq >= 0) proposedAt.set(`${p.id}:${seq}`, vt.now);
     p.d.drain();
   };
   const loadStart = 300;
@@ -206,14 +190,14 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     for (let k = 0; k < n; k++) q.push(loadStart + rng.float() * (faultMs + healMs / 3 - loadStart), () => propose(p));
   }
   const faultStep = (): void => {
-    if (now >= faultMs) return;
+    if (vt.now >= faultMs) return;
     if (rng.chance(partitionP * 10)) {
       const victim = rng.pick(acceptorIds);
       cut.add(victim);
-      trace(`${now.toFixed(1)} partition acceptor ${victim}`);
-      q.push(now + rng.float() * 300, () => cut.delete(victim));
+      trace(`${vt.now.toFixed(1)} partition acceptor ${victim}`);
+      q.push(vt.now + rng.float() * 300, () => cut.delete(victim));
     }
-    q.push(now + 10, faultStep);
+    q.push(vt.now + 10, faultStep);
   };
   q.push(0, faultStep);
   q.push(faultMs, () => {
@@ -222,17 +206,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   });
 
   const end = faultMs + healMs;
-  let events = 0;
-  for (;;) {
-    const e = q.pop();
-    if (!e || e.at > end) break;
-    now = e.at;
-    e.fn();
-    if (++events > 5_000_000) {
-      violate('event budget exhausted');
-      break;
-    }
-  }
+  if (!vt.run(end)) violate('event budget exhausted');
 
   // No loss: every value acknowledged, proposed after every learner started merging, is delivered by every
   // learner of its ring.

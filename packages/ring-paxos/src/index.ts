@@ -27,4 +27,4 @@ export { FaultProxy } from './fault-proxy.js';
 export type { FaultProxyOptions } from './fault-proxy.js';
 export { FileLog } from './storage/file-log.js';
 export type { LogMode, RecoveredLog, FileLogStats } from './storage/file-log.js';
-export { EventQueue } from './sim/events.js';
+export { EventQueue, VirtualTime } from './sim/events.js';

@@ -7,7 +7,7 @@ import type { PersistRecord } from '../core/outbox.js';
 import { applyRecord, emptyReplayState } from '../core/replay.js';
 import { Codec } from '../wire/codec.js';
 import { Prng } from './prng.js';
-import { EventQueue } from './events.js';
+import { VirtualTime } from './events.js';
 
 /**
  * Deterministic simulation of one ring (TigerBeetle's VOPR in miniature): the same RingNode cores and the
@@ -107,26 +107,9 @@ export function runSimulation(opts: SimOptions): SimResult {
   const tickMs = 5;
 
   // --- virtual time
-  const q = new EventQueue();
-  let now = 0;
-  const clock = (): Clock => ({
-    now: () => now,
-    setInterval: (fn, ms) => {
-      const h = { live: true };
-      const offset = rng.float() * ms;
-      const loop = (): void => {
-        if (!h.live) return;
-        fn();
-        q.push(now + ms, loop);
-      };
-      q.push(now + offset, loop);
-      return h;
-    },
-    clearInterval: (h) => {
-      (h as { live: boolean }).live = false;
-    },
-    defer: (fn) => q.push(now, fn),
-  });
+  const vt = new VirtualTime(() => rng.float());
+  const q = vt.q;
+  const clock = (): Clock => vt.clock();
 
   // --- network
   const codec = new Codec({ maxDatagramBytes: settings.maxDatagramBytes, secret: rng.chance(0.3) ? 'sim-secret-0123456789' : undefined });
@@ -163,7 +146,7 @@ export function runSimulation(opts: SimOptions): SimResult {
       for (let c = 0; c < copies; c++) {
         const delay = baseDelay + (healed ? 0 : rng.float() * jitter);
         const bytes = buf;
-        q.push(now + delay, () => receivers.get(to)?.(bytes, self));
+        q.push(vt.now + delay, () => receivers.get(to)?.(bytes, self));
       }
     },
     close: async () => {},
@@ -264,7 +247,7 @@ export function runSimulation(opts: SimOptions): SimResult {
     const node = p.driver.node;
     const data = `v${p.id}-${p.nextSeq}-${rng.u32().toString(36)}`;
     const payload = Buffer.from(data.padEnd(rng.int(8, 200), '.'));
-    const seq = node.proposer!.propose(payload, now, node.out);
+    const seq = node.proposer!.propose(payload, vt.now, node.out);
     if (seq < 0) return;
     p.nextSeq = seq + 1;
     const key = `${p.id}:${seq}`;
@@ -288,18 +271,18 @@ export function runSimulation(opts: SimOptions): SimResult {
 
   // Faults: a fault step every 10 ms during the fault period.
   const faultStep = (): void => {
-    if (now >= faultMs) return;
+    if (vt.now >= faultMs) return;
     for (const l of learners) {
       if (l.alive && rng.chance(crashP * 10)) {
         l.alive = false;
         l.driver.stop();
         receivers.delete(`l${l.id}`);
         crashes++;
-        trace(`${now.toFixed(1)} crash learner ${l.id}`);
-        const back = now + rng.float() * 300;
+        trace(`${vt.now.toFixed(1)} crash learner ${l.id}`);
+        const back = vt.now + rng.float() * 300;
         q.push(back, () => {
           const nl = startLearner(false);
-          trace(`${now.toFixed(1)} restart learner as ${nl.id}`);
+          trace(`${vt.now.toFixed(1)} restart learner as ${nl.id}`);
         });
       }
     }
@@ -309,10 +292,10 @@ export function runSimulation(opts: SimOptions): SimResult {
         p.driver.stop();
         receivers.delete(`p${p.id}`);
         crashes++;
-        trace(`${now.toFixed(1)} crash proposer ${p.id}`);
-        q.push(now + rng.float() * 300, () => {
+        trace(`${vt.now.toFixed(1)} crash proposer ${p.id}`);
+        q.push(vt.now + rng.float() * 300, () => {
           const np = startProposer();
-          for (let k = 0; k < perProposer / 4; k++) q.push(now + rng.float() * Math.max(1, faultMs - now), () => proposeOne(np, false));
+          for (let k = 0; k < perProposer / 4; k++) q.push(vt.now + rng.float() * Math.max(1, faultMs - vt.now), () => proposeOne(np, false));
         });
       }
     }
@@ -329,22 +312,22 @@ export function runSimulation(opts: SimOptions): SimResult {
       acceptors[k]!.stop();
       receivers.delete(`a${id}`);
       crashes++;
-      trace(`${now.toFixed(1)} crash acceptor ${id}${acceptors[k]!.node.coordinator ? ' (coordinator)' : ''}`);
-      q.push(now + 50 + rng.float() * 750, () => {
+      trace(`${vt.now.toFixed(1)} crash acceptor ${id}${acceptors[k]!.node.coordinator ? ' (coordinator)' : ''}`);
+      q.push(vt.now + 50 + rng.float() * 750, () => {
         acceptors[k] = startAcceptor(id, amnesia);
         acceptors[k]!.start();
         acceptorUp[k] = true;
-        trace(`${now.toFixed(1)} restart acceptor ${id} ${amnesia ? 'WITHOUT its log (rejoins)' : 'from its log'}`);
+        trace(`${vt.now.toFixed(1)} restart acceptor ${id} ${amnesia ? 'WITHOUT its log (rejoins)' : 'from its log'}`);
       });
     }
     if (rng.chance(partitionP * 10)) {
       const all = [...peers.values(), ...learners.filter((l) => l.alive).map((l) => `l${l.id}`), ...proposers.filter((p) => p.alive).map((p) => `p${p.id}`)];
       const victim = rng.pick(all);
       cut.add(victim);
-      trace(`${now.toFixed(1)} partition ${victim}`);
-      q.push(now + rng.float() * 200, () => cut.delete(victim));
+      trace(`${vt.now.toFixed(1)} partition ${victim}`);
+      q.push(vt.now + rng.float() * 200, () => cut.delete(victim));
     }
-    q.push(now + 10, faultStep);
+    q.push(vt.now + 10, faultStep);
   };
   q.push(0, faultStep);
 
@@ -352,25 +335,15 @@ export function runSimulation(opts: SimOptions): SimResult {
   q.push(faultMs, () => {
     healed = true;
     cut.clear();
-    trace(`${now.toFixed(1)} heal`);
+    trace(`${vt.now.toFixed(1)} heal`);
     for (const p of proposers) {
       if (!p.alive) continue;
-      for (let k = 0; k < Math.max(1, perProposer / 4); k++) q.push(now + rng.float() * 200, () => proposeOne(p, true));
+      for (let k = 0; k < Math.max(1, perProposer / 4); k++) q.push(vt.now + rng.float() * 200, () => proposeOne(p, true));
     }
   });
 
   const end = faultMs + healMs;
-  let events = 0;
-  for (;;) {
-    const e = q.pop();
-    if (!e || e.at > end) break;
-    now = e.at;
-    e.fn();
-    if (++events > 5_000_000) {
-      violate('event budget exhausted (livelock?)');
-      break;
-    }
-  }
+  if (!vt.run(end)) violate('event budget exhausted (livelock?)');
 
   for (const l of learners) {
     const ln = l.driver.node.learner!;
