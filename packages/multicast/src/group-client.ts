@@ -146,7 +146,19 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
     }
   };
   let doneSignalled = false;
-  const onRecords = (ring: number, rs: InstanceRecord[]): void => {
+  // Positions of a ring should strictly increase; after some coordinator failovers a re-proposed old value
+  // can carry a lower one (see the multicast README). Clamp deterministically instead of failing: every
+  // learner that saw the same instances since the same start computes the same positions.
+  const lastPos = new Map<number, number>();
+  const clamp = (ring: number, rs: InstanceRecord[]): InstanceRecord[] =>
+    rs.map((r) => {
+      const prev = lastPos.get(ring);
+      const pos = prev !== undefined && r.pos <= prev ? prev + 1 : r.pos;
+      lastPos.set(ring, pos);
+      return pos === r.pos ? r : { ...r, pos };
+    });
+  const onRecords = (ring: number, raw: InstanceRecord[]): void => {
+    const rs = clamp(ring, raw);
     if (!merger) {
       if (!early.has(ring)) return; // gave up (start round passed)
       early.get(ring)!.push(...rs);
