@@ -59,3 +59,17 @@ export function decodeBatch(value: Uint8Array): Batch | undefined {
   }
   return { pos: raw[0] as number, groups: out };
 }
+
+/**
+ * A filler: the no-op a coordinator puts in a hole below what an earlier ballot may have used. It carries
+ * one empty group of proposer 0 (never a real proposer) so that later coordinators can tell it from values
+ * placed above every instance the ballot's Phase 1 quorum had accepted (new batches and skips).
+ */
+export function encodeFiller(pos: number): Uint8Array {
+  return encodeBatch(pos, [{ pid: 0, floor: 0, seqs: [], datas: [] }]);
+}
+
+export function isFillerValue(value: Uint8Array): boolean {
+  const b = decodeBatch(value);
+  return !!b && b.groups.length === 1 && b.groups[0]!.pid === 0 && b.groups[0]!.seqs.length === 0;
+}

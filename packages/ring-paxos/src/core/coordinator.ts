@@ -1,5 +1,5 @@
 import { Acceptor } from './acceptor.js';
-import { decodeBatch, encodeBatch, type BatchGroup } from './batch.js';
+import { decodeBatch, encodeBatch, encodeFiller, isFillerValue, type BatchGroup } from './batch.js';
 import { DedupTable, type DedupCursor } from './dedup.js';
 import {
   makeBallot,
@@ -145,6 +145,9 @@ export class Coordinator {
   private recoverTop = 0;
   /** Position of instance next - 1 (-1: unknown, after a takeover that could not read it). */
   private lastPos = -1;
+  /** Highest vid of a non-filler value at an instance below next (new batches and skips are placed only
+   *  above what their ballot's Phase 1 quorum had accepted). */
+  private maxNewVid = 0;
   private lastSkipCheckAt = -Infinity;
 
   private readonly inflight = new Map<number, Inflight>();
@@ -211,6 +214,7 @@ export class Coordinator {
     const prev = acc.log.get(this.frontier - 1);
     const prevBatch = prev ? decodeBatch(prev.value) : undefined;
     this.lastPos = prevBatch ? prevBatch.pos : -1;
+    for (const [i, e] of acc.log) if (i < this.frontier && e.decided && e.vid > this.maxNewVid && !isFillerValue(e.value)) this.maxNewVid = e.vid;
     if (this.others) this.preferred = this.others;
     this.others = undefined;
     this.layout = [];
@@ -459,15 +463,24 @@ export class Coordinator {
       const r = this.recovered.get(this.next);
       if (r) {
         this.recovered.delete(this.next);
+        if (r.vballot > 0 && r.vballot < this.maxNewVid) {
+          // A lower instance holds new proposals of ballot maxNewVid, which were placed only above every
+          // instance its Phase 1 quorum had accepted; that quorum promised maxNewVid, so this value, accepted
+          // at a lower ballot, was never chosen and never can be. Fill the instance instead: re-proposing it
+          // would put its old position after later ones.
+          this.proposeEmpty(this.nextPos(this.next, false), true, out);
+          continue;
+        }
         const pos = this.markOrdered(r.value, this.next);
         if (pos >= 0) this.lastPos = pos;
+        if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
         this.propose(this.next++, r.vid, r.value, [], out);
         continue;
       }
       if (this.next < this.recoverTop) {
         // Below what an earlier ballot may have used: never new proposals there, which must all come
         // after anything an earlier coordinator decided (a proposer's floor depends on it).
-        this.proposeEmpty(this.nextPos(this.next, false), out);
+        this.proposeEmpty(this.nextPos(this.next, false), true, out);
         continue;
       }
       const queued = this.pending.length - this.pendingHead;
@@ -521,13 +534,15 @@ export class Coordinator {
     if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
     const pos = this.nextPos(instance, true);
     this.lastPos = pos;
+    if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
   }
 
-  /** A value with no proposals ending at `pos`: a no-op filler, or a skip when pos jumps ahead. */
-  private proposeEmpty(pos: number, out: Outbox): void {
+  /** A value with no proposals ending at `pos`: a filler below recoverTop, or a skip above it. */
+  private proposeEmpty(pos: number, filler: boolean, out: Outbox): void {
     this.lastPos = pos;
-    this.propose(this.next++, this.ballot, encodeBatch(pos, []), [], out);
+    if (!filler && this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
+    this.propose(this.next++, this.ballot, filler ? encodeFiller(pos) : encodeBatch(pos, []), [], out);
   }
 
   private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox): void {
@@ -742,7 +757,7 @@ export class Coordinator {
       const t = this.target();
       if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
         this.stats.skips++;
-        this.proposeEmpty(t, out);
+        this.proposeEmpty(t, false, out);
       }
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
