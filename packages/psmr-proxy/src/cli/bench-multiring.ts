@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { startGroupLearner, ringsOf } from '@ringcast/multicast';
-import { ConfigError, loadCluster, startClient } from '@ringcast/ring-paxos';
+import { startGroupLearner } from '@ringcast/multicast';
+import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
-import { percentile, proposeLoop } from './progress.js';
+import { percentile } from './progress.js';
 
 const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K]
   Multi-Ring Paxos on 127.0.0.1: 3 acceptor processes in every ring, one proposer process per ring. For
@@ -120,35 +120,6 @@ export async function groupSink(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Hidden: a proposer process for one group's ring that keeps `outstanding` values in flight for `seconds`. */
-export async function groupLoad(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, group: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
-  if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
-  if (typeof o.group !== 'string') throw new ConfigError('--group', 'is required');
-  const cluster = loadCluster(o.cluster);
-  const [ring] = ringsOf(cluster, [o.group]);
-  const size = intFlag(o.size, 'size', 8192, 8, cluster.settings.maxValueBytes);
-  const seconds = intFlag(o.seconds, 'seconds', 30, 1, 3600);
-  const outstanding = intFlag(o.outstanding, 'outstanding', 256, 1, cluster.settings.maxOutstanding);
-  const client = await startClient(cluster, { ring, propose: true });
-  line({ event: 'ready', id: client.id, ring });
-  const end = performance.now() + seconds * 1000;
-  // One buffer per worker, reused: the Propose datagram is a copy (as in ring-load).
-  const bufs = Array.from({ length: outstanding }, () => Buffer.alloc(size, 0x63));
-  const { acked, failed } = await proposeLoop(
-    (d) => client.propose(d),
-    outstanding,
-    (_k, w) => {
-      if (performance.now() >= end) return undefined;
-      const b = bufs[w]!;
-      b.writeBigUInt64LE(process.hrtime.bigint(), 0);
-      return b;
-    },
-  );
-  await client.stop();
-  line({ event: 'result', acked, failed });
-  return 0;
-}
 
 interface Point {
   /** Delivered payload bytes per second over all learners. */
@@ -190,7 +161,7 @@ async function measure(opts: {
       loads.push(
         spawnRingcast([
           'bench',
-          'group-load',
+          'ring-load',
           '--cluster',
           ring.clusterPath,
           '--group',

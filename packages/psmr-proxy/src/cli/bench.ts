@@ -1,8 +1,9 @@
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
+import { ringsOf } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
-import { benchMultiring, groupLoad, groupSink } from './bench-multiring.js';
+import { benchMultiring, groupSink } from './bench-multiring.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
 
@@ -33,7 +34,6 @@ export async function runBenchCommand(args: string[]): Promise<number> {
       return benchFailover(rest);
     case 'multiring': return benchMultiring(rest);
     case 'group-sink': return groupSink(rest);
-    case 'group-load': return groupLoad(rest);
     case 'udp-sink':
       return udpSink(rest);
     case 'udp-source':
@@ -162,15 +162,16 @@ async function ringSink(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Hidden: a proposer process that keeps `outstanding` values in flight for `seconds`. */
+/** Hidden: a proposer process (of the first ring, or `--group`'s) that keeps `outstanding` values in flight for `seconds`. */
 async function ringLoad(args: string[]): Promise<number> {
-  const o = parse(args, { cluster: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
+  const o = parse(args, { cluster: { type: 'string' }, group: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
   if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
   const cluster = loadCluster(o.cluster);
+  const ring = typeof o.group === 'string' ? ringsOf(cluster, [o.group])[0] : undefined;
   const size = intFlag(o.size, 'size', 1024, 8, cluster.settings.maxValueBytes);
-  const seconds = intFlag(o.seconds, 'seconds', 6, 1, 600);
+  const seconds = intFlag(o.seconds, 'seconds', 6, 1, 3600);
   const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding);
-  const client = await startClient(cluster, { propose: true });
+  const client = await startClient(cluster, { ring, propose: true });
   line({ event: 'ready', id: client.id });
   const end = performance.now() + seconds * 1000;
   // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
