@@ -1,4 +1,4 @@
-import { ConfigError, RingcastError, START_NEXT, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { ConfigError, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
 import { Counter, Gauge } from 'prom-client';
 import { Merger, type Merged } from './merge.js';
 
@@ -33,6 +33,13 @@ export interface GroupLearnerOptions {
   startRound?: number;
   /** Stop after this round (an agreed unsubscription point); onDone is called then. */
   stopRound?: number;
+  /**
+   * 'start': deliver every ring from its first instance (instance 0) and merge from round 0, so every
+   * learner started this way delivers the whole agreed order (a replica's workers). A ring already trimmed
+   * past instance 0 gives onError a TrimmedGapError (ERR_RINGCAST_TRIMMED): that learner needs a state
+   * transfer. Default 'next': join where the rings are now.
+   */
+  from?: 'next' | 'start';
   onDone?: () => void;
   onError?: (e: Error) => void;
   metrics?: RingMetrics;
@@ -167,14 +174,17 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
       let highest = 0;
       for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
       const earliest = Math.ceil(highest / m);
-      if (opts.startRound !== undefined && opts.startRound < earliest) {
+      if (opts.from === 'start') {
+        // Every ring is delivered from instance 0: nothing before round 0 is missing.
+      } else if (opts.startRound !== undefined && opts.startRound < earliest) {
         opts.onError?.(
           new RingcastError('ERR_RINGCAST_START_PASSED', `start round ${opts.startRound} has passed: the rings are at round ${earliest}; choose a later one`),
         );
         early.clear();
         return;
       }
-      merger = new Merger<Delivery>({ rings, m, startRound: opts.startRound ?? earliest, stopRound: opts.stopRound, maxBuffered });
+      const startRound = opts.from === 'start' ? 0 : (opts.startRound ?? earliest);
+      merger = new Merger<Delivery>({ rings, m, startRound, stopRound: opts.stopRound, maxBuffered });
       for (const [r, xs] of early) feed(r, xs);
       early.clear();
       return;
@@ -183,7 +193,13 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
   };
 
   for (const ring of rings) {
-    const c = await startClient(cluster, { ring, learnFrom: START_NEXT, records: true, metrics: opts.metrics, hooks: { onInstances: (rs) => onRecords(ring, rs) } });
+    const c = await startClient(cluster, {
+      ring,
+      learnFrom: opts.from === 'start' ? 0 : START_NEXT,
+      records: true,
+      metrics: opts.metrics,
+      hooks: { onInstances: (rs) => onRecords(ring, rs), onGapTrimmed: (needed, oldest) => opts.onError?.(new TrimmedGapError(needed, oldest)) },
+    });
     clients.push(c);
     clientOf.set(ring, c);
   }

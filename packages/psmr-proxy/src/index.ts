@@ -1,5 +1,21 @@
-// Public API of @ringcast/psmr-proxy. The P-SMR client and server proxies land with the P-SMR issue;
-// until then this package hosts the `ringcast` CLI and the local-cluster launcher tests and benches use.
+// Public API of @ringcast/psmr-proxy. Curated: add names here on purpose, never `export *`.
+export { createClientProxy, NoReplyError } from './client-proxy.js';
+export type { ClientProxy, ClientProxyOptions, ClientStats } from './client-proxy.js';
+export { createKvClient } from './kv-client.js';
+export type { KvClient } from './kv-client.js';
+export { startReplica, checkReplicaGroups } from './replica.js';
+export type { Replica, ReplicaOptions } from './replica.js';
+export type { WorkerState } from './worker.js';
+export { ServiceError, groupName, ALL_GROUP, workerGroups, routeGroup } from './service.js';
+export type { Service, GroupChoice, Mode } from './service.js';
+export { loadService, BUILTIN_SERVICES } from './service-loader.js';
+export { kvService, kvKeyHash, KV_LIMITS, KvState } from './services/kv.js';
+export type { KvCommand, KvReply, KvBytes } from './services/kv.js';
+export { ByteReader, ByteWriter, WireError } from './protocol/bytes.js';
+export { Executor } from './core/executor.js';
+export type { BarrierPort, ExecutorOptions, ExecutorStats } from './core/executor.js';
+export { SessionTable } from './core/session.js';
+export { SharedBarrier } from './barrier.js';
 export { launchLocalRing, spawnRingcast, stopProcess, freeUdpPorts, freeUdpPortBlocks, RINGCAST_BIN } from './cli/local.js';
 export type { LocalRing, Spawned } from './cli/local.js';
 export { main } from './cli.js';

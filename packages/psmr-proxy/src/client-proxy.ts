@@ -1,0 +1,320 @@
+/**
+ * The client proxy applications embed. `submit(command)` runs the service's C-G function, gives the command
+ * (clientId, seq), writes it into the pending batch of its group (one proposal per group per event-loop
+ * turn, or sooner when the batch is full), and resolves with the first reply any replica sends; later
+ * replies for the same seq are counted and dropped. A command unanswered for `retryMs` is sent again with the
+ * same id (replicas' session tables run it once); after `deadlineMs` it rejects with NoReplyError.
+ * At most `maxOutstanding` commands are in flight; further submits wait (back-pressure), and past
+ * `maxWaiting` waiting submits they reject with BackpressureError.
+ */
+import { randomInt } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicast';
+import { BackpressureError, ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
+import { WireError } from './protocol/bytes.js';
+import { CommandBatchWriter, COMMAND_HEADER_BYTES, MAX_BATCH_COUNT, ReplyBatchReader, STATUS_OK } from './protocol/wire.js';
+import { routeGroup, ServiceError, type Mode, type Service } from './service.js';
+import { checkReplicaGroups } from './replica.js';
+
+/** No replica answered a command within its deadline (it may or may not have run). */
+export class NoReplyError extends RingcastError {
+  constructor(
+    readonly seq: number,
+    deadlineMs: number,
+  ) {
+    super('ERR_RINGCAST_NO_REPLY', `no replica answered command ${seq} within ${deadlineMs} ms`);
+    this.name = 'NoReplyError';
+  }
+}
+
+export interface ClientProxyOptions<C, R> {
+  service: Service<C, R, unknown>;
+  mode: Mode;
+  /** Partitions (worker threads per replica) in psmr mode; ignored in smr. */
+  workers?: number;
+  /** Address to receive replies on (IPv4; replicas send replies here). */
+  host?: string;
+  /** 48-bit client id; default random. Two live clients must not share one. */
+  clientId?: number;
+  maxOutstanding?: number;
+  maxWaiting?: number;
+  retryMs?: number;
+  deadlineMs?: number;
+  /** Byte bound of one proposal (default: the ring's maxValueBytes less room for batching headers). */
+  maxBatchBytes?: number;
+  /** Register client metrics here (reply latency, retries, duplicate replies dropped, outstanding). */
+  registry?: Registry;
+}
+
+export interface ClientStats {
+  submitted: number;
+  replied: number;
+  errors: number;
+  retries: number;
+  duplicateReplies: number;
+  noReply: number;
+  batches: number;
+  malformedReplies: number;
+}
+
+interface Pending<C, R> {
+  seq: number;
+  cmd: C;
+  group: string;
+  first: number;
+  sent: number;
+  resolve: (r: R) => void;
+  reject: (e: Error) => void;
+}
+
+export interface ClientProxy<C, R> {
+  readonly clientId: number;
+  readonly stats: ClientStats;
+  submit(command: C): Promise<R>;
+  /** Commands in flight. */
+  outstanding(): number;
+  stop(): Promise<void>;
+}
+
+export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: ClientProxyOptions<C, R>): Promise<ClientProxy<C, R>> {
+  const svc = opts.service;
+  const mode = opts.mode;
+  if (mode !== 'smr' && mode !== 'psmr') throw new ConfigError('mode', `must be 'smr' or 'psmr', got ${JSON.stringify(mode)}`);
+  const partitions = mode === 'smr' ? 1 : (opts.workers ?? 2);
+  checkReplicaGroups(cluster, mode, partitions);
+  const num = (v: number | undefined, name: string, d: number, min: number, max: number): number => {
+    const x = v ?? d;
+    if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(name, `must be an integer in ${min}..${max}, got ${String(v)}`);
+    return x;
+  };
+  const maxOutstanding = num(opts.maxOutstanding, 'maxOutstanding', 8192, 1, 1 << 20);
+  const maxWaiting = num(opts.maxWaiting, 'maxWaiting', 65536, 0, 1 << 24);
+  const retryMs = num(opts.retryMs, 'retryMs', 1000, 1, 600_000);
+  const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
+  const maxBatchBytes = num(opts.maxBatchBytes, 'maxBatchBytes', Math.min(cluster.settings.maxValueBytes - 1024, 24_576), COMMAND_HEADER_BYTES + 64, cluster.settings.maxValueBytes - 256);
+  const clientId = num(opts.clientId, 'clientId', randomInt(1, 2 ** 47), 1, 2 ** 48 - 1);
+  const host = opts.host ?? '127.0.0.1';
+  for (const g of mode === 'smr' ? ['g0'] : [...Array.from({ length: partitions }, (_, i) => `g${i}`), 'gall']) ringsOf(cluster, [g]);
+
+  const sock: Socket = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(0, host, () => resolve());
+  });
+  sock.on('error', () => {});
+  const replyPort = sock.address().port;
+  const mc: Multicaster = createMulticaster(cluster);
+
+  const stats: ClientStats = { submitted: 0, replied: 0, errors: 0, retries: 0, duplicateReplies: 0, noReply: 0, batches: 0, malformedReplies: 0 };
+  const outstanding = new Map<number, Pending<C, R>>();
+  const waiting: Array<() => void> = [];
+  let waitHead = 0;
+  let nextSeq = 1;
+  let stopped = false;
+  const writers = new Map<string, CommandBatchWriter>();
+  const dirty = new Set<string>();
+  let flushScheduled = false;
+
+  const reg = opts.registry;
+  const latency = reg
+    ? new Histogram({
+        name: 'ringcast_client_reply_latency_seconds',
+        help: 'Time from submit to the first reply',
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+        registers: [reg],
+      })
+    : undefined;
+  if (reg) {
+    const c = (name: string, help: string, read: () => number): void =>
+      void new Counter({
+        name,
+        help,
+        registers: [reg],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    c('ringcast_client_commands_total', 'Commands submitted', () => stats.submitted);
+    c('ringcast_client_retries_total', 'Commands sent again after retryMs without a reply', () => stats.retries);
+    c('ringcast_client_duplicate_replies_total', 'Replies dropped because another replica answered first', () => stats.duplicateReplies);
+    c('ringcast_client_no_reply_total', 'Commands that reached their deadline without a reply', () => stats.noReply);
+    c('ringcast_client_error_replies_total', 'Commands answered with a typed error', () => stats.errors);
+    new Gauge({
+      name: 'ringcast_client_outstanding',
+      help: 'Commands in flight',
+      registers: [reg],
+      collect() {
+        this.set(outstanding.size);
+      },
+    });
+  }
+
+  const floor = (): number => {
+    for (const k of outstanding.keys()) return k;
+    return nextSeq;
+  };
+
+  const flushGroup = (group: string): void => {
+    const w = writers.get(group)!;
+    dirty.delete(group);
+    if (w.count === 0) return;
+    const data = w.finish();
+    w.count = 0;
+    stats.batches++;
+    // Loss is covered by the command retry; the ring proposer retries on its own as well.
+    mc.multicast(group, data).catch(() => {});
+  };
+  const flushAll = (): void => {
+    flushScheduled = false;
+    for (const g of [...dirty]) flushGroup(g);
+  };
+
+  /** Write a command into its group's batch (new or retried). */
+  const enqueue = (p: Pending<C, R>): void => {
+    let w = writers.get(p.group);
+    if (!w) {
+      w = new CommandBatchWriter();
+      writers.set(p.group, w);
+    }
+    if (!dirty.has(p.group)) {
+      w.begin({ clientId, replyHost: host, replyPort, floor: floor() });
+      dirty.add(p.group);
+    }
+    w.beginCommand(p.seq);
+    try {
+      svc.writeCommand(w.w, p.cmd);
+    } catch (e) {
+      w.abortCommand();
+      if (w.count === 0) dirty.delete(p.group);
+      throw e;
+    }
+    w.endCommand();
+    if (w.bytes >= maxBatchBytes || w.count >= MAX_BATCH_COUNT) flushGroup(p.group);
+    else if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  };
+
+  const admit = (): void => {
+    while (waitHead < waiting.length && outstanding.size < maxOutstanding) waiting[waitHead++]!();
+    if (waitHead > 1024 && waitHead * 2 > waiting.length) {
+      waiting.splice(0, waitHead);
+      waitHead = 0;
+    }
+  };
+
+  sock.on('message', (buf: Buffer) => {
+    let rd: ReplyBatchReader;
+    try {
+      rd = new ReplyBatchReader(buf);
+      if (rd.clientId !== clientId) throw new WireError('reply for another client');
+    } catch {
+      stats.malformedReplies++;
+      return;
+    }
+    const now = performance.now();
+    try {
+      while (rd.next()) {
+        const p = outstanding.get(rd.seq);
+        if (!p) {
+          stats.duplicateReplies++;
+          continue;
+        }
+        outstanding.delete(rd.seq);
+        stats.replied++;
+        latency?.observe((now - p.first) / 1000);
+        if (rd.status === STATUS_OK) {
+          try {
+            p.resolve(svc.readReply(rd.r, p.cmd));
+          } catch (e) {
+            p.reject(e as Error);
+          }
+        } else {
+          stats.errors++;
+          const r = rd.r;
+          const cl = r.u16('code length');
+          const code = r.latin1(cl, 'code');
+          const ml = r.u16('message length');
+          r.need(ml, 'message');
+          const msg = r.buf.toString('utf8', r.pos, r.pos + ml);
+          p.reject(new ServiceError(code, msg));
+        }
+      }
+    } catch {
+      stats.malformedReplies++;
+    }
+    admit();
+  });
+
+  const timer = setInterval(
+    () => {
+      const now = performance.now();
+      for (const p of outstanding.values()) {
+        // Map order is seq order: once an entry is younger than retryMs since its first send, so are the rest.
+        if (now - p.first < retryMs) break;
+        if (now - p.first >= deadlineMs) {
+          outstanding.delete(p.seq);
+          stats.noReply++;
+          p.reject(new NoReplyError(p.seq, deadlineMs));
+          continue;
+        }
+        if (now - p.sent >= retryMs) {
+          p.sent = now;
+          stats.retries++;
+          enqueue(p);
+        }
+      }
+      admit();
+    },
+    Math.max(5, Math.min(50, Math.floor(retryMs / 4))),
+  );
+  timer.unref();
+
+  const start = (cmd: C, resolve: (r: R) => void, reject: (e: Error) => void): void => {
+    if (stopped) return reject(new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy is stopped'));
+    let group: string;
+    try {
+      group = routeGroup(mode, svc.group(cmd, partitions));
+    } catch (e) {
+      return reject(e as Error);
+    }
+    const now = performance.now();
+    const p: Pending<C, R> = { seq: nextSeq, cmd, group, first: now, sent: now, resolve, reject };
+    try {
+      enqueue(p);
+    } catch (e) {
+      return reject(e as Error);
+    }
+    nextSeq++;
+    stats.submitted++;
+    outstanding.set(p.seq, p);
+  };
+
+  return {
+    clientId,
+    stats,
+    outstanding: () => outstanding.size,
+    submit(cmd: C): Promise<R> {
+      return new Promise<R>((resolve, reject) => {
+        if (outstanding.size < maxOutstanding && waitHead === waiting.length) return start(cmd, resolve, reject);
+        if (waiting.length - waitHead >= maxWaiting) return reject(new BackpressureError(maxWaiting));
+        waiting.push(() => start(cmd, resolve, reject));
+      });
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      const err = new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy stopped before a reply');
+      for (const p of outstanding.values()) p.reject(err);
+      outstanding.clear();
+      for (let i = waitHead; i < waiting.length; i++) waiting[i]!();
+      waiting.length = 0;
+      await mc.stop();
+      await new Promise<void>((r) => sock.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,340 @@
+/**
+ * One worker's execution of its merged stream (pure: the barrier and the datagram sender are injected).
+ *
+ * - A batch from the worker's own group g_i: each command is checked against the session table, decoded,
+ *   executed at once on this worker's state, and answered in one reply batch per client.
+ * - A batch from g_all: every worker of the replica sees the same batch at the same point of its stream.
+ *   Commands go in rounds of `roundSize` (fixed by position in the batch, so every worker cuts the same
+ *   rounds). Per round: barrier; each worker runs its part (partitioned state) or worker 0 runs the command
+ *   (shared state); barrier; worker 0 combines the parts from the shared slots and replies. Session-table
+ *   and validation decisions are made before the barrier from the stream alone, so all workers agree.
+ */
+import { pack, unpack } from 'msgpackr';
+import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
+import { ServiceError, type Mode, type Service } from '../service.js';
+import { SessionTable, type Session } from './session.js';
+
+/** The synchronisation a worker needs for g_all commands (SharedArrayBuffer + Atomics in a replica). */
+export interface BarrierPort {
+  /** Resolve once every worker has arrived (may return undefined when it did not have to wait). */
+  arrive(): void | Promise<void>;
+  /** Publish this worker's partial results for the current round. */
+  writeSlot(data: Uint8Array): void;
+  /** Read worker `w`'s partial results of the current round (valid between the round's second await and the next round). */
+  readSlot(w: number): Uint8Array;
+}
+
+export interface ExecutorOptions<C, R, S> {
+  service: Service<C, R, S>;
+  mode: Mode;
+  worker: number;
+  workers: number;
+  state: S;
+  barrier?: BarrierPort;
+  /** Send one reply datagram to a client (the buffer is the executor's: copy it if sending later). */
+  send(host: string, port: number, datagram: Uint8Array): void;
+  maxClients?: number;
+  maxReplies?: number;
+  roundSize?: number;
+  /** A reply batch is sent once it passes this many bytes. */
+  maxReplyBatchBytes?: number;
+}
+
+/** A cached outcome: the command with its reply, or the error it got. */
+interface Outcome<C, R> {
+  c: C | undefined;
+  r: R | undefined;
+  code?: string;
+  msg?: string;
+}
+
+export interface ExecutorStats {
+  executed: Record<string, number>;
+  errors: Record<string, number>;
+  duplicatesReplied: number;
+  duplicatesDropped: number;
+  malformedBatches: number;
+  barrierRounds: number;
+  replyBatches: number;
+}
+
+const WRONG_GROUP = 'ERR_PSMR_WRONG_GROUP';
+const SERVICE_FAILED = 'ERR_PSMR_SERVICE_FAILED';
+
+export class Executor<C, R, S> {
+  readonly stats: ExecutorStats = {
+    executed: Object.create(null) as Record<string, number>,
+    errors: Object.create(null) as Record<string, number>,
+    duplicatesReplied: 0,
+    duplicatesDropped: 0,
+    malformedBatches: 0,
+    barrierRounds: 0,
+    replyBatches: 0,
+  };
+  /** Commands run (new ones, errors included): equal on every replica at the same stream point. */
+  executedTotal = 0;
+  readonly own: SessionTable<Outcome<C, R>>;
+  readonly all: SessionTable<Outcome<C, R>>;
+  private readonly reply = new ReplyBatchWriter();
+  private readonly service: Service<C, R, S>;
+  private readonly roundSize: number;
+  private readonly maxReplyBytes: number;
+
+  constructor(private readonly o: ExecutorOptions<C, R, S>) {
+    this.service = o.service;
+    this.own = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
+    this.all = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
+    this.roundSize = o.roundSize ?? 32;
+    this.maxReplyBytes = o.maxReplyBatchBytes ?? 40_000;
+    if (o.workers > 1 && !o.barrier) throw new Error('an executor of several workers needs a barrier');
+    if (o.service.state === 'partitioned' && (!o.service.executePart || !o.service.combine)) {
+      throw new ServiceError('ERR_PSMR_SERVICE', `service '${o.service.name}' is partitioned but lacks executePart/combine`);
+    }
+  }
+
+  private header(data: Uint8Array): CommandBatchReader | undefined {
+    try {
+      return new CommandBatchReader(data);
+    } catch {
+      this.stats.malformedBatches++;
+      return undefined;
+    }
+  }
+
+  private next(rd: CommandBatchReader): boolean {
+    try {
+      return rd.next();
+    } catch {
+      // A truncated batch: what came before ran; the rest is dropped (the same on every replica).
+      this.stats.malformedBatches++;
+      return false;
+    }
+  }
+
+  private fail(code: string, msg: string): Outcome<C, R> {
+    this.stats.errors[code] = (this.stats.errors[code] ?? 0) + 1;
+    return { c: undefined, r: undefined, code, msg };
+  }
+
+  private decode(rd: CommandBatchReader): Outcome<C, R> {
+    try {
+      return { c: this.service.readCommand(rd.r), r: undefined };
+    } catch (e) {
+      const code = e instanceof ServiceError ? e.code : 'ERR_PSMR_MALFORMED_COMMAND';
+      return this.fail(code, (e as Error).message);
+    }
+  }
+
+  private count(c: C): void {
+    const k = this.service.kind(c);
+    this.stats.executed[k] = (this.stats.executed[k] ?? 0) + 1;
+  }
+
+  private write(seq: number, out: Outcome<C, R>, h: BatchHeader): void {
+    const w = this.reply;
+    if (out.code !== undefined) {
+      w.beginReply(seq, STATUS_ERROR);
+      const code = out.code.slice(0, 200);
+      const msg = (out.msg ?? '').slice(0, 1000);
+      w.w.u16(code.length);
+      w.w.latin1(code);
+      const n = Buffer.byteLength(msg, 'utf8');
+      w.w.u16(n);
+      w.w.ensure(n);
+      w.w.pos += w.w.buf.write(msg, w.w.pos, n, 'utf8');
+    } else {
+      w.beginReply(seq, STATUS_OK);
+      this.service.writeReply(w.w, out.r as R, out.c as C);
+    }
+    w.endReply();
+    if (w.bytes >= this.maxReplyBytes) this.flush(h);
+  }
+
+  private flush(h: BatchHeader): void {
+    if (this.reply.count === 0) return;
+    this.o.send(h.replyHost, h.replyPort, this.reply.view());
+    this.stats.replyBatches++;
+    this.reply.begin(h.clientId);
+  }
+
+  /** Run a batch delivered from this worker's own group (smr: the only group). */
+  runOwn(data: Uint8Array): void {
+    const rd = this.header(data);
+    if (!rd) return;
+    const h = rd.header;
+    const t = this.own;
+    const sess = t.open(h.clientId, h.floor);
+    const svc = this.service;
+    const n = this.o.mode === 'smr' ? 1 : this.o.workers;
+    this.reply.begin(h.clientId);
+    while (this.next(rd)) {
+      const seq = rd.seq;
+      const v = t.check(sess, seq);
+      if (v.kind === 'stale') {
+        this.stats.duplicatesDropped++;
+        continue;
+      }
+      if (v.kind === 'replay') {
+        this.stats.duplicatesReplied++;
+        this.write(seq, v.reply, h);
+        continue;
+      }
+      this.executedTotal++;
+      let out = this.decode(rd);
+      if (out.c !== undefined) {
+        const c = out.c;
+        const g = n === 1 ? 0 : svc.group(c, n);
+        if (g !== this.o.worker && !(n === 1 && g === 'all')) {
+          out = this.fail(WRONG_GROUP, `command '${svc.kind(c)}' belongs to group ${g === 'all' ? 'gall' : `g${g}`}, not g${this.o.worker}`);
+        } else {
+          try {
+            out.r = svc.execute(this.o.state, c);
+            this.count(c);
+          } catch (e) {
+            out = this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, (e as Error).message);
+          }
+        }
+      }
+      t.record(sess, seq, out);
+      this.write(seq, out, h);
+    }
+    this.flush(h);
+  }
+
+  /**
+   * Run a batch delivered from g_all. Returns a promise when it had to wait at the barrier; the caller
+   * must not run anything else of this worker's stream until it settles.
+   */
+  runAll(data: Uint8Array): void | Promise<void> {
+    const rd = this.header(data);
+    if (!rd) return;
+    const h = rd.header;
+    const sess = this.all.open(h.clientId, h.floor);
+    this.reply.begin(h.clientId);
+    return this.rounds(rd, h, sess);
+  }
+
+  private rounds(rd: CommandBatchReader, h: BatchHeader, sess: Session<Outcome<C, R>>): void | Promise<void> {
+    for (;;) {
+      // Decide the next round from the stream alone.
+      const seqs: number[] = [];
+      const outs: Outcome<C, R>[] = [];
+      const run: Outcome<C, R>[] = [];
+      let entries = 0;
+      while (entries < this.roundSize && this.next(rd)) {
+        entries++;
+        const seq = rd.seq;
+        const v = this.all.check(sess, seq);
+        if (v.kind === 'stale') {
+          this.stats.duplicatesDropped++;
+          continue;
+        }
+        if (v.kind === 'replay') {
+          this.stats.duplicatesReplied++;
+          seqs.push(seq);
+          outs.push(v.reply);
+          continue;
+        }
+        this.executedTotal++;
+        let out = this.decode(rd);
+        if (out.c !== undefined && this.o.workers > 1) {
+          const g = this.service.group(out.c, this.o.workers);
+          if (g !== 'all') out = this.fail(WRONG_GROUP, `command '${this.service.kind(out.c)}' belongs to group g${g}, not gall`);
+        }
+        if (out.c !== undefined) run.push(out);
+        this.all.record(sess, seq, out);
+        seqs.push(seq);
+        outs.push(out);
+      }
+      if (entries === 0) {
+        this.finishAll(h);
+        return;
+      }
+      if (run.length === 0) {
+        this.replyRound(seqs, outs, h);
+        continue;
+      }
+      const p = this.execRound(run);
+      if (p) {
+        return p.then(() => {
+          this.replyRound(seqs, outs, h);
+          return this.rounds(rd, h, sess);
+        });
+      }
+      this.replyRound(seqs, outs, h);
+    }
+  }
+
+  private finishAll(h: BatchHeader): void {
+    if (this.o.worker === 0) this.flush(h);
+  }
+
+  private replyRound(seqs: number[], outs: Outcome<C, R>[], h: BatchHeader): void {
+    if (this.o.worker !== 0) return;
+    for (let i = 0; i < seqs.length; i++) this.write(seqs[i]!, outs[i]!, h);
+  }
+
+  /** Execute one round of g_all commands across the workers; fills each outcome's reply (at worker 0). */
+  private execRound(run: Outcome<C, R>[]): void | Promise<void> {
+    const svc = this.service;
+    const st = this.o.state;
+    this.stats.barrierRounds++;
+    for (const o of run) this.count(o.c as C);
+    if (this.o.workers === 1) {
+      for (const o of run) this.execAlone(o);
+      return;
+    }
+    const b = this.o.barrier!;
+    const afterFirst = (): void | Promise<void> => {
+      if (svc.state === 'shared') {
+        if (this.o.worker === 0) for (const o of run) this.execAlone(o);
+        return b.arrive();
+      }
+      const parts = run.map((o) => this.part(o.c as C));
+      b.writeSlot(pack(parts));
+      const second = b.arrive();
+      const combine = (): void => {
+        if (this.o.worker !== 0) return;
+        const all = [parts, ...Array.from({ length: this.o.workers - 1 }, (_, w) => unpack(b.readSlot(w + 1)) as unknown[])];
+        run.forEach((o, i) => this.combineInto(o, all.map((ps) => ps[i])));
+      };
+      if (second) return second.then(combine);
+      combine();
+    };
+    const first = b.arrive();
+    if (first) return first.then(afterFirst);
+    return afterFirst();
+  }
+
+  private static readonly FAILED_PART = { failedPart: true };
+
+  private part(c: C): unknown {
+    try {
+      return this.service.executePart!(this.o.state, c);
+    } catch {
+      return Executor.FAILED_PART;
+    }
+  }
+
+  private combineInto(o: Outcome<C, R>, parts: unknown[]): void {
+    if (parts.some((p) => p !== null && typeof p === 'object' && (p as { failedPart?: boolean }).failedPart === true)) {
+      Object.assign(o, this.fail(SERVICE_FAILED, `a partition failed to run '${this.service.kind(o.c as C)}'`));
+      return;
+    }
+    try {
+      o.r = this.service.combine!(o.c as C, parts);
+    } catch (e) {
+      Object.assign(o, this.fail(SERVICE_FAILED, (e as Error).message));
+    }
+  }
+
+  /** A g_all command on a worker that holds the whole state (one worker, or worker 0 of a shared service). */
+  private execAlone(o: Outcome<C, R>): void {
+    const svc = this.service;
+    try {
+      o.r = svc.state === 'partitioned' ? svc.combine!(o.c as C, [svc.executePart!(this.o.state, o.c as C)]) : svc.execute(this.o.state, o.c as C);
+    } catch (e) {
+      Object.assign(o, this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, (e as Error).message));
+    }
+  }
+}

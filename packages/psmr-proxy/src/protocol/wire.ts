@@ -1,0 +1,234 @@
+/**
+ * The two P-SMR datagram formats (little-endian):
+ *
+ * Command batch: the data of one ring proposal, one client's commands for one group.
+ *   u8 magic 0xC5 | u8 version 1 | u8 kind 1 | u8 flags 0
+ *   u16 clientId high | u32 clientId low | u32 reply IPv4 | u16 reply port
+ *   f64 floor (every seq below it has been answered: replicas may forget those replies)
+ *   u16 count | count x (f64 seq | u32 length | command bytes)
+ *
+ * Reply batch: one worker's replies to one client.
+ *   u8 magic 0xC5 | u8 version 1 | u8 kind 2 | u8 flags 0
+ *   u16 clientId high | u32 clientId low | u16 count
+ *   count x (f64 seq | u8 status (0 ok, 1 error) | u32 length | reply bytes)
+ *
+ * Commands and replies are the service's own bytes; it writes them straight into the batch (no copy).
+ */
+import { ByteReader, ByteWriter, WireError } from './bytes.js';
+
+export const PSMR_MAGIC = 0xc5;
+export const PSMR_VERSION = 1;
+export const KIND_COMMANDS = 1;
+export const KIND_REPLIES = 2;
+export const COMMAND_HEADER_BYTES = 26;
+export const COMMAND_OVERHEAD = 12;
+export const REPLY_HEADER_BYTES = 12;
+export const REPLY_OVERHEAD = 13;
+/** Most commands (or replies) in one batch. */
+export const MAX_BATCH_COUNT = 0xffff;
+/** Largest client id (48 bits). */
+export const MAX_CLIENT_ID = 2 ** 48 - 1;
+
+export const STATUS_OK = 0;
+export const STATUS_ERROR = 1;
+
+export interface BatchHeader {
+  clientId: number;
+  replyHost: string;
+  replyPort: number;
+  floor: number;
+}
+
+function ipv4ToU32(host: string): number {
+  const parts = host.split('.');
+  if (parts.length !== 4) throw new WireError(`reply host must be an IPv4 address, got '${host}'`);
+  let v = 0;
+  for (const p of parts) {
+    const n = Number(p);
+    if (!/^\d{1,3}$/.test(p) || n > 255) throw new WireError(`reply host must be an IPv4 address, got '${host}'`);
+    v = v * 256 + n;
+  }
+  return v;
+}
+const u32ToIpv4 = (v: number): string => `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+
+/** Writes one command batch; `beginCommand`/`endCommand` frame each command the service writes. */
+export class CommandBatchWriter {
+  readonly w = new ByteWriter(8192);
+  count = 0;
+  private countAt = 0;
+  private lenAt = 0;
+  begin(h: BatchHeader): void {
+    const w = this.w;
+    w.reset();
+    this.count = 0;
+    w.u8(PSMR_MAGIC);
+    w.u8(PSMR_VERSION);
+    w.u8(KIND_COMMANDS);
+    w.u8(0);
+    w.u16(Math.floor(h.clientId / 2 ** 32));
+    w.u32(h.clientId % 2 ** 32);
+    w.u32(ipv4ToU32(h.replyHost));
+    w.u16(h.replyPort);
+    w.f64(h.floor);
+    this.countAt = w.reserve(2);
+  }
+  beginCommand(seq: number): void {
+    this.w.f64(seq);
+    this.lenAt = this.w.reserve(4);
+  }
+  endCommand(): void {
+    this.w.buf.writeUInt32LE(this.w.pos - this.lenAt - 4, this.lenAt);
+    this.count++;
+  }
+  /** Drop the command begun last (its encoding failed). */
+  abortCommand(): void {
+    this.w.pos = this.lenAt - 8;
+  }
+  get bytes(): number {
+    return this.w.pos;
+  }
+  finish(): Buffer {
+    this.w.buf.writeUInt16LE(this.count, this.countAt);
+    return this.w.take();
+  }
+}
+
+/** A decoded command batch header; commands are read with `next()` (seq, then the command's byte range). */
+export class CommandBatchReader {
+  readonly r: ByteReader;
+  readonly header: BatchHeader;
+  readonly count: number;
+  private read = 0;
+  seq = 0;
+  start = 0;
+  end = 0;
+  constructor(data: Uint8Array) {
+    const r = new ByteReader(data);
+    this.r = r;
+    if (r.u8('magic') !== PSMR_MAGIC) throw new WireError('not a P-SMR batch (bad magic)');
+    const v = r.u8('version');
+    if (v !== PSMR_VERSION) throw new WireError(`unsupported P-SMR version ${v}`);
+    if (r.u8('kind') !== KIND_COMMANDS) throw new WireError('not a command batch');
+    r.u8('flags');
+    const hi = r.u16('clientId');
+    const clientId = hi * 2 ** 32 + r.u32('clientId');
+    const replyHost = u32ToIpv4(r.u32('reply host'));
+    const replyPort = r.u16('reply port');
+    const floor = r.f64('floor');
+    if (!Number.isSafeInteger(floor) || floor < 0) throw new WireError('bad floor');
+    this.header = { clientId, replyHost, replyPort, floor };
+    this.count = r.u16('count');
+  }
+  private batchEnd = -1;
+  /**
+   * Advance to the next command; false at the end. Afterwards `r` is positioned on the command's bytes
+   * [start, end) with r.end = end, so a service reading past its command gets a WireError.
+   */
+  next(): boolean {
+    const r = this.r;
+    if (this.batchEnd < 0) this.batchEnd = r.end;
+    else {
+      r.end = this.batchEnd;
+      r.pos = this.end;
+    }
+    if (this.read >= this.count) {
+      if (r.pos !== r.end) throw new WireError('trailing bytes after the last command');
+      return false;
+    }
+    this.seq = r.f64('seq');
+    if (!Number.isSafeInteger(this.seq) || this.seq < 0) throw new WireError('bad seq');
+    const len = r.u32('command length');
+    r.need(len, 'command');
+    this.start = r.pos;
+    this.end = r.pos + len;
+    r.end = this.end;
+    this.read++;
+    return true;
+  }
+}
+
+/** Writes one reply batch to one client. */
+export class ReplyBatchWriter {
+  readonly w = new ByteWriter(4096);
+  count = 0;
+  private countAt = 0;
+  private lenAt = 0;
+  begin(clientId: number): void {
+    const w = this.w;
+    w.reset();
+    this.count = 0;
+    w.u8(PSMR_MAGIC);
+    w.u8(PSMR_VERSION);
+    w.u8(KIND_REPLIES);
+    w.u8(0);
+    w.u16(Math.floor(clientId / 2 ** 32));
+    w.u32(clientId % 2 ** 32);
+    this.countAt = w.reserve(2);
+  }
+  beginReply(seq: number, status: number): void {
+    this.w.f64(seq);
+    this.w.u8(status);
+    this.lenAt = this.w.reserve(4);
+  }
+  endReply(): void {
+    this.w.buf.writeUInt32LE(this.w.pos - this.lenAt - 4, this.lenAt);
+    this.count++;
+  }
+  get bytes(): number {
+    return this.w.pos;
+  }
+  /** The finished datagram, a view of the writer's buffer: send it before writing the next batch. */
+  view(): Buffer {
+    this.w.buf.writeUInt16LE(this.count, this.countAt);
+    return this.w.buf.subarray(0, this.w.pos);
+  }
+}
+
+export class ReplyBatchReader {
+  readonly r: ByteReader;
+  readonly clientId: number;
+  readonly count: number;
+  private read = 0;
+  seq = 0;
+  status = 0;
+  start = 0;
+  end = 0;
+  constructor(data: Uint8Array) {
+    const r = new ByteReader(data);
+    this.r = r;
+    if (r.u8('magic') !== PSMR_MAGIC) throw new WireError('not a P-SMR batch (bad magic)');
+    const v = r.u8('version');
+    if (v !== PSMR_VERSION) throw new WireError(`unsupported P-SMR version ${v}`);
+    if (r.u8('kind') !== KIND_REPLIES) throw new WireError('not a reply batch');
+    r.u8('flags');
+    const hi = r.u16('clientId');
+    this.clientId = hi * 2 ** 32 + r.u32('clientId');
+    this.count = r.u16('count');
+  }
+  private batchEnd = -1;
+  /** Advance to the next reply; `r` is then positioned on its bytes [start, end) with r.end = end. */
+  next(): boolean {
+    const r = this.r;
+    if (this.batchEnd < 0) this.batchEnd = r.end;
+    else {
+      r.end = this.batchEnd;
+      r.pos = this.end;
+    }
+    if (this.read >= this.count) {
+      if (r.pos !== r.end) throw new WireError('trailing bytes after the last reply');
+      return false;
+    }
+    this.seq = r.f64('seq');
+    if (!Number.isSafeInteger(this.seq) || this.seq < 0) throw new WireError('bad seq');
+    this.status = r.u8('status');
+    if (this.status > STATUS_ERROR) throw new WireError(`bad status ${this.status}`);
+    const len = r.u32('reply length');
+    r.need(len, 'reply');
+    this.start = r.pos;
+    this.end = r.pos + len;
+    r.end = this.end;
+    this.read++;
+    return true;
+  }
+}

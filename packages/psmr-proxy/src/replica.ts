@@ -1,0 +1,207 @@
+/**
+ * The server proxy: a replica process hosting n worker threads. The main thread only starts the workers,
+ * serves one /metrics (the workers' registries, gathered on each scrape) and /state, and stops them. It is
+ * not on the command path: each worker receives, merges, executes and replies by itself.
+ */
+import { createServer, type Server } from 'node:http';
+import { Worker } from 'node:worker_threads';
+import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
+import { ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
+import { SharedBarrier } from './barrier.js';
+import { ALL_GROUP, groupName, type Mode } from './service.js';
+import { loadService } from './service-loader.js';
+import type { FromWorker, ToWorker, WorkerInit, WorkerState } from './worker.js';
+
+export interface ReplicaOptions {
+  mode: Mode;
+  /** Worker threads (psmr); smr always runs one. */
+  workers?: number;
+  /** Service: 'kv' or a module path whose default export is a Service. */
+  service?: string;
+  /** Name in metrics labels and /state. */
+  id?: string;
+  /** Address the workers bind their sockets to. */
+  host?: string;
+  /** Serve /metrics and /state here (0: any free port; absent: no HTTP server). */
+  metricsPort?: number;
+  /** Bytes of shared memory per worker for g_all partial results. */
+  slotBytes?: number;
+  /** Session table bounds (replicated state: give every replica the same values). */
+  maxClients?: number;
+  maxReplies?: number;
+  /** Called when a worker fails (the replica cannot go on without it). */
+  onFatal?: (e: RingcastError) => void;
+}
+
+export interface Replica {
+  id: string;
+  mode: Mode;
+  workers: number;
+  metricsPort?: number;
+  /** Per-worker executed count and state digest (equal across replicas at the same stream point). */
+  state(): Promise<WorkerState[]>;
+  /** The Prometheus text of every worker plus the main thread. */
+  metricsText(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Check that the cluster has the groups a replica of this mode and width needs, each on its own ring. */
+export function checkReplicaGroups(cluster: ClusterConfig, mode: Mode, workers: number): void {
+  const names = mode === 'smr' ? [groupName(0)] : [...Array.from({ length: workers }, (_, i) => groupName(i)), ALL_GROUP];
+  const seen = new Map<number, string>();
+  for (const g of names) {
+    const r = cluster.groups[g];
+    if (r === undefined) throw new ConfigError(`groups.${g}`, `a ${mode} replica with ${workers} worker(s) needs group '${g}' in the cluster file`);
+    const other = seen.get(r);
+    if (other !== undefined) throw new ConfigError(`groups.${g}`, `shares ring ${r} with group '${other}'; P-SMR needs one ring per group`);
+    seen.set(r, g);
+  }
+  if (mode === 'psmr' && workers > 1 && cluster.settings.lambda <= 0) {
+    throw new ConfigError('settings.lambda', 'psmr workers merge two rings: set rate leveling (lambda > 0)');
+  }
+}
+
+export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions): Promise<Replica> {
+  const mode = opts.mode;
+  if (mode !== 'smr' && mode !== 'psmr') throw new ConfigError('mode', `must be 'smr' or 'psmr', got ${JSON.stringify(mode)}`);
+  const workers = mode === 'smr' ? 1 : (opts.workers ?? 2);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('workers', `must be an integer in 1..64, got ${String(opts.workers)}`);
+  checkReplicaGroups(cluster, mode, workers);
+  const service = opts.service ?? 'kv';
+  const svc = await loadService(service); // fail here, on the main thread, with a clear error
+  const slotBytes = opts.slotBytes ?? 2 << 20;
+  const sharedBytes = svc.state === 'shared' ? (svc.sharedBytes ?? 0) : 0;
+  const sab = new SharedArrayBuffer(Math.max(SharedBarrier.allocate(workers, slotBytes).byteLength, sharedBytes));
+  const id = opts.id ?? `replica-${process.pid}`;
+  const threads: Worker[] = [];
+  const pending = new Map<number, (m: FromWorker) => void>();
+  let nextId = 1;
+  let failed: RingcastError | undefined;
+  const fail = (e: RingcastError): void => {
+    if (failed) return;
+    failed = e;
+    opts.onFatal?.(e);
+  };
+  const readies: Promise<void>[] = [];
+  for (let w = 0; w < workers; w++) {
+    const init: WorkerInit = {
+      cluster,
+      replica: id,
+      worker: w,
+      workers,
+      mode,
+      service,
+      host: opts.host ?? '127.0.0.1',
+      sab,
+      slotBytes,
+      maxClients: opts.maxClients ?? 65536,
+      maxReplies: opts.maxReplies ?? 16384,
+    };
+    const t = new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
+    threads.push(t);
+    readies.push(
+      new Promise<void>((resolve, reject) => {
+        t.on('message', (m: FromWorker) => {
+          if (m.type === 'ready') resolve();
+          else if (m.type === 'fatal') {
+            const e = new RingcastError(m.code, `worker ${w}: ${m.message}`);
+            reject(e);
+            fail(e);
+          } else if (m.type === 'metrics' || m.type === 'state') pending.get(m.id)?.(m);
+        });
+        t.on('error', (e) => {
+          const err = new RingcastError('ERR_PSMR_WORKER', `worker ${w}: ${e.message}`);
+          reject(err);
+          fail(err);
+        });
+      }),
+    );
+  }
+  const terminate = (): Promise<unknown> => Promise.all(threads.map((t) => t.terminate()));
+  try {
+    await Promise.all(readies);
+  } catch (e) {
+    await terminate();
+    throw e;
+  }
+  const ask = <T extends FromWorker>(t: Worker, msg: (id: number) => ToWorker, timeoutMs = 2000): Promise<T | undefined> =>
+    new Promise((resolve) => {
+      const rid = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(rid);
+        resolve(undefined);
+      }, timeoutMs);
+      pending.set(rid, (m) => {
+        clearTimeout(timer);
+        pending.delete(rid);
+        resolve(m as T);
+      });
+      t.postMessage(msg(rid));
+    });
+  const main = new Registry();
+  main.setDefaultLabels({ replica: id });
+  new Gauge({
+    name: 'ringcast_psmr_workers',
+    help: 'Worker threads of this replica',
+    registers: [main],
+    collect() {
+      this.set(workers);
+    },
+  });
+  const metricsText = async (): Promise<string> => {
+    const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'metrics' }>>(t, (rid) => ({ type: 'metrics', id: rid }))));
+    type Jsons = Parameters<typeof AggregatorRegistry.aggregate>[0];
+    const jsons = parts.filter((p) => p !== undefined).map((p) => p.json) as Jsons;
+    jsons.push((await main.getMetricsAsJSON()) as Jsons[number]);
+    return AggregatorRegistry.aggregate(jsons).metrics();
+  };
+  const state = async (): Promise<WorkerState[]> => {
+    const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'state' }>>(t, (rid) => ({ type: 'state', id: rid }))));
+    return parts.map((p, w) => p?.state ?? { worker: w, executed: -1, digest: 'unavailable', delivered: -1 });
+  };
+  let server: Server | undefined;
+  let metricsPort: number | undefined;
+  if (opts.metricsPort !== undefined) {
+    server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        metricsText().then(
+          (text) => res.writeHead(200, { 'content-type': main.contentType }).end(text),
+          (e: Error) => res.writeHead(500).end(e.message),
+        );
+      } else if (path === '/state') {
+        state().then((s) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: id, mode, workers: s })));
+      } else res.writeHead(404).end('try /metrics or /state\n');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server!.once('error', reject);
+      server!.listen(opts.metricsPort, opts.host ?? '127.0.0.1', () => resolve());
+    });
+    const a = server.address();
+    metricsPort = typeof a === 'object' && a ? a.port : undefined;
+  }
+  return {
+    id,
+    mode,
+    workers,
+    metricsPort,
+    state,
+    metricsText,
+    async stop() {
+      await Promise.all(
+        threads.map(
+          (t) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(() => void t.terminate().then(() => resolve()), 1500);
+              t.once('exit', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              t.postMessage({ type: 'stop' } satisfies ToWorker);
+            }),
+        ),
+      );
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    },
+  };
+}

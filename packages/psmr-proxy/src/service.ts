@@ -1,0 +1,76 @@
+/**
+ * The Service API application developers implement. A service is a deterministic state machine: its
+ * commands, its replies, the C-G function that sends each command to one partition's group g_i or to g_all,
+ * and how its state is held. The same service runs in `smr` mode (one worker, one group) and in `psmr` mode
+ * (n workers, groups g0..g{n-1} plus gall), so the two are compared like with like.
+ */
+import { RingcastError } from '@ringcast/ring-paxos';
+import type { ByteReader, ByteWriter } from './protocol/bytes.js';
+
+/** C-G's answer: a partition index in [0, partitions) or 'all' (may conflict across partitions). */
+export type GroupChoice = number | 'all';
+
+/**
+ * A command was refused by the service (too large, malformed, not allowed). At the client the `submit`
+ * promise rejects with it; at a replica it becomes an error reply and the command changes nothing.
+ */
+export class ServiceError extends RingcastError {
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = 'ServiceError';
+  }
+}
+
+export interface Service<C, R, S, P = unknown> {
+  /** Name shown in metrics and /state. */
+  readonly name: string;
+  /**
+   * How state is held.
+   * - 'partitioned': each worker owns one partition (plain JS objects, created by `createPartition`). A g_all
+   *   command runs `executePart` on every partition between the barrier's two awaits; worker 0 then
+   *   `combine`s the parts and replies.
+   * - 'shared': the state lives in the SharedArrayBuffer given to `createPartition`; at the barrier worker 0
+   *   runs `execute` while the others wait.
+   */
+  readonly state: 'partitioned' | 'shared';
+  /** Bytes of shared memory a 'shared' service needs (ignored for 'partitioned'). */
+  readonly sharedBytes?: number;
+  /** C-G: the partition a command can only conflict inside, or 'all'. `partitions` is 1 in smr mode. */
+  group(command: C, partitions: number): GroupChoice;
+  /** A short label for metrics (for example the operation name). */
+  kind(command: C): string;
+  /** Encode a command at the client; throw ServiceError for a command the service refuses. */
+  writeCommand(w: ByteWriter, command: C): void;
+  /** Decode a command at a replica from r.pos to r.end; throw ServiceError (or WireError) when malformed. */
+  readCommand(r: ByteReader): C;
+  writeReply(w: ByteWriter, reply: R, command: C): void;
+  /** Decode a reply at the client; `command` is the command it answers. */
+  readReply(r: ByteReader, command: C): R;
+  /** Create the state of worker `index` of `partitions` (for 'shared', over `shared`). */
+  createPartition(index: number, partitions: number, shared?: SharedArrayBuffer): S;
+  /** Run a command on this worker's state: a single-partition command, or any command of a 'shared' service. */
+  execute(state: S, command: C): R;
+  /** 'partitioned' services: the part of a g_all command that touches this partition. Must not throw. */
+  executePart?(state: S, command: C): P;
+  /** 'partitioned' services: the reply of a g_all command from the parts of every partition, in order. */
+  combine?(command: C, parts: P[]): R;
+  /** A digest of this worker's state, equal on every replica that executed the same commands. */
+  digest(state: S): string;
+}
+
+/** The group name of partition `i`, and of g_all. */
+export const groupName = (i: number): string => `g${i}`;
+export const ALL_GROUP = 'gall';
+
+export type Mode = 'smr' | 'psmr';
+
+/** The groups a worker subscribes to: its own partition's group and, in psmr, g_all. */
+export function workerGroups(mode: Mode, worker: number): string[] {
+  return mode === 'smr' ? [groupName(0)] : [groupName(worker), ALL_GROUP];
+}
+
+/** The group a client multicasts a command to, from C-G (smr: everything to g0). */
+export function routeGroup(mode: Mode, choice: GroupChoice): string {
+  if (mode === 'smr') return groupName(0);
+  return choice === 'all' ? ALL_GROUP : groupName(choice);
+}

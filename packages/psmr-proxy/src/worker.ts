@@ -1,0 +1,155 @@
+/**
+ * A replica worker thread. It has its own learner sockets for its g_i ring and the g_all ring (no thread
+ * reads a stream for another), merges them itself, executes, and replies to clients from its own socket.
+ * Its metrics live in its own registry; the replica's main thread asks for them on each scrape.
+ */
+import { createSocket } from 'node:dgram';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Counter, Gauge } from 'prom-client';
+import { RingMetrics, type ClusterConfig } from '@ringcast/ring-paxos';
+import { startGroupLearner } from '@ringcast/multicast';
+import { SharedBarrier } from './barrier.js';
+import { Executor } from './core/executor.js';
+import { groupName, workerGroups, type Mode } from './service.js';
+import { loadService } from './service-loader.js';
+
+export interface WorkerInit {
+  cluster: ClusterConfig;
+  replica: string;
+  worker: number;
+  workers: number;
+  mode: Mode;
+  service: string;
+  host: string;
+  sab: SharedArrayBuffer;
+  slotBytes: number;
+  maxClients: number;
+  maxReplies: number;
+}
+
+export type ToWorker = { type: 'metrics'; id: number } | { type: 'state'; id: number } | { type: 'stop' };
+export type FromWorker =
+  | { type: 'ready'; replyPort: number }
+  | { type: 'metrics'; id: number; json: unknown }
+  | { type: 'state'; id: number; state: WorkerState }
+  | { type: 'fatal'; code: string; message: string }
+  | { type: 'stopped' };
+
+export interface WorkerState {
+  worker: number;
+  executed: number;
+  digest: string;
+  delivered: number;
+}
+
+function counterFrom(reg: RingMetrics['registry'], name: string, help: string, label: string | undefined, read: () => Record<string, number> | number): void {
+  new Counter({
+    name,
+    help,
+    labelNames: label ? [label] : [],
+    registers: [reg],
+    collect() {
+      this.reset();
+      const v = read();
+      if (typeof v === 'number') this.inc(v);
+      else for (const [k, n] of Object.entries(v)) this.inc({ [label!]: k }, n);
+    },
+  });
+}
+
+async function run(): Promise<void> {
+  const init = workerData as WorkerInit;
+  const port = parentPort!;
+  const post = (m: FromWorker): void => port.postMessage(m);
+  const fatal = (e: Error): void => {
+    post({ type: 'fatal', code: (e as { code?: string }).code ?? 'ERR_PSMR_WORKER', message: e.message });
+  };
+  const service = await loadService(init.service);
+  const partitions = init.mode === 'smr' ? 1 : init.workers;
+  const state = service.createPartition(init.worker, partitions, init.sab);
+  const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(0, init.host, () => resolve());
+  });
+  sock.on('error', () => {});
+  let sendErrors = 0;
+  const onSent = (e: Error | null): void => {
+    if (e) sendErrors++;
+  };
+  const barrier = partitions > 1 ? new SharedBarrier(init.sab, init.workers, init.worker, init.slotBytes) : undefined;
+  const exec = new Executor({
+    service,
+    mode: init.mode,
+    worker: init.worker,
+    workers: partitions,
+    state,
+    barrier,
+    maxClients: init.maxClients,
+    maxReplies: init.maxReplies,
+    // The executor reuses its buffer: copy before the asynchronous send.
+    send: (host, p, d) => sock.send(Buffer.from(d), p, host, onSent),
+  });
+  const metrics = new RingMetrics({ replica: init.replica, worker: String(init.worker) });
+  const reg = metrics.registry;
+  counterFrom(reg, 'ringcast_psmr_commands_total', 'Commands executed by this worker, by kind', 'kind', () => exec.stats.executed);
+  counterFrom(reg, 'ringcast_psmr_command_errors_total', 'Commands answered with a typed error, by code', 'code', () => exec.stats.errors);
+  counterFrom(reg, 'ringcast_psmr_duplicate_commands_total', 'Retried commands seen again: replied from the session table or dropped as stale', 'action', () => ({
+    replied: exec.stats.duplicatesReplied,
+    dropped: exec.stats.duplicatesDropped,
+  }));
+  counterFrom(reg, 'ringcast_psmr_malformed_batches_total', 'Command batches dropped as malformed', undefined, () => exec.stats.malformedBatches);
+  counterFrom(reg, 'ringcast_psmr_barrier_rounds_total', 'g_all rounds this worker took part in', undefined, () => exec.stats.barrierRounds);
+  counterFrom(reg, 'ringcast_psmr_barrier_waits_total', 'Barrier arrivals that had to wait', undefined, () => barrier?.stats.waits ?? 0);
+  counterFrom(reg, 'ringcast_psmr_barrier_wait_seconds_total', 'Time spent waiting at the g_all barrier', undefined, () => (barrier?.stats.waitMs ?? 0) / 1000);
+  counterFrom(reg, 'ringcast_psmr_reply_batches_total', 'Reply datagrams sent to clients', undefined, () => exec.stats.replyBatches);
+  counterFrom(reg, 'ringcast_psmr_reply_send_errors_total', 'Reply datagrams the socket refused', undefined, () => sendErrors);
+  new Gauge({
+    name: 'ringcast_psmr_sessions',
+    help: 'Client sessions in the session tables (own group and g_all)',
+    labelNames: ['stream'],
+    registers: [reg],
+    collect() {
+      this.set({ stream: 'own' }, exec.own.size);
+      this.set({ stream: 'all' }, exec.all.size);
+    },
+  });
+  let delivered = 0;
+  let stopping = false;
+  const learner = await startGroupLearner(init.cluster, {
+    groups: workerGroups(init.mode, init.worker),
+    from: 'start',
+    metrics,
+    onError: (e) => fatal(e),
+  });
+  const ownRing = init.cluster.groups[groupName(init.mode === 'smr' ? 0 : init.worker)];
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'metrics') {
+      void reg.getMetricsAsJSON().then((json) => post({ type: 'metrics', id: m.id, json }));
+    } else if (m.type === 'state') {
+      const digest = `${service.digest(state)}/${exec.own.digest()}/${exec.all.digest()}`;
+      post({ type: 'state', id: m.id, state: { worker: init.worker, executed: exec.executedTotal, digest, delivered } });
+    } else if (m.type === 'stop') {
+      stopping = true;
+      void learner.stop().then(() => {
+        sock.close();
+        post({ type: 'stopped' });
+        port.close();
+      });
+    }
+  });
+  post({ type: 'ready', replyPort: sock.address().port });
+  for await (const d of learner) {
+    delivered++;
+    if (d.ring === ownRing) exec.runOwn(d.delivery.data);
+    else {
+      const p = exec.runAll(d.delivery.data);
+      if (p) await p;
+    }
+    if (stopping) break;
+  }
+}
+
+run().catch((e: Error) => {
+  parentPort?.postMessage({ type: 'fatal', code: (e as { code?: string }).code ?? 'ERR_PSMR_WORKER', message: e.stack ?? e.message } satisfies FromWorker);
+});
