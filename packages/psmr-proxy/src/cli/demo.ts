@@ -1,83 +1,79 @@
-import { RingMetrics, START_NEXT, startClient } from '@ringcast/ring-paxos';
+import { Registry } from 'prom-client';
+import { createServer } from 'node:http';
 import { intFlag, parse } from '../cli.js';
-import { launchLocalRing } from './local.js';
-import { percentile, proposeLoop, RateDisplay } from './progress.js';
+import { runKvLoad } from '../kv-load.js';
+import { modeFlag, shareFlag } from './replica.js';
+import { launchLocalPsmr } from './psmr-local.js';
+import { RateDisplay } from './progress.js';
 
-const HELP = `ringcast demo [--seconds S] [--values N] [--size B] [--outstanding K] [--metrics-port P]
-  Starts a ring of 3 acceptor processes on 127.0.0.1 (embedded static cluster file), a learner and a
-  proposer in this process, orders values for S seconds (default 10) or N values, shows the live rate, and
-  ends with a JSON summary. /metrics of this process is served while it runs.
+const HELP = `ringcast demo [--seconds S] [--workers N] [--mode psmr|smr] [--gall-share X] [--clients C] [--window W]
+             [--metrics-port P]
+  The main job on the embedded default (a static cluster file on 127.0.0.1): acceptor rings for g0..g<N-1>
+  and gall (3 acceptor processes), two P-SMR replica processes with N worker threads (default 2) running the
+  key-value store, and a key-value load from this process (default 10 s, 10% g_all commands) with a live
+  rate. Ends with a JSON summary: commands/s, p50/p99 latency, the share of g_all commands, and whether the
+  two replicas ended in the same state. /metrics: this process (client metrics) and each replica.
 `;
 
 export async function runDemo(args: string[]): Promise<number> {
   const o = parse(args, {
     seconds: { type: 'string' },
-    values: { type: 'string' },
-    size: { type: 'string' },
-    outstanding: { type: 'string' },
+    workers: { type: 'string' },
+    mode: { type: 'string' },
+    'gall-share': { type: 'string' },
+    clients: { type: 'string' },
+    window: { type: 'string' },
     'metrics-port': { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP), 0;
   const seconds = intFlag(o.seconds, 'seconds', 10, 1, 3600);
-  const maxValues = intFlag(o.values, 'values', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
-  const size = intFlag(o.size, 'size', 1024, 16, 30000);
-  const outstanding = intFlag(o.outstanding, 'outstanding', 512, 1, 4096);
-  const ring = await launchLocalRing({ acceptors: 3 });
-  const metrics = new RingMetrics({ role: 'demo' });
-  const server = await metrics.serve(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535));
-  process.stderr.write(`ringcast demo: ring of 3 acceptors (pids ${ring.nodes.map((n) => n.child.pid).join(', ')}), cluster file ${ring.clusterPath}\n`);
-  process.stderr.write(`ringcast demo: metrics at http://127.0.0.1:${server.port}/metrics\n`);
-  let delivered = 0;
-  let deliveredBytes = 0;
-  const learner = await startClient(ring.cluster, {
-    learnFrom: START_NEXT,
-    metrics,
-    hooks: {
-      onDeliver(ds) {
-        delivered += ds.length;
-        for (const d of ds) deliveredBytes += d.data.length;
-      },
-    },
-  });
-  const proposer = await startClient(ring.cluster, { propose: true, metrics });
-  const display = new RateDisplay('ordered', 'values');
-  const latencies: number[] = [];
-  const payload = Buffer.alloc(size, 0x61);
-  const t0 = performance.now();
-  const deadline = t0 + seconds * 1000;
-  let proposed = 0;
-  let failed = 0;
-  const tick = setInterval(() => display.update(delivered, deliveredBytes), 500);
+  const mode = modeFlag(o.mode);
+  const workers = intFlag(o.workers, 'workers', 2, 1, 16);
+  const share = shareFlag(o['gall-share'], 'gall-share', 0.1);
+  const clients = intFlag(o.clients, 'clients', 2, 1, 64);
+  const window = intFlag(o.window, 'window', 256, 1, 65536);
+  const registry = new Registry();
+  const server = createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
+  const port = await new Promise<number>((resolve) => server.listen(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535), '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+  const say = (s: string): void => void process.stderr.write(`ringcast demo: ${s}\n`);
+  say(`starting ${mode === 'smr' ? 'one ring (smr)' : `${workers + 1} rings (g0..g${workers - 1}, gall)`} on 3 acceptor processes and two replicas...`);
+  const local = await launchLocalPsmr({ mode, workers });
+  let ok = false;
   try {
-    const r = await proposeLoop(
-      (d) => proposer.propose(d),
-      outstanding,
-      (k) => (k < maxValues && performance.now() < deadline ? payload : undefined),
-      (ms) => latencies.length < 1_000_000 && latencies.push(ms),
+    say(`acceptors: pids ${local.ring.nodes.map((n) => n.child.pid).join(', ')}; cluster file ${local.clusterPath}`);
+    say(`replicas: pids ${local.replicas.map((r) => r.child.pid).join(', ')}; /metrics and /state at ${local.metricsPorts.map((p) => `http://127.0.0.1:${p}`).join(' and ')}`);
+    say(`client metrics at http://127.0.0.1:${port}/metrics`);
+    say(`running ${seconds} s of key-value commands (${Math.round(share * 100)}% to g_all), ${clients} clients x ${window} in flight`);
+    const display = new RateDisplay('replied', 'commands');
+    const r = await runKvLoad({ cluster: local.cluster, mode, workers: local.workers, seconds, gallShare: share, clients, window, registry, onTick: (n) => display.update(n, 0) });
+    display.done(r.commands + r.errors, 0);
+    // Both replicas end in the same state once they have executed everything.
+    const states = async (): Promise<string[]> => Promise.all(local.metricsPorts.map(async (p) => JSON.stringify(((await (await fetch(`http://127.0.0.1:${p}/state`)).json()) as { workers: unknown }).workers)));
+    let same = false;
+    for (let i = 0; i < 50 && !same; i++) {
+      const [a, b] = await states();
+      same = a === b;
+      if (!same) await new Promise((res) => setTimeout(res, 100));
+    }
+    ok = same && r.noReply === 0;
+    process.stdout.write(
+      `${JSON.stringify({
+        event: 'summary',
+        mode,
+        workers: local.workers,
+        seconds: r.seconds,
+        commands: r.commands,
+        commandsPerSecond: r.perSecond,
+        latencyMs: r.latencyMs,
+        gallShare: r.gallShare,
+        errors: r.errors,
+        retries: r.retries,
+        replicasEqual: same,
+      })}\n`,
     );
-    proposed = r.proposed;
-    failed = r.failed;
-    const until = performance.now() + 2000;
-    while (delivered < proposed - failed && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
   } finally {
-    clearInterval(tick);
-    display.done(delivered, deliveredBytes);
-    await proposer.stop();
-    await learner.stop();
-    await server.close();
-    await ring.stop();
+    await local.stop();
+    server.close();
   }
-  const elapsed = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  const summary = {
-    event: 'summary',
-    values: delivered,
-    seconds: Number(elapsed.toFixed(3)),
-    valuesPerSecond: Math.round(delivered / elapsed),
-    payloadMBps: Number((deliveredBytes / elapsed / 1e6).toFixed(2)),
-    ackLatencyMs: { p50: Number(percentile(latencies, 0.5).toFixed(3)), p99: Number(percentile(latencies, 0.99).toFixed(3)) },
-    failed,
-  };
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  return delivered === proposed - failed && failed === 0 ? 0 : 1;
+  return ok ? 0 : 1;
 }

@@ -16,7 +16,8 @@ export class RateDisplay {
     this.lastT = t;
     this.lastN = n;
     const secs = (t - this.t0) / 1000;
-    const line = `${this.verb} ${n.toLocaleString('en-US')} ${this.unit}  ${Math.round(rate).toLocaleString('en-US')}/s  ${(bytes / secs / 1e6).toFixed(1)} MB/s avg  ${secs.toFixed(1)} s`;
+    const mb = bytes > 0 ? `  ${(bytes / secs / 1e6).toFixed(1)} MB/s avg` : `  ${Math.round(n / Math.max(secs, 0.001)).toLocaleString('en-US')}/s avg`;
+    const line = `${this.verb} ${n.toLocaleString('en-US')} ${this.unit}  ${Math.round(rate).toLocaleString('en-US')}/s${mb}  ${secs.toFixed(1)} s`;
     process.stderr.write(this.tty ? `\r${line}   ` : `${line}\n`);
   }
 

@@ -1,0 +1,63 @@
+import type { ClusterConfig } from '@ringcast/ring-paxos';
+import type { Mode } from '../service.js';
+import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
+
+/** Ring settings of a local P-SMR cluster: rate leveling on (workers merge two rings) with a short Δ. */
+export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 2, maxValueBytes: 32768, maxDatagramBytes: 34816 };
+
+export interface LocalPsmr {
+  ring: LocalRing;
+  cluster: ClusterConfig;
+  clusterPath: string;
+  mode: Mode;
+  workers: number;
+  replicas: Spawned[];
+  /** /metrics and /state port of each replica. */
+  metricsPorts: number[];
+  /** kill -9 replica `i` by its PID. */
+  killReplica(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Rings for g0..g{n-1} and gall over 3 acceptor processes (each node holds a role in every ring), and
+ * `replicas` replica processes (`ringcast replica`), all on 127.0.0.1.
+ */
+export async function launchLocalPsmr(opts: { mode: Mode; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0] }): Promise<LocalPsmr> {
+  const workers = opts.mode === 'smr' ? 1 : opts.workers;
+  const groups: Record<string, number> = { gall: workers };
+  for (let i = 0; i < workers; i++) groups[`g${i}`] = i;
+  const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });
+  const replicas: Spawned[] = [];
+  const metricsPorts: number[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(replicas.map((r) => stopProcess(r)));
+    await ring.stop();
+  };
+  try {
+    for (let i = 0; i < (opts.replicas ?? 2); i++) {
+      replicas.push(spawnRingcast(['replica', '--cluster', ring.clusterPath, '--mode', opts.mode, '--workers', String(workers), '--id', `replica-${i}`, '--metrics-port', '0']));
+    }
+    for (const r of replicas) metricsPorts.push(Number((await r.waitFor('ready', 30_000)).metricsPort));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    ring,
+    cluster: ring.cluster,
+    clusterPath: ring.clusterPath,
+    mode: opts.mode,
+    workers,
+    replicas,
+    metricsPorts,
+    async killReplica(i) {
+      const r = replicas[i]!;
+      if (r.child.exitCode === null && r.child.signalCode === null && r.child.pid !== undefined) {
+        process.kill(r.child.pid, 'SIGKILL');
+        await r.exited;
+      }
+    },
+    stop,
+  };
+}

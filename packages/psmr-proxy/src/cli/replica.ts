@@ -1,0 +1,138 @@
+import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
+import { Registry } from 'prom-client';
+import { createServer } from 'node:http';
+import { intFlag, parse } from '../cli.js';
+import { runKvLoad } from '../kv-load.js';
+import { startReplica } from '../replica.js';
+import type { Mode } from '../service.js';
+import { RateDisplay } from './progress.js';
+
+function need(v: string | boolean | undefined, flag: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
+  return v;
+}
+
+export function modeFlag(v: string | boolean | undefined): Mode {
+  const m = v ?? 'psmr';
+  if (m !== 'smr' && m !== 'psmr') throw new ConfigError('--mode', `must be smr or psmr, got ${JSON.stringify(m)}`);
+  return m;
+}
+
+/** A share flag: a number in [0, 1] or a percentage like 25%. */
+export function shareFlag(v: string | boolean | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const s = String(v);
+  const n = s.endsWith('%') ? Number(s.slice(0, -1)) / 100 : Number(s);
+  if (typeof v !== 'string' || !Number.isFinite(n) || n < 0 || n > 1) throw new ConfigError(`--${name}`, `must be a share in 0..1 or 0%..100%, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--workers N] [--service kv|MODULE] [--id NAME]
+                 [--host H] [--metrics-port P]
+  Runs a P-SMR server proxy: N worker threads (psmr; smr runs one), each with its own learner sockets for
+  its group g<i> and for gall, executing the service and replying straight to clients. The cluster file
+  needs groups g0..g<N-1> and gall, each on its own ring, and lambda > 0 (rate leveling) for psmr.
+  --service: 'kv' (built in) or a module whose default export is a Service.
+  --metrics-port: serve /metrics (every worker's metrics) and /state (per-worker executed count and state
+  digest) on this port (0: any free port).
+  Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.
+`;
+
+export async function runReplica(args: string[]): Promise<number> {
+  const o = parse(args, {
+    cluster: { type: 'string' },
+    mode: { type: 'string' },
+    workers: { type: 'string' },
+    service: { type: 'string' },
+    id: { type: 'string' },
+    host: { type: 'string' },
+    'metrics-port': { type: 'string' },
+  });
+  if (o.help) return void process.stdout.write(HELP_REPLICA), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const mode = modeFlag(o.mode);
+  const workers = intFlag(o.workers, 'workers', 2, 1, 64);
+  const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
+  let fatal: Error | undefined;
+  let wake: (() => void) | undefined;
+  const replica = await startReplica(cluster, {
+    mode,
+    workers,
+    service: typeof o.service === 'string' ? o.service : 'kv',
+    id: typeof o.id === 'string' ? o.id : undefined,
+    host: typeof o.host === 'string' ? o.host : undefined,
+    metricsPort,
+    onFatal: (e) => {
+      fatal = e;
+      wake?.();
+    },
+  });
+  process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null })}\n`);
+  await new Promise<void>((resolve) => {
+    wake = resolve;
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  if (fatal) {
+    process.stderr.write(`ringcast replica: [${(fatal as { code?: string }).code}] ${fatal.message}\n`);
+    await replica.stop();
+    return 1;
+  }
+  await replica.stop();
+  return 0;
+}
+
+const HELP_LOAD = `ringcast kv-load --cluster FILE [--mode psmr|smr] [--workers N] [--seconds S] [--commands N]
+                 [--clients C] [--window W] [--gall-share X] [--rate R] [--keys K] [--metrics-port P]
+  Runs a key-value command load against the replicas of a cluster and prints a JSON summary.
+  --gall-share: share of g_all commands (mget/mput across partitions), 0..1 or a percentage (default 0).
+  --rate: open loop at R commands/s (default: closed loop with W commands in flight per client).
+  Shows the live rate on stderr.
+`;
+
+export async function runKvLoadCommand(args: string[]): Promise<number> {
+  const o = parse(args, {
+    cluster: { type: 'string' },
+    mode: { type: 'string' },
+    workers: { type: 'string' },
+    seconds: { type: 'string' },
+    commands: { type: 'string' },
+    clients: { type: 'string' },
+    window: { type: 'string' },
+    'gall-share': { type: 'string' },
+    rate: { type: 'string' },
+    keys: { type: 'string' },
+    'metrics-port': { type: 'string' },
+    quiet: { type: 'boolean' },
+  });
+  if (o.help) return void process.stdout.write(HELP_LOAD), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const registry = new Registry();
+  const mport = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
+  const server =
+    mport === undefined
+      ? undefined
+      : await new Promise<ReturnType<typeof createServer>>((resolve) => {
+          const s = createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
+          s.listen(mport, '127.0.0.1', () => resolve(s));
+        });
+  const display = o.quiet ? undefined : new RateDisplay('replied', 'commands');
+  const r = await runKvLoad({
+    cluster,
+    mode: modeFlag(o.mode),
+    workers: intFlag(o.workers, 'workers', 2, 1, 64),
+    seconds: intFlag(o.seconds, 'seconds', 10, 1, 3600),
+    maxCommands: intFlag(o.commands, 'commands', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER),
+    clients: intFlag(o.clients, 'clients', 1, 1, 256),
+    window: intFlag(o.window, 'window', 512, 1, 65536),
+    gallShare: shareFlag(o['gall-share'], 'gall-share', 0),
+    rate: o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000),
+    keys: intFlag(o.keys, 'keys', 100_000, 1, 10_000_000),
+    registry,
+    onTick: display ? (n) => display.update(n, 0) : undefined,
+  });
+  display?.done(r.commands + r.errors, 0);
+  server?.close();
+  process.stdout.write(`${JSON.stringify({ event: 'summary', ...r, history: undefined })}\n`);
+  return r.noReply === 0 ? 0 : 1;
+}

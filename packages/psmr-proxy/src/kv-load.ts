@@ -1,0 +1,250 @@
+/**
+ * A key-value load: closed loop (each client keeps `window` commands in flight) or open loop (a fixed rate),
+ * a share of g_all commands (mget/mput of keys in different partitions), bounded in time and count, with
+ * latency percentiles and, optionally, the full history for the linearizability checker.
+ */
+import type { ClusterConfig } from '@ringcast/ring-paxos';
+import type { Registry } from 'prom-client';
+import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
+import { createKvClient, type KvClient } from './kv-client.js';
+import type { Mode } from './service.js';
+import type { KvCommand, KvReply } from './services/kv.js';
+
+export interface KvLoadOptions {
+  cluster: ClusterConfig;
+  mode: Mode;
+  workers: number;
+  /** Client proxies (each with its own reply socket and client id). */
+  clients?: number;
+  /** Closed loop: commands in flight per client. */
+  window?: number;
+  seconds: number;
+  maxCommands?: number;
+  /** Share of commands that go to g_all (0..1). */
+  gallShare?: number;
+  /** Distinct keys; keys and values are 8 bytes. */
+  keys?: number;
+  /** Open loop: commands per second over all clients (absent: closed loop). */
+  rate?: number;
+  /** Record every command for the linearizability checker (at most maxHistory). */
+  history?: boolean;
+  maxHistory?: number;
+  /** Operations in the mix: 'simple' (get/put, mget/mput) or 'all' (adds delete, cas, scan, size). */
+  ops?: 'simple' | 'all';
+  seed?: number;
+  retryMs?: number;
+  deadlineMs?: number;
+  registry?: Registry;
+  onTick?: (done: number, elapsedMs: number) => void;
+}
+
+export interface KvLoadResult {
+  commands: number;
+  errors: number;
+  noReply: number;
+  seconds: number;
+  perSecond: number;
+  latencyMs: { p50: number; p99: number; max: number };
+  gallCommands: number;
+  gallShare: number;
+  retries: number;
+  duplicateReplies: number;
+  history?: Array<HistoryOp<KvCheckCommand, KvCheckReply>>;
+}
+
+const pad = (n: number): string => String(n).padStart(7, '0');
+
+/** A small seeded generator (xorshift32) for the command mix. */
+class Mix {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 0x9e3779b9;
+  }
+  next(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x >>> 0;
+    return this.s / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+function toCheck(c: KvCommand): KvCheckCommand {
+  const s = (b: unknown): string => (typeof b === 'string' ? b : Buffer.from(b as Uint8Array).toString('latin1'));
+  switch (c.op) {
+    case 'get':
+    case 'delete':
+      return { op: c.op, key: s(c.key) };
+    case 'put':
+      return { op: 'put', key: s(c.key), value: s(c.value) };
+    case 'cas':
+      return { op: 'cas', key: s(c.key), expected: c.expected === null ? null : s(c.expected), value: s(c.value) };
+    case 'mget':
+      return { op: 'mget', keys: c.keys.map(s) };
+    case 'mput':
+      return { op: 'mput', entries: c.entries.map(([k, v]) => [s(k), s(v)]) };
+    case 'scan':
+      return { op: 'scan', prefix: s(c.prefix), limit: c.limit };
+    case 'size':
+      return { op: 'size' };
+  }
+}
+
+function replyToCheck(r: KvReply): KvCheckReply {
+  const s = (b: unknown): string | null => (b === null ? null : typeof b === 'string' ? b : Buffer.from(b as Uint8Array).toString('latin1'));
+  const x = r as Record<string, unknown>;
+  if ('value' in x) return { value: s(x.value) };
+  if ('values' in x) return { values: (x.values as unknown[]).map(s) };
+  if ('entries' in x) return { entries: (x.entries as Array<[unknown, unknown]>).map(([k, v]) => [s(k)!, s(v)!]) };
+  return r as KvCheckReply;
+}
+
+export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
+  const nClients = o.clients ?? 1;
+  const window = o.window ?? 512;
+  const keys = o.keys ?? 100_000;
+  const share = o.gallShare ?? 0;
+  const maxCommands = o.maxCommands ?? Number.MAX_SAFE_INTEGER;
+  const maxHistory = o.maxHistory ?? 200_000;
+  const mix = new Mix(o.seed ?? 1);
+  const clients: KvClient[] = [];
+  for (let i = 0; i < nClients; i++) {
+    clients.push(
+      await createKvClient(o.cluster, {
+        mode: o.mode,
+        workers: o.workers,
+        maxOutstanding: Math.max(window, 1) * 2,
+        retryMs: o.retryMs,
+        deadlineMs: o.deadlineMs,
+        registry: i === 0 ? o.registry : undefined,
+      }),
+    );
+  }
+  let valueN = 0;
+  const key = (): string => `k${pad(mix.int(keys))}`;
+  const value = (): string => `v${pad(valueN++ % 10_000_000)}`;
+  const make = (): KvCommand => {
+    const all = share > 0 && mix.next() < share;
+    const r = mix.next();
+    if (all) {
+      if (o.ops === 'all' && r < 0.1) return { op: 'size' };
+      if (o.ops === 'all' && r < 0.2) return { op: 'scan', prefix: `k${pad(mix.int(keys)).slice(0, 5)}`, limit: 8 };
+      return r < 0.6 ? { op: 'mget', keys: [key(), key()] } : { op: 'mput', entries: [[key(), value()], [key(), value()]] };
+    }
+    if (o.ops === 'all' && r < 0.15) return { op: 'delete', key: key() };
+    if (o.ops === 'all' && r < 0.35) {
+      const k = key();
+      return { op: 'cas', key: k, expected: mix.next() < 0.3 ? null : `v${pad(mix.int(Math.max(1, valueN)))}`, value: value() };
+    }
+    return r < 0.5 ? { op: 'get', key: key() } : { op: 'put', key: key(), value: value() };
+  };
+
+  const cap = 1 << 20;
+  const lat = new Float64Array(cap);
+  let latN = 0;
+  let seen = 0;
+  const sample = (ms: number): void => {
+    seen++;
+    if (latN < cap) lat[latN++] = ms;
+    else {
+      const j = mix.int(seen);
+      if (j < cap) lat[j] = ms;
+    }
+  };
+  const history: Array<HistoryOp<KvCheckCommand, KvCheckReply>> | undefined = o.history ? [] : undefined;
+  let issued = 0;
+  let done = 0;
+  let errors = 0;
+  let gall = 0;
+  const t0 = performance.now();
+  const deadline = t0 + o.seconds * 1000;
+  const more = (): boolean => issued < maxCommands && performance.now() < deadline;
+
+  const issue = (client: KvClient, lane: number): Promise<void> => {
+    const c = make();
+    issued++;
+    if (c.op === 'mget' || c.op === 'mput' || c.op === 'scan' || c.op === 'size') gall++;
+    const t = performance.now();
+    return client.proxy.submit(c).then(
+      (r) => {
+        const now = performance.now();
+        done++;
+        sample(now - t);
+        if (history && history.length < maxHistory) history.push({ client: lane, call: t, ret: now, command: toCheck(c), reply: replyToCheck(r) });
+      },
+      (e: Error & { code?: string }) => {
+        errors++;
+        done++;
+        if (history && history.length < maxHistory) {
+          // A typed error reply changed nothing; a missing reply may or may not have taken effect.
+          const noReply = e.code === 'ERR_RINGCAST_NO_REPLY' || e.code === 'ERR_RINGCAST_STOPPED';
+          history.push({ client: lane, call: t, ret: noReply ? Infinity : performance.now(), command: toCheck(c), reply: noReply ? undefined : { error: e.code ?? 'error' } });
+        }
+      },
+    );
+  };
+
+  const tick = o.onTick ? setInterval(() => o.onTick!(done, performance.now() - t0), 500) : undefined;
+  try {
+    if (o.rate === undefined) {
+      const lanes: Promise<void>[] = [];
+      clients.forEach((c, ci) => {
+        for (let l = 0; l < window; l++) {
+          const lane = ci * window + l;
+          lanes.push(
+            (async () => {
+              while (more()) await issue(c, lane);
+            })(),
+          );
+        }
+      });
+      await Promise.all(lanes);
+    } else {
+      // Open loop: every millisecond, issue what the rate says is due (bounded by the clients' windows).
+      const rate = o.rate;
+      const inflight: Promise<void>[] = [];
+      let lane = 0;
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          if (!more()) {
+            clearInterval(timer);
+            resolve();
+            return;
+          }
+          const due = Math.floor(((performance.now() - t0) * rate) / 1000) - issued;
+          for (let k = 0; k < due && issued < maxCommands; k++) {
+            const c = clients[lane % clients.length]!;
+            if (c.proxy.outstanding() >= window * 2) break;
+            const p = issue(c, lane++ % 1_000_000);
+            if (inflight.length < 100_000) inflight.push(p);
+          }
+        }, 1);
+      });
+      await Promise.all(inflight);
+    }
+  } finally {
+    if (tick) clearInterval(tick);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const stats = clients.map((c) => c.proxy.stats);
+  await Promise.all(clients.map((c) => c.stop()));
+  const sorted = lat.subarray(0, latN).sort();
+  const q = (p: number): number => (latN === 0 ? 0 : Number(sorted[Math.min(latN - 1, Math.max(0, Math.ceil(p * latN) - 1))]!.toFixed(3)));
+  return {
+    commands: done - errors,
+    errors,
+    noReply: stats.reduce((a, s) => a + s.noReply, 0),
+    seconds: Number(seconds.toFixed(3)),
+    perSecond: Math.round((done - errors) / seconds),
+    latencyMs: { p50: q(0.5), p99: q(0.99), max: latN === 0 ? 0 : Number(sorted[latN - 1]!.toFixed(3)) },
+    gallCommands: gall,
+    gallShare: issued === 0 ? 0 : Number((gall / issued).toFixed(4)),
+    retries: stats.reduce((a, s) => a + s.retries, 0),
+    duplicateReplies: stats.reduce((a, s) => a + s.duplicateReplies, 0),
+    history,
+  };
+}
