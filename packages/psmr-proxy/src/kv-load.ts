@@ -49,6 +49,8 @@ export interface KvLoadResult {
   gallShare: number;
   retries: number;
   duplicateReplies: number;
+  /** Proposals the clients sent (commands per proposal = commands / batches). */
+  batches: number;
   history?: Array<HistoryOp<KvCheckCommand, KvCheckReply>>;
 }
 
@@ -245,6 +247,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     gallShare: issued === 0 ? 0 : Number((gall / issued).toFixed(4)),
     retries: stats.reduce((a, s) => a + s.retries, 0),
     duplicateReplies: stats.reduce((a, s) => a + s.duplicateReplies, 0),
+    batches: stats.reduce((a, s) => a + s.batches, 0),
     history,
   };
 }

@@ -23,7 +23,7 @@ export interface LocalPsmr {
  * Rings for g0..g{n-1} and gall over 3 acceptor processes (each node holds a role in every ring), and
  * `replicas` replica processes (`ringcast replica`), all on 127.0.0.1.
  */
-export async function launchLocalPsmr(opts: { mode: Mode; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0] }): Promise<LocalPsmr> {
+export async function launchLocalPsmr(opts: { mode: Mode; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0]; replicaEnv?: NodeJS.ProcessEnv }): Promise<LocalPsmr> {
   const workers = opts.mode === 'smr' ? 1 : opts.workers;
   const groups: Record<string, number> = { gall: workers };
   for (let i = 0; i < workers; i++) groups[`g${i}`] = i;
@@ -36,7 +36,7 @@ export async function launchLocalPsmr(opts: { mode: Mode; workers: number; repli
   };
   try {
     for (let i = 0; i < (opts.replicas ?? 2); i++) {
-      replicas.push(spawnRingcast(['replica', '--cluster', ring.clusterPath, '--mode', opts.mode, '--workers', String(workers), '--id', `replica-${i}`, '--metrics-port', '0']));
+      replicas.push(spawnRingcast(['replica', '--cluster', ring.clusterPath, '--mode', opts.mode, '--workers', String(workers), '--id', `replica-${i}`, '--metrics-port', '0'], { env: opts.replicaEnv }));
     }
     for (const r of replicas) metricsPorts.push(Number((await r.waitFor('ready', 30_000)).metricsPort));
   } catch (e) {

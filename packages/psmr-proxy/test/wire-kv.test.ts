@@ -1,0 +1,276 @@
+import { describe, expect, it } from 'vitest';
+import { ByteReader, ByteWriter, WireError } from '../src/protocol/bytes.js';
+import { CommandBatchReader, CommandBatchWriter, ReplyBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
+import { Executor } from '../src/core/executor.js';
+import { SessionTable } from '../src/core/session.js';
+import { kvKeyHash, kvService, KV_LIMITS, type KvCommand, type KvReply } from '../src/services/kv.js';
+import { routeGroup, ServiceError } from '../src/service.js';
+
+const header = { clientId: 2 ** 40 + 12345, replyHost: '127.0.0.1', replyPort: 40000, floor: 0 };
+
+function batch(cmds: KvCommand[], firstSeq = 1, h = header): Buffer {
+  const w = new CommandBatchWriter();
+  w.begin(h);
+  cmds.forEach((c, i) => {
+    w.beginCommand(firstSeq + i);
+    kvService.writeCommand(w.w, c);
+    w.endCommand();
+  });
+  return w.finish();
+}
+
+/** Run commands through a one-worker executor and decode the replies as a client would. */
+function runSmr(cmds: KvCommand[], ex?: Executor<KvCommand, KvReply, unknown>, firstSeq = 1): Array<KvReply | { error: string }> {
+  const sent: Buffer[] = [];
+  const e =
+    ex ??
+    new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)) });
+  (e as unknown as { o: { send: (h: string, p: number, d: Uint8Array) => void } }).o.send = (_h, _p, d) => sent.push(Buffer.from(d));
+  e.runOwn(batch(cmds, firstSeq));
+  const out: Array<KvReply | { error: string }> = [];
+  for (const d of sent) {
+    const rd = new ReplyBatchReader(d);
+    expect(rd.clientId).toBe(header.clientId);
+    while (rd.next()) {
+      if (rd.status === STATUS_OK) out.push(kvService.readReply(rd.r, cmds[rd.seq - firstSeq]!));
+      else out.push({ error: rd.r.latin1(rd.r.u16()) });
+    }
+  }
+  return out;
+}
+
+describe('P-SMR wire formats', () => {
+  it('round-trips a command batch and a reply batch', () => {
+    const b = batch([{ op: 'get', key: 'a' }, { op: 'put', key: 'b', value: 'xyz' }], 41);
+    const rd = new CommandBatchReader(b);
+    expect(rd.header).toEqual(header);
+    expect(rd.count).toBe(2);
+    const got: unknown[] = [];
+    while (rd.next()) got.push([rd.seq, (kvService.readCommand(rd.r) as { op: string }).op]);
+    expect(got).toEqual([
+      [41, 'get'],
+      [42, 'put'],
+    ]);
+    const w = new ReplyBatchWriter();
+    w.begin(99);
+    w.beginReply(5, STATUS_OK);
+    w.w.u8(1);
+    w.endReply();
+    w.beginReply(6, STATUS_ERROR);
+    w.endReply();
+    const rr = new ReplyBatchReader(Buffer.from(w.view()));
+    expect(rr.clientId).toBe(99);
+    const rs: number[][] = [];
+    while (rr.next()) rs.push([rr.seq, rr.status, rr.end - rr.start]);
+    expect(rs).toEqual([
+      [5, 0, 1],
+      [6, 1, 0],
+    ]);
+  });
+
+  it('refuses truncated, foreign and trailing-byte batches with a WireError', () => {
+    const b = batch([{ op: 'get', key: 'a' }]);
+    expect(() => new CommandBatchReader(b.subarray(0, 10))).toThrow(WireError);
+    const bad = Buffer.from(b);
+    bad[0] = 0;
+    expect(() => new CommandBatchReader(bad)).toThrow(/magic/);
+    const cut = new CommandBatchReader(b.subarray(0, b.length - 1));
+    expect(() => cut.next()).toThrow(WireError);
+    const extra = new CommandBatchReader(Buffer.concat([b, Buffer.from([1, 2])]));
+    expect(extra.next()).toBe(true);
+    expect(() => extra.next()).toThrow(/trailing/);
+    expect(() => new CommandBatchWriter().begin({ ...header, replyHost: 'localhost' })).toThrow(/IPv4/);
+  });
+
+  it('byte reader bounds every read', () => {
+    const w = new ByteWriter(1);
+    w.u32(7);
+    w.f64(1.5);
+    const r = new ByteReader(w.take());
+    expect(r.u32()).toBe(7);
+    expect(r.f64()).toBe(1.5);
+    expect(() => r.u8('x')).toThrow(/truncated x/);
+  });
+});
+
+describe('key-value service', () => {
+  it('runs every operation with the replies a key-value store gives', () => {
+    const bin = new Uint8Array([0, 255, 7]);
+    const r = runSmr([
+      { op: 'get', key: 'a' },
+      { op: 'put', key: 'a', value: 'héllo' },
+      { op: 'get', key: 'a' },
+      { op: 'cas', key: 'a', expected: 'nope', value: 'x' },
+      { op: 'cas', key: 'a', expected: 'héllo', value: 'y' },
+      { op: 'cas', key: 'n', expected: null, value: bin },
+      { op: 'mput', entries: [['b', '1'], ['c', '2']] },
+      { op: 'mget', keys: ['a', 'b', 'zz', 'n'] },
+      { op: 'scan', prefix: '', limit: 3 },
+      { op: 'delete', key: 'b' },
+      { op: 'delete', key: 'b' },
+      { op: 'size' },
+    ]);
+    expect(r).toEqual([
+      { value: null },
+      { ok: true },
+      { value: 'héllo' },
+      { swapped: false },
+      { swapped: true },
+      { swapped: true },
+      { ok: true },
+      { values: ['y', '1', null, bin] },
+      { entries: [['a', 'y'], ['b', '1'], ['c', '2']] },
+      { deleted: true },
+      { deleted: false },
+      { size: 3 },
+    ]);
+  });
+
+  it('a string key and its UTF-8 bytes are the same key, in the store and in C-G', () => {
+    const r = runSmr([
+      { op: 'put', key: 'ké', value: 'v' },
+      { op: 'get', key: new Uint8Array(Buffer.from('ké', 'utf8')) },
+    ]);
+    expect(r[1]).toEqual({ value: 'v' });
+    expect(kvKeyHash('ké')).toBe(kvKeyHash(new Uint8Array(Buffer.from('ké', 'utf8'))));
+    for (let n = 2; n <= 5; n++) {
+      for (const k of ['a', 'key-17', 'ké', 'zzz']) {
+        const g = kvService.group({ op: 'get', key: k }, n);
+        expect(g).toBe(kvKeyHash(k) % n);
+        // The replica computes the same partition from the bytes it received.
+        const rd = new CommandBatchReader(batch([{ op: 'get', key: k }]));
+        rd.next();
+        expect(kvService.group(kvService.readCommand(rd.r), n)).toBe(g);
+      }
+      expect(kvService.group({ op: 'mget', keys: ['a'] }, n)).toBe('all');
+      expect(routeGroup('psmr', 'all')).toBe('gall');
+      expect(routeGroup('psmr', 1)).toBe('g1');
+      expect(routeGroup('smr', 'all')).toBe('g0');
+    }
+  });
+
+  it('refuses oversized or malformed commands at the client with a typed error', () => {
+    const w = new ByteWriter();
+    const refuse = (c: unknown, code: string): void => {
+      let err: unknown;
+      try {
+        kvService.writeCommand(w, c as KvCommand);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ServiceError);
+      expect((err as ServiceError).code).toBe(code);
+    };
+    refuse({ op: 'get', key: 'k'.repeat(KV_LIMITS.maxKeyBytes + 1) }, 'ERR_KV_KEY_TOO_LARGE');
+    refuse({ op: 'put', key: 'k', value: 'v'.repeat(KV_LIMITS.maxValueBytes + 1) }, 'ERR_KV_VALUE_TOO_LARGE');
+    refuse({ op: 'mget', keys: Array.from({ length: KV_LIMITS.maxKeys + 1 }, (_, i) => `k${i}`) }, 'ERR_KV_TOO_MANY_KEYS');
+    refuse({ op: 'scan', prefix: '', limit: 0 }, 'ERR_KV_BAD_LIMIT');
+    refuse({ op: 'frobnicate' }, 'ERR_KV_UNKNOWN_OP');
+    refuse({ op: 'get', key: 42 }, 'ERR_KV_BAD_KEY');
+  });
+
+  it('a replica answers malformed or oversized command bytes with a typed error and changes nothing', () => {
+    const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
+    runSmr([{ op: 'put', key: 'a', value: '1' }], ex, 1);
+    const w = new CommandBatchWriter();
+    w.begin(header);
+    const raw = (seq: number, bytes: number[]): void => {
+      w.beginCommand(seq);
+      w.w.bytes(Uint8Array.from(bytes));
+      w.endCommand();
+    };
+    raw(2, [99]); // unknown op
+    raw(3, [2, 1, 0, 0x61]); // put with the value missing
+    raw(4, [2, 1, 0, 0x62, 0xff, 0xff, 0, 0, 0]); // put 'b' with a 65535-byte value
+    raw(5, [1, 1, 0, 0x61, 9]); // get 'a' with a trailing byte
+    const sent: Buffer[] = [];
+    (ex as unknown as { o: { send: unknown } }).o.send = (_h: string, _p: number, d: Uint8Array) => sent.push(Buffer.from(d));
+    ex.runOwn(w.finish());
+    const codes: string[] = [];
+    const rd = new ReplyBatchReader(sent[0]!);
+    while (rd.next()) {
+      expect(rd.status).toBe(STATUS_ERROR);
+      codes.push(rd.r.latin1(rd.r.u16()));
+    }
+    expect(codes).toEqual(['ERR_KV_UNKNOWN_OP', 'ERR_PSMR_MALFORMED_COMMAND', 'ERR_KV_VALUE_TOO_LARGE', 'ERR_PSMR_MALFORMED_COMMAND']);
+    expect(runSmr([{ op: 'size' }, { op: 'get', key: 'a' }], ex, 10)).toEqual([{ size: 1 }, { value: '1' }]);
+    expect(ex.stats.errors.ERR_KV_UNKNOWN_OP).toBe(1);
+  });
+
+  it('a partitioned g_all command gives the same reply as on one partition (random stores)', () => {
+    let seed = 12345;
+    const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    for (let trial = 0; trial < 30; trial++) {
+      const n = 2 + rnd(4);
+      const whole = kvService.createPartition(0, 1);
+      const parts = Array.from({ length: n }, (_, i) => kvService.createPartition(i, n));
+      const exec = (c: KvCommand): KvReply[] => {
+        // Feed the same decoded command to both layouts (replica form: decode from the wire).
+        const rd = new CommandBatchReader(batch([c]));
+        rd.next();
+        const d = kvService.readCommand(rd.r);
+        const one = kvService.execute(whole, d);
+        const g = kvService.group(d, n);
+        const many = g === 'all' ? kvService.combine!(d, parts.map((p) => kvService.executePart!(p, d))) : kvService.execute(parts[g]!, d);
+        return [one, many];
+      };
+      for (let i = 0; i < 200; i++) {
+        const k = (): string => `k${rnd(40)}`;
+        const choice = rnd(7);
+        const c: KvCommand =
+          choice === 0
+            ? { op: 'put', key: k(), value: `v${rnd(9)}` }
+            : choice === 1
+              ? { op: 'mput', entries: [[k(), `m${rnd(9)}`], [k(), `m${rnd(9)}`]] }
+              : choice === 2
+                ? { op: 'mget', keys: [k(), k(), k()] }
+                : choice === 3
+                  ? { op: 'scan', prefix: `k${rnd(4)}`, limit: 1 + rnd(6) }
+                  : choice === 4
+                    ? { op: 'size' }
+                    : choice === 5
+                      ? { op: 'delete', key: k() }
+                      : { op: 'cas', key: k(), expected: rnd(2) ? null : `v${rnd(9)}`, value: `c${rnd(9)}` };
+        const [a, b] = exec(c);
+        expect(b).toEqual(a);
+      }
+      const total = parts.reduce((s, p) => s + p.map.size, 0);
+      expect(total).toBe(whole.map.size);
+    }
+  });
+});
+
+describe('session table', () => {
+  it('replays a retried command, drops one below the floor, and trims replies below the floor', () => {
+    const t = new SessionTable<string>(4, 100);
+    let s = t.open(1, 0);
+    expect(t.check(s, 5).kind).toBe('new');
+    t.record(s, 5, 'r5');
+    t.record(s, 6, 'r6');
+    expect(t.check(s, 5)).toEqual({ kind: 'replay', reply: 'r5' });
+    s = t.open(1, 6);
+    expect(t.check(s, 5).kind).toBe('stale');
+    expect(s.replies.has(5)).toBe(false);
+    expect(t.check(s, 6)).toEqual({ kind: 'replay', reply: 'r6' });
+  });
+
+  it('is bounded, and evicts by delivery order only (the same on every replica)', () => {
+    const run = (): string => {
+      const t = new SessionTable<number>(3, 2);
+      for (let c = 1; c <= 10; c++) {
+        const s = t.open(c % 5, 0);
+        for (let q = 0; q < 4; q++) t.record(s, c * 10 + q, q);
+      }
+      expect(t.size).toBe(3);
+      return `${t.digest()} ${t.evictedClients} ${t.evictedReplies}`;
+    };
+    const a = run();
+    expect(run()).toBe(a);
+    const t = new SessionTable<number>(2, 2);
+    const s = t.open(1, 0);
+    t.record(s, 1, 1);
+    t.record(s, 2, 2);
+    t.record(s, 3, 3);
+    expect([...s.replies.keys()]).toEqual([2, 3]);
+  });
+});
