@@ -62,9 +62,15 @@ export class SharedBarrier implements BarrierPort {
     const t0 = this.now();
     this.stats.waits++;
     const loop = async (): Promise<void> => {
-      while (Atomics.load(ctl, GEN) === gen) {
-        const r = waitAsync(ctl, GEN, gen, 1000);
-        if (r.async) await r.value;
+      // A pending waitAsync does not keep a thread's event loop alive: hold it open with a timer.
+      const keepAlive = setInterval(() => {}, 1 << 30);
+      try {
+        while (Atomics.load(ctl, GEN) === gen) {
+          const r = waitAsync(ctl, GEN, gen, 1000);
+          if (r.async) await r.value;
+        }
+      } finally {
+        clearInterval(keepAlive);
       }
       this.stats.waitMs += this.now() - t0;
     };

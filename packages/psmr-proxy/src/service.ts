@@ -48,7 +48,10 @@ export interface Service<C, R, S, P = unknown> {
   readReply(r: ByteReader, command: C): R;
   /** Create the state of worker `index` of `partitions` (for 'shared', over `shared`). */
   createPartition(index: number, partitions: number, shared?: SharedArrayBuffer): S;
-  /** Run a command on this worker's state: a single-partition command, or any command of a 'shared' service. */
+  /**
+   * Run a command on this worker's state: a single-partition command; any command when the state is one
+   * partition (smr, or psmr with one worker: g_all commands included); any command of a 'shared' service.
+   */
   execute(state: S, command: C): R;
   /** 'partitioned' services: the part of a g_all command that touches this partition. Must not throw. */
   executePart?(state: S, command: C): P;

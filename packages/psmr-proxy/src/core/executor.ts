@@ -332,7 +332,7 @@ export class Executor<C, R, S> {
   private execAlone(o: Outcome<C, R>): void {
     const svc = this.service;
     try {
-      o.r = svc.state === 'partitioned' ? svc.combine!(o.c as C, [svc.executePart!(this.o.state, o.c as C)]) : svc.execute(this.o.state, o.c as C);
+      o.r = svc.execute(this.o.state, o.c as C);
     } catch (e) {
       Object.assign(o, this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, (e as Error).message));
     }
