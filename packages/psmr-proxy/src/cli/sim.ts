@@ -1,20 +1,28 @@
 import { ConfigError, runSimulation } from '@ringcast/ring-paxos';
 import { runMultiRingSimulation } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
+import { runPsmrSimulation } from '../sim.js';
 
 const HELP = `ringcast sim [--multiring] --seed N [--trace]        replay one seed and print its result as JSON
 ringcast sim [--multiring] --seeds A..B [--stop-on-failure]   run seeds A..B-1, with a live count, and report failures
   --multiring: the Multi-Ring Paxos simulator (several rings, learners with overlapping subscriptions).
+  --psmr: the P-SMR simulator (replica workers merging g_i and g_all, barrier, key-value store), checked
+  against a sequential execution of the whole order.
 `;
 
 export async function runSim(args: string[]): Promise<number> {
-  const o = parse(args, { seed: { type: 'string' }, seeds: { type: 'string' }, trace: { type: 'boolean' }, 'stop-on-failure': { type: 'boolean' }, multiring: { type: 'boolean' } });
+  const o = parse(args, { seed: { type: 'string' }, seeds: { type: 'string' }, trace: { type: 'boolean' }, 'stop-on-failure': { type: 'boolean' }, multiring: { type: 'boolean' }, psmr: { type: 'boolean' } });
   if (o.help) return void process.stdout.write(HELP), 0;
-  const run = (seed: number, trace?: (l: string) => void): { ok: boolean; replay: string; violations: string[] } =>
-    o.multiring ? runMultiRingSimulation({ seed, trace }) : runSimulation({ seed, trace });
+  const run = async (seed: number, trace?: (l: string) => void): Promise<{ ok: boolean; replay: string; violations: string[] }> => {
+    if (o.psmr) {
+      const r = await runPsmrSimulation({ seed });
+      return { ...r, replay: `npx ringcast sim --psmr --seed ${seed}`, violations: r.failures };
+    }
+    return o.multiring ? runMultiRingSimulation({ seed, trace }) : runSimulation({ seed, trace });
+  };
   if (o.seed !== undefined) {
     const seed = intFlag(o.seed, 'seed', 0, 0, 2 ** 32 - 1);
-    const r = run(seed, o.trace ? (l) => process.stderr.write(`${l}\n`) : undefined);
+    const r = await run(seed, o.trace ? (l) => process.stderr.write(`${l}\n`) : undefined);
     process.stdout.write(`${JSON.stringify(r)}\n`);
     return r.ok ? 0 : 1;
   }
@@ -28,7 +36,7 @@ export async function runSim(args: string[]): Promise<number> {
   let last = 0;
   const tty = process.stderr.isTTY;
   for (let s = a; s < b; s++) {
-    const r = run(s);
+    const r = await run(s);
     if (!r.ok) {
       failed++;
       process.stdout.write(`${JSON.stringify({ event: 'failure', seed: s, replay: r.replay, violations: r.violations.slice(0, 5) })}\n`);
