@@ -1,0 +1,200 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadCluster } from '@ringcast/ring-paxos';
+import {
+  checkKvHistory,
+  createClientProxy,
+  createKvClient,
+  kvService,
+  launchLocalPsmr,
+  runKvLoad,
+  spawnRingcast,
+  stopProcess,
+  type KvCommand,
+  type KvReply,
+  type LocalPsmr,
+  type Service,
+  type Spawned,
+} from '@ringcast/psmr-proxy';
+import { scrape, waitUntil } from './helpers.js';
+
+// P-SMR with real processes on 127.0.0.1: rings g0, g1 and gall over three acceptor processes, two
+// replica processes with two worker threads each, and key-value clients in this process.
+
+interface WorkerState {
+  worker: number;
+  executed: number;
+  digest: string;
+}
+async function states(port: number): Promise<WorkerState[]> {
+  return ((await (await fetch(`http://127.0.0.1:${port}/state`)).json()) as { workers: WorkerState[] }).workers;
+}
+/** Wait until both replicas report the same per-worker state (they have executed the same commands). */
+async function converged(ports: number[], timeoutMs = 15000): Promise<WorkerState[][]> {
+  let last: WorkerState[][] = [];
+  await waitUntil(async () => {
+    last = await Promise.all(ports.map(states));
+    return last.every((s) => JSON.stringify(s) === JSON.stringify(last[0]));
+  }, timeoutMs, 100);
+  return last;
+}
+
+describe('P-SMR key-value store, real processes', () => {
+  let local: LocalPsmr | undefined;
+  afterAll(async () => {
+    await local?.stop();
+  });
+
+  it('concurrent clients, a random mix of single- and multi-key commands: replicas end equal and the history is linearizable', async () => {
+    local = await launchLocalPsmr({ mode: 'psmr', workers: 2 });
+    const r = await runKvLoad({
+      cluster: local.cluster,
+      mode: 'psmr',
+      workers: 2,
+      clients: 4,
+      window: 6,
+      seconds: 4,
+      maxCommands: 12_000,
+      gallShare: 0.25,
+      keys: 40,
+      ops: 'all',
+      history: true,
+      seed: 7,
+    });
+    expect(r.noReply).toBe(0);
+    expect(r.errors).toBe(0);
+    expect(r.commands).toBeGreaterThan(500);
+    expect(r.gallCommands).toBeGreaterThan(50);
+    // Both replicas answer every command; the client keeps the first and drops the other.
+    expect(r.duplicateReplies).toBeGreaterThan(r.commands / 2);
+    const [a, b] = await converged(local.metricsPorts);
+    expect(a).toEqual(b);
+    expect(a!.map((w) => w.executed).reduce((x, y) => x + y, 0)).toBeGreaterThanOrEqual(r.commands);
+    const check = checkKvHistory(r.history!);
+    expect(check.ok, (check as { reason?: string }).reason).toBe(true);
+    expect(check.keys).toBeGreaterThan(10);
+    // Metrics: every worker's command counts and the barrier, through one /metrics per replica.
+    const port = local.metricsPorts[0]!;
+    expect(await scrape(port, 'ringcast_psmr_commands_total', 'worker="0"')).toBeGreaterThan(0);
+    expect(await scrape(port, 'ringcast_psmr_commands_total', 'worker="1"')).toBeGreaterThan(0);
+    expect(await scrape(port, 'ringcast_psmr_barrier_rounds_total', 'worker="1"')).toBeGreaterThan(0);
+    expect(await scrape(port, 'ringcast_merge_stall_seconds_total')).toBeGreaterThanOrEqual(0);
+    expect((await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).includes('ringcast_psmr_barrier_wait_seconds_total')).toBe(true);
+  });
+
+  it('a malformed or oversized command gets a typed error reply from the replicas and changes nothing', async () => {
+    // A client whose encoder bypasses the client-side checks, so the replicas see the bad bytes.
+    const raw: Service<KvCommand, KvReply, unknown> = {
+      ...(kvService as unknown as Service<KvCommand, KvReply, unknown>),
+      writeCommand(w, c) {
+        const x = c as unknown as { raw?: number[] };
+        if (x.raw) w.bytes(Uint8Array.from(x.raw));
+        else kvService.writeCommand(w, c);
+      },
+    };
+    const client = await createClientProxy(local!.cluster, { service: raw, mode: 'psmr', workers: 2 });
+    const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2 });
+    try {
+      const before = ((await kv.proxy.submit({ op: 'size' })) as { size: number }).size;
+      const bad = async (bytes: number[], route: KvCommand): Promise<string> => {
+        try {
+          await client.submit({ ...route, raw: bytes } as unknown as KvCommand);
+          return 'no error';
+        } catch (e) {
+          return (e as { code: string }).code;
+        }
+      };
+      // 'size' routes to gall, so every worker sees these; the bytes say otherwise.
+      expect(await bad([99], { op: 'size' })).toBe('ERR_KV_UNKNOWN_OP');
+      expect(await bad([6, 1, 0, 1, 0, 0x61, 0xff, 0xff, 0, 0, 0], { op: 'size' })).toBe('ERR_KV_VALUE_TOO_LARGE');
+      expect(await bad([6, 1, 0], { op: 'size' })).toBe('ERR_PSMR_MALFORMED_COMMAND');
+      // A single-key command sent to gall is refused: C-G decides where a command runs.
+      expect(await bad([2, 1, 0, 0x61, 1, 0, 0, 0, 0, 0x62], { op: 'size' })).toBe('ERR_PSMR_WRONG_GROUP');
+      await expect(kv.put('k'.repeat(500), 'v')).rejects.toMatchObject({ code: 'ERR_KV_KEY_TOO_LARGE' });
+      expect(((await kv.proxy.submit({ op: 'size' })) as { size: number }).size).toBe(before);
+    } finally {
+      await client.stop();
+      await kv.stop();
+    }
+  });
+
+  it('kill one replica mid-load: clients keep getting replies from the other and nothing acknowledged is lost', async () => {
+    const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2, retryMs: 500, deadlineMs: 10_000 });
+    const acked = new Map<string, string>();
+    let n = 0;
+    let failed = 0;
+    const t0 = Date.now();
+    let killedAt = 0;
+    const lane = async (l: number): Promise<void> => {
+      while (Date.now() - t0 < 4000 && n < 40_000) {
+        const k = `u${l}.${n++}`;
+        const v = `v${k}`;
+        try {
+          await kv.put(k, v);
+          acked.set(k, v);
+        } catch {
+          failed++;
+        }
+      }
+    };
+    const killer = (async () => {
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = acked.size;
+      await local!.killReplica(1);
+      killedAt = before;
+    })();
+    await Promise.all([...Array.from({ length: 32 }, (_, l) => lane(l)), killer]);
+    expect(local!.replicas[1]!.child.signalCode).toBe('SIGKILL');
+    expect(failed).toBe(0);
+    expect(killedAt).toBeGreaterThan(100);
+    expect(acked.size).toBeGreaterThan(killedAt + 100); // replies kept coming after the kill
+    // Every acknowledged put is there, read back through the surviving replica.
+    const keys = [...acked.keys()];
+    const missing: string[] = [];
+    for (let i = 0; i < keys.length; i += 32) {
+      const part = keys.slice(i, i + 32);
+      const vals = await kv.mget(part);
+      part.forEach((k, j) => {
+        if (vals[j] !== acked.get(k)) missing.push(k);
+      });
+    }
+    expect(missing).toEqual([]);
+    await kv.stop();
+  });
+});
+
+describe('P-SMR retries', () => {
+  let local: LocalPsmr | undefined;
+  let late: Spawned[] = [];
+  afterAll(async () => {
+    await Promise.all(late.map((s) => stopProcess(s)));
+    await local?.stop();
+  });
+
+  it('a command retried with the same id runs once; with no replica at all a command ends in NoReplyError', async () => {
+    local = await launchLocalPsmr({ mode: 'psmr', workers: 2, replicas: 0 });
+    const cluster = loadCluster(local.clusterPath);
+    const lonely = await createKvClient(cluster, { mode: 'psmr', workers: 2, retryMs: 100, deadlineMs: 500 });
+    await expect(lonely.get('x')).rejects.toMatchObject({ code: 'ERR_RINGCAST_NO_REPLY' });
+    expect(lonely.proxy.stats.retries).toBeGreaterThanOrEqual(3);
+    await lonely.stop();
+
+    // Commands sent (and retried) before any replica runs are ordered several times; replicas run each once.
+    const kv = await createKvClient(cluster, { mode: 'psmr', workers: 2, retryMs: 150, deadlineMs: 20_000 });
+    const puts = Array.from({ length: 40 }, (_, i) => kv.put(`r${i}`, `once-${i}`));
+    const mputs = Array.from({ length: 10 }, (_, i) => kv.mput([[`m${i}`, 'a'], [`n${i}`, 'b']]));
+    await new Promise((r) => setTimeout(r, 600));
+    late = [0, 1].map((i) => spawnRingcast(['replica', '--cluster', local!.clusterPath, '--mode', 'psmr', '--workers', '2', '--id', `late-${i}`, '--metrics-port', '0']));
+    const ports = (await Promise.all(late.map((s) => s.waitFor('ready', 30_000)))).map((l) => Number(l.metricsPort));
+    await Promise.all([...puts, ...mputs]);
+    expect(kv.proxy.stats.retries).toBeGreaterThan(0);
+    const [a, b] = await converged(ports);
+    expect(a).toEqual(b);
+    // The lonely get (sent 5 times before its deadline), 40 puts (g0 or g1) and 10 mputs (gall, counted by
+    // both workers): each executed once.
+    const own = a!.reduce((s, w) => s + w.executed, 0);
+    expect(own).toBe(1 + 40 + 10 * 2);
+    expect(await scrape(ports[0]!, 'ringcast_psmr_duplicate_commands_total')).toBeGreaterThan(0);
+    expect(await kv.get('r7')).toBe('once-7');
+    await kv.stop();
+  });
+});
