@@ -43,6 +43,7 @@ export async function runDemo(args: string[]): Promise<number> {
     say(`acceptors: pids ${local.ring.nodes.map((n) => n.child.pid).join(', ')}; cluster file ${local.clusterPath}`);
     say(`replicas: pids ${local.replicas.map((r) => r.child.pid).join(', ')}; /metrics and /state at ${local.metricsPorts.map((p) => `http://127.0.0.1:${p}`).join(' and ')}`);
     say(`client metrics at http://127.0.0.1:${port}/metrics`);
+    process.stdout.write(`${JSON.stringify({ event: 'ready', metricsPort: port, replicaMetricsPorts: local.metricsPorts, clusterFile: local.clusterPath })}\n`);
     say(`running ${seconds} s of key-value commands (${Math.round(share * 100)}% to g_all), ${clients} clients x ${window} in flight`);
     const display = new RateDisplay('replied', 'commands');
     const r = await runKvLoad({ cluster: local.cluster, mode, workers: local.workers, seconds, gallShare: share, clients, window, registry, onTick: (n) => display.update(n, 0) });
