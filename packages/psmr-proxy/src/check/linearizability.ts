@@ -96,7 +96,7 @@ function validate<C, R>(index: number, op: HistoryOp<C, R>): void {
   }
 }
 
-/** A string of the bitset's bytes, two bits-words' halves per UTF-16 unit (identity only, not printable). */
+/** The bitset words as a string, one UTF-16 unit per 16 bits (an identity, not for printing). */
 function bitsetString(view: Uint16Array): string {
   const CHUNK = 8192;
   if (view.length <= CHUNK) return String.fromCharCode.apply(null, view as unknown as number[]);
@@ -136,83 +136,131 @@ export function checkLinearizable<S, C, R>(
   const n = order.length;
   const ops: Array<HistoryOp<C, R>> = order.map((i) => history[i]!);
 
-  // Events: one call per op, one return per completed op. Sorted by time; at equal times calls come
-  // first, so ops whose intervals touch count as concurrent.
-  let completed = 0;
-  for (const op of ops) if (op.ret !== Infinity) completed++;
-  const eventCount = n + completed;
-  const evTime = new Float64Array(eventCount);
-  const evOp = new Int32Array(eventCount);
-  const evIsCall = new Uint8Array(eventCount);
-  {
-    let e = 0;
-    for (let i = 0; i < n; i++) {
-      const op = ops[i]!;
-      evTime[e] = op.call;
-      evOp[e] = i;
-      evIsCall[e] = 1;
-      e++;
-      if (op.ret !== Infinity) {
-        evTime[e] = op.ret;
-        evOp[e] = i;
-        evIsCall[e] = 0;
-        e++;
-      }
-    }
-  }
-  const evOrder = Array.from({ length: eventCount }, (_, k) => k);
-  evOrder.sort((a, b) => evTime[a]! - evTime[b]! || evIsCall[b]! - evIsCall[a]! || evOp[a]! - evOp[b]!);
+  // Completed ops live in a doubly linked list of their call and return events in time order (at equal
+  // times calls come first, so ops whose intervals touch count as concurrent). Pending ops (no return)
+  // live in a second list, in call order, and are tried only after every completed candidate: most
+  // pending ops never need to be linearized, or only just before the first op that observes them.
+  const completedOps: number[] = [];
+  const pendingOps: number[] = [];
+  for (let i = 0; i < n; i++) (ops[i]!.ret === Infinity ? pendingOps : completedOps).push(i);
+  const completed = completedOps.length;
+  const eventCount = 2 * completed; // event e: op completedOps[e >> 1], a call iff e is even
+  const eventOp = (e: number): number => completedOps[e >> 1]!;
+  const eventTime = (e: number): number => ((e & 1) === 0 ? ops[eventOp(e)]!.call : ops[eventOp(e)]!.ret);
+  const events = Array.from({ length: eventCount }, (_, e) => e);
+  events.sort((a, b) => eventTime(a) - eventTime(b) || (a & 1) - (b & 1) || eventOp(a) - eventOp(b));
 
-  // Doubly linked list over list nodes 1..eventCount (node k+1 is evOrder[k]); node 0 is the head.
-  // -1 ends the list.
-  const nodeEvent = new Int32Array(eventCount + 1);
+  // Main list: nodes 1..eventCount, node 0 is the head, -1 ends the list.
+  const nodeOp = new Int32Array(eventCount + 1);
+  const nodeIsCall = new Uint8Array(eventCount + 1);
+  const nodeTime = new Float64Array(eventCount + 1);
   const next = new Int32Array(eventCount + 1);
   const prev = new Int32Array(eventCount + 1);
-  const callNode = new Int32Array(n);
+  const callNode = new Int32Array(n).fill(-1);
   const retNode = new Int32Array(n).fill(-1);
-  nodeEvent[0] = -1;
+  prev[0] = -1;
   for (let k = 0; k < eventCount; k++) {
     const node = k + 1;
-    const ev = evOrder[k]!;
-    nodeEvent[node] = ev;
+    const e = events[k]!;
+    const i = eventOp(e);
+    nodeOp[node] = i;
+    nodeTime[node] = eventTime(e);
     prev[node] = node - 1;
     next[node - 1] = node;
-    if (evIsCall[ev] === 1) callNode[evOp[ev]!] = node;
-    else retNode[evOp[ev]!] = node;
+    if ((e & 1) === 0) {
+      nodeIsCall[node] = 1;
+      callNode[i] = node;
+    } else {
+      retNode[i] = node;
+    }
   }
   next[eventCount] = -1;
-  prev[0] = -1;
 
-  const unlink = (node: number): void => {
-    const p = prev[node]!;
-    const nx = next[node]!;
-    next[p] = nx;
-    if (nx !== -1) prev[nx] = p;
+  // Pending list: nodes 1..pendingOps.length in call order, node 0 is the head.
+  const pendCount = pendingOps.length;
+  const pnodeOp = new Int32Array(pendCount + 1);
+  const pnext = new Int32Array(pendCount + 1);
+  const pprev = new Int32Array(pendCount + 1);
+  const pendNode = new Int32Array(n).fill(-1);
+  pprev[0] = -1;
+  for (let k = 0; k < pendCount; k++) {
+    const node = k + 1;
+    const i = pendingOps[k]!; // already in call order
+    pnodeOp[node] = i;
+    pendNode[i] = node;
+    pprev[node] = node - 1;
+    pnext[node - 1] = node;
+  }
+  pnext[pendCount] = -1;
+
+  const unlink = (nx: Int32Array, pv: Int32Array, node: number): void => {
+    const p = pv[node]!;
+    const q = nx[node]!;
+    nx[p] = q;
+    if (q !== -1) pv[q] = p;
   };
-  const relink = (node: number): void => {
-    const p = prev[node]!;
-    const nx = next[node]!;
-    next[p] = node;
-    if (nx !== -1) prev[nx] = node;
+  const relink = (nx: Int32Array, pv: Int32Array, node: number): void => {
+    const p = pv[node]!;
+    const q = nx[node]!;
+    nx[p] = node;
+    if (q !== -1) pv[q] = node;
   };
   // Removal and restoration happen in strict stack order, so relinking (dancing links) is exact.
   const lift = (i: number): void => {
-    unlink(callNode[i]!);
-    const r = retNode[i]!;
-    if (r !== -1) unlink(r);
+    const pn = pendNode[i]!;
+    if (pn !== -1) {
+      unlink(pnext, pprev, pn);
+    } else {
+      unlink(next, prev, callNode[i]!);
+      unlink(next, prev, retNode[i]!);
+    }
   };
   const unlift = (i: number): void => {
-    const r = retNode[i]!;
-    if (r !== -1) relink(r);
-    relink(callNode[i]!);
+    const pn = pendNode[i]!;
+    if (pn !== -1) {
+      relink(pnext, pprev, pn);
+    } else {
+      relink(next, prev, retNode[i]!);
+      relink(next, prev, callNode[i]!);
+    }
   };
 
+  // The set of linearized ops, as a bitset. The memo key covers only the window of words that is
+  // neither all ones (below `lo`) nor all zeros (above `hi`): with just-in-time linearization that
+  // window stays near the frontier, so keys stay short on long histories. (lo, window) is exact.
   const words = Math.max(1, Math.ceil(n / 32));
   const bits = new Uint32Array(words);
   const bitsView = new Uint16Array(bits.buffer);
+  let lo = 0; // first word that is not all ones
+  let hi = -1; // last word that is not all zeros
+  const setBit = (i: number): void => {
+    const w = i >>> 5;
+    bits[w] = bits[w]! | (1 << (i & 31));
+    if (w > hi) hi = w;
+    while (lo < words && bits[lo] === 0xffffffff) lo++;
+  };
+  const clearBit = (i: number): void => {
+    const w = i >>> 5;
+    bits[w] = bits[w]! & ~(1 << (i & 31));
+    if (w < lo) lo = w;
+    while (hi >= 0 && bits[hi] === 0) hi--;
+  };
+  // Model states are interned: the memo key carries a small id instead of a possibly long hash.
+  const stateIds = new Map<string, number>();
   const cache = new Set<string>();
+  const memoKey = (s: S): string => {
+    const h = model.hash(s);
+    let id = stateIds.get(h);
+    if (id === undefined) {
+      id = stateIds.size;
+      stateIds.set(h, id);
+    }
+    const window = hi >= lo ? bitsetString(bitsView.subarray(2 * lo, 2 * hi + 2)) : '';
+    return `${lo}:${window}|${id}`;
+  };
 
   const stackOp = new Int32Array(n);
+  const stackFrontier = new Int32Array(n);
   const stackState: Array<S | undefined> = new Array<S | undefined>(n);
   let depth = 0;
   let state = model.init();
@@ -227,7 +275,12 @@ export function checkLinearizable<S, C, R>(
   let bestStateHash = '';
   let bestTail: number[] = [];
 
+  // phase 0: walking the main list for completed candidates (calls before the first return event);
+  // phase 1: walking the pending list for pending ops called no later than that return (`frontier`).
+  let phase = 0;
   let node = next[0]!;
+  let pnode = -1;
+  let frontier = -1;
   while (remaining > 0) {
     if (++steps > maxSteps) {
       return {
@@ -238,57 +291,78 @@ export function checkLinearizable<S, C, R>(
           `deepest partial linearization so far: ${Math.max(bestDepth, depth)} of ${n} ops)`,
       };
     }
-    const ev = node === -1 ? -1 : nodeEvent[node]!;
-    if (ev !== -1 && evIsCall[ev] === 1) {
-      const i = evOp[ev]!;
+    let i = -1;
+    if (phase === 0) {
+      // While a completed op remains, its return event is in the list, so node !== -1 here.
+      if (nodeIsCall[node] === 1) {
+        i = nodeOp[node]!;
+      } else {
+        frontier = node;
+        phase = 1;
+        pnode = pnext[0]!;
+        continue;
+      }
+    } else if (pnode !== -1 && ops[pnodeOp[pnode]!]!.call <= nodeTime[frontier]!) {
+      i = pnodeOp[pnode]!;
+    }
+
+    if (i !== -1) {
       const op = ops[i]!;
       const r = model.step(state, op.command);
       if (op.reply === undefined || model.matches(op.command, r.reply, op.reply)) {
-        const w = i >>> 5;
-        const mask = 1 << (i & 31);
-        bits[w] = bits[w]! | mask;
-        const key = bitsetString(bitsView) + '|' + model.hash(r.state);
+        setBit(i);
+        const key = memoKey(r.state);
         if (!cache.has(key)) {
           cache.add(key);
           stackOp[depth] = i;
+          stackFrontier[depth] = frontier;
           stackState[depth] = state;
           depth++;
           state = r.state;
           lift(i);
           if (op.ret !== Infinity) remaining--;
+          phase = 0;
           node = next[0]!;
           continue;
         }
-        bits[w] = bits[w]! & ~mask;
+        clearBit(i);
       }
-      node = next[node]!;
+      if (phase === 0) node = next[node]!;
+      else pnode = pnext[pnode]!;
       continue;
     }
 
-    // A return event (the earliest return still pending): no candidate before it works. Backtrack.
+    // Dead end: no candidate before the earliest pending return works. Backtrack.
     if (depth > bestDepth) {
       bestDepth = depth;
-      bestBlocking = ev === -1 ? -1 : evOp[ev]!;
+      bestBlocking = nodeOp[frontier]!;
       bestStateHash = model.hash(state);
       bestCandidates = [];
       bestCandidateCount = 0;
-      for (let k = next[0]!; k !== -1; k = next[k]!) {
-        const e = nodeEvent[k]!;
-        if (evIsCall[e] !== 1) break;
+      const note = (j: number): void => {
         bestCandidateCount++;
-        if (bestCandidates.length < MAX_LISTED_OPS) bestCandidates.push(evOp[e]!);
-      }
+        if (bestCandidates.length < MAX_LISTED_OPS) bestCandidates.push(j);
+      };
+      for (let k = next[0]!; k !== -1 && nodeIsCall[k] === 1; k = next[k]!) note(nodeOp[k]!);
+      for (let k = pnext[0]!; k !== -1 && ops[pnodeOp[k]!]!.call <= nodeTime[frontier]!; k = pnext[k]!) note(pnodeOp[k]!);
       bestTail = Array.from(stackOp.subarray(Math.max(0, depth - 3), depth));
     }
     if (depth === 0) break;
     depth--;
-    const i = stackOp[depth]!;
+    const j = stackOp[depth]!;
     state = stackState[depth]!;
     stackState[depth] = undefined;
-    unlift(i);
-    bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
-    if (ops[i]!.ret !== Infinity) remaining++;
-    node = next[callNode[i]!]!;
+    frontier = stackFrontier[depth]!;
+    unlift(j);
+    clearBit(j);
+    if (ops[j]!.ret !== Infinity) {
+      remaining++;
+      phase = 0;
+      node = next[callNode[j]!]!;
+    } else {
+      phase = 1;
+      pnode = pnext[pendNode[j]!]!;
+    }
   }
 
   if (remaining === 0) return { ok: true, ops: total };
@@ -296,11 +370,11 @@ export function checkLinearizable<S, C, R>(
   const name = (i: number): string => describeOp(order[i]!, ops[i]!);
   const parts: string[] = [
     `not linearizable: the longest partial linearization found places ${bestDepth} of ${n} ops ` +
-      `(${completed} completed, ${n - completed} pending; ${cache.size} configurations explored)`,
+      `(${completed} completed, ${pendCount} pending; ${cache.size} configurations explored)`,
   ];
   if (bestTail.length > 0) parts.push(`it ends with: ${bestTail.map(name).join('; ')}`);
   parts.push(`model state there: ${bestStateHash.length > 200 ? bestStateHash.slice(0, 200) + '...' : bestStateHash}`);
-  if (bestBlocking !== -1) parts.push(`op that must be linearized next (earliest return): ${name(bestBlocking)}`);
+  parts.push(`op that must be linearized next (earliest return): ${name(bestBlocking)}`);
   if (bestCandidateCount > 0) {
     const more = bestCandidateCount > bestCandidates.length ? ` (+${bestCandidateCount - bestCandidates.length} more)` : '';
     parts.push(`none of these candidates could be placed: ${bestCandidates.map(name).join('; ')}${more}`);
@@ -410,6 +484,8 @@ function kvStep(
 }
 
 const EMPTY_MAP: ReadonlyMap<string, string> = new Map();
+/** States are immutable, so a state's hash is computed once (a pure cache, keyed by identity). */
+const kvHashes = new WeakMap<ReadonlyMap<string, string>, string>();
 
 /** The whole key-value model: state is a Map of all keys, updated copy-on-write. */
 export const kvModel: Model<ReadonlyMap<string, string>, KvCheckCommand, KvCheckReply> = {
@@ -417,8 +493,13 @@ export const kvModel: Model<ReadonlyMap<string, string>, KvCheckCommand, KvCheck
   step: kvStep,
   matches: kvMatches,
   hash(state) {
-    const keys = Array.from(state.keys()).sort(compareStrings);
-    return JSON.stringify(keys.map((k) => [k, state.get(k)!]));
+    let h = kvHashes.get(state);
+    if (h === undefined) {
+      const keys = Array.from(state.keys()).sort(compareStrings);
+      h = JSON.stringify(keys.map((k) => [k, state.get(k)!]));
+      kvHashes.set(state, h);
+    }
+    return h;
   },
   isNoop: (_command, recorded) => isErrorReply(recorded),
 };

@@ -35,7 +35,7 @@ const SETTINGS = { lambda: 20000, skipIntervalMs: 5, maxValueBytes: 32768, maxDa
 const TICKS_PER_SEC = 100;
 
 /** Linux: user + system CPU seconds a process has used so far (0 when it is gone or this is not Linux). */
-function cpuSecondsOf(pid: number | undefined): number {
+export function cpuSecondsOf(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');

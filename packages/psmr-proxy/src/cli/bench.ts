@@ -4,6 +4,7 @@ import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/rin
 import { ringsOf } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
 import { benchMultiring, groupSink } from './bench-multiring.js';
+import { benchPsmr } from './bench-psmr.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
 
@@ -13,6 +14,7 @@ const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W]
   MB/s measured in the same run with the ring's mean Phase 2A datagram size, and the wire efficiency
   = payload MB/s x copies / raw MB/s, copies = 1 + other ring acceptors + learners.
 ringcast bench multiring   k = 1, 2, 4 rings: MB/s and CPU s per MB vs one ring; idle-ring latency (--help)
+ringcast bench psmr        P-SMR key-value store: commands/s and p99 vs share of g_all, smr vs psmr; SVG plot (--help)
 `;
 
 function line(obj: unknown): void {
@@ -33,6 +35,8 @@ export async function runBenchCommand(args: string[]): Promise<number> {
     case 'failover':
       return benchFailover(rest);
     case 'multiring': return benchMultiring(rest);
+    case 'psmr':
+      return benchPsmr(rest);
     case 'group-sink': return groupSink(rest);
     case 'udp-sink':
       return udpSink(rest);

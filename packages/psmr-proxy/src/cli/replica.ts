@@ -117,6 +117,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
           s.listen(mport, '127.0.0.1', () => resolve(s));
         });
   const display = o.quiet ? undefined : new RateDisplay('replied', 'commands');
+  const cpu0 = process.cpuUsage();
   const r = await runKvLoad({
     cluster,
     mode: modeFlag(o.mode),
@@ -133,6 +134,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
   });
   display?.done(r.commands + r.errors, 0);
   server?.close();
-  process.stdout.write(`${JSON.stringify({ event: 'summary', ...r, history: undefined })}\n`);
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(`${JSON.stringify({ event: 'summary', ...r, history: undefined, cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(3)) })}\n`);
   return r.noReply === 0 ? 0 : 1;
 }
