@@ -58,20 +58,27 @@ export interface ClientStats {
   malformedReplies: number;
 }
 
+/** Called once with the reply, or with the error (a typed error reply, NoReplyError, a stop). */
+export type ReplyCallback<R> = (err: Error | null, reply?: R, latencyMs?: number) => void;
+
 interface Pending<C, R> {
   seq: number;
   cmd: C;
   group: string;
   first: number;
   sent: number;
-  resolve: (r: R) => void;
-  reject: (e: Error) => void;
+  cb: ReplyCallback<R>;
 }
 
 export interface ClientProxy<C, R> {
   readonly clientId: number;
   readonly stats: ClientStats;
   submit(command: C): Promise<R>;
+  /**
+   * The same without a promise per command (for load generators and hot loops): `cb` gets the reply, or
+   * the error, and the latency in milliseconds. Past the outstanding bound the command waits like submit's.
+   */
+  send(command: C, cb: ReplyCallback<R>): void;
   /** Commands in flight. */
   outstanding(): number;
   stop(): Promise<void>;
@@ -151,6 +158,17 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     });
   }
 
+  /** Hand a result to the caller; an exception in the caller's callback must not stop the reply loop. */
+  const settle = (p: Pending<C, R>, err: Error | null, reply?: R, ms?: number): void => {
+    try {
+      p.cb(err, reply, ms);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  };
+
   const floor = (): number => {
     for (const k of outstanding.keys()) return k;
     return nextSeq;
@@ -225,13 +243,17 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         }
         outstanding.delete(rd.seq);
         stats.replied++;
-        latency?.observe((now - p.first) / 1000);
+        const ms = now - p.first;
+        latency?.observe(ms / 1000);
         if (rd.status === STATUS_OK) {
+          let reply: R;
           try {
-            p.resolve(svc.readReply(rd.r, p.cmd));
+            reply = svc.readReply(rd.r, p.cmd);
           } catch (e) {
-            p.reject(e as Error);
+            settle(p, e as Error);
+            continue;
           }
+          settle(p, null, reply, ms);
         } else {
           stats.errors++;
           const r = rd.r;
@@ -240,7 +262,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
           const ml = r.u16('message length');
           r.need(ml, 'message');
           const msg = r.buf.toString('utf8', r.pos, r.pos + ml);
-          p.reject(new ServiceError(code, msg));
+          settle(p, new ServiceError(code, msg), undefined, ms);
         }
       }
     } catch {
@@ -258,7 +280,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         if (now - p.first >= deadlineMs) {
           outstanding.delete(p.seq);
           stats.noReply++;
-          p.reject(new NoReplyError(p.seq, deadlineMs));
+          settle(p, new NoReplyError(p.seq, deadlineMs));
           continue;
         }
         if (now - p.sent >= retryMs) {
@@ -273,24 +295,30 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   );
   timer.unref();
 
-  const start = (cmd: C, resolve: (r: R) => void, reject: (e: Error) => void): void => {
-    if (stopped) return reject(new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy is stopped'));
+  const start = (cmd: C, cb: ReplyCallback<R>): void => {
+    if (stopped) return cb(new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy is stopped'));
     let group: string;
     try {
       group = routeGroup(mode, svc.group(cmd, partitions));
     } catch (e) {
-      return reject(e as Error);
+      return cb(e as Error);
     }
     const now = performance.now();
-    const p: Pending<C, R> = { seq: nextSeq, cmd, group, first: now, sent: now, resolve, reject };
+    const p: Pending<C, R> = { seq: nextSeq, cmd, group, first: now, sent: now, cb };
     try {
       enqueue(p);
     } catch (e) {
-      return reject(e as Error);
+      return cb(e as Error);
     }
     nextSeq++;
     stats.submitted++;
     outstanding.set(p.seq, p);
+  };
+
+  const send = (cmd: C, cb: ReplyCallback<R>): void => {
+    if (outstanding.size < maxOutstanding && waitHead === waiting.length) return start(cmd, cb);
+    if (waiting.length - waitHead >= maxWaiting) return cb(new BackpressureError(maxWaiting));
+    waiting.push(() => start(cmd, cb));
   };
 
   return {
@@ -298,18 +326,15 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     stats,
     outstanding: () => outstanding.size,
     submit(cmd: C): Promise<R> {
-      return new Promise<R>((resolve, reject) => {
-        if (outstanding.size < maxOutstanding && waitHead === waiting.length) return start(cmd, resolve, reject);
-        if (waiting.length - waitHead >= maxWaiting) return reject(new BackpressureError(maxWaiting));
-        waiting.push(() => start(cmd, resolve, reject));
-      });
+      return new Promise<R>((resolve, reject) => send(cmd, (err, r) => (err ? reject(err) : resolve(r as R))));
     },
+    send,
     async stop() {
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
       const err = new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy stopped before a reply');
-      for (const p of outstanding.values()) p.reject(err);
+      for (const p of outstanding.values()) settle(p, err);
       outstanding.clear();
       for (let i = waitHead; i < waiting.length; i++) waiting[i]!();
       waiting.length = 0;

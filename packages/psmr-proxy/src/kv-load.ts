@@ -32,6 +32,8 @@ export interface KvLoadOptions {
   /** Operations in the mix: 'simple' (get/put, mget/mput) or 'all' (adds delete, cas, scan, size). */
   ops?: 'simple' | 'all';
   seed?: number;
+  /** Seconds at the start whose latencies and count are left out of the result (JIT, first contacts). */
+  warmupSeconds?: number;
   retryMs?: number;
   deadlineMs?: number;
   registry?: Registry;
@@ -127,8 +129,11 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     );
   }
   let valueN = 0;
-  const key = (): string => `k${pad(mix.int(keys))}`;
-  const value = (): string => `v${pad(valueN++ % 10_000_000)}`;
+  // Keys and values made once: the load should cost as little per command as the clients allow.
+  const keyTable = Array.from({ length: keys }, (_, i) => `k${pad(i)}`);
+  const valueTable = Array.from({ length: 4096 }, (_, i) => `v${pad(i)}`);
+  const key = (): string => keyTable[mix.int(keys)]!;
+  const value = (): string => (o.history ? `v${pad(valueN++ % 10_000_000)}` : valueTable[valueN++ & 4095]!);
   const make = (): KvCommand => {
     const all = share > 0 && mix.next() < share;
     const r = mix.next();
@@ -150,6 +155,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
   let latN = 0;
   let seen = 0;
   const sample = (ms: number): void => {
+    if (warm) return;
     seen++;
     if (latN < cap) lat[latN++] = ms;
     else {
@@ -162,54 +168,75 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
   let done = 0;
   let errors = 0;
   let gall = 0;
-  const t0 = performance.now();
-  const deadline = t0 + o.seconds * 1000;
+  const start = performance.now();
+  const warmupMs = (o.warmupSeconds ?? 0) * 1000;
+  let warm = warmupMs > 0;
+  let t0 = start;
+  let doneAtWarmup = 0;
+  let errorsAtWarmup = 0;
+  const warmTimer = warm
+    ? setTimeout(() => {
+        warm = false;
+        t0 = performance.now();
+        doneAtWarmup = done;
+        errorsAtWarmup = errors;
+      }, warmupMs)
+    : undefined;
+  const deadline = start + warmupMs + o.seconds * 1000;
   const more = (): boolean => issued < maxCommands && performance.now() < deadline;
 
-  const issue = (client: KvClient, lane: number): Promise<void> => {
+  /** Send one command; `next` runs once it is answered (never synchronously). */
+  const issue = (client: KvClient, lane: number, next: () => void): void => {
     const c = make();
     issued++;
     if (c.op === 'mget' || c.op === 'mput' || c.op === 'scan' || c.op === 'size') gall++;
-    const t = performance.now();
-    return client.proxy.submit(c).then(
-      (r) => {
-        const now = performance.now();
-        done++;
-        sample(now - t);
-        if (history && history.length < maxHistory) history.push({ client: lane, call: t, ret: now, command: toCheck(c), reply: replyToCheck(r) });
-      },
-      (e: Error & { code?: string }) => {
+    const t = history ? performance.now() : 0;
+    let sync = true;
+    client.proxy.send(c, (err, r, ms) => {
+      done++;
+      if (err) {
         errors++;
-        done++;
         if (history && history.length < maxHistory) {
           // A typed error reply changed nothing; a missing reply may or may not have taken effect.
+          const e = err as Error & { code?: string };
           const noReply = e.code === 'ERR_RINGCAST_NO_REPLY' || e.code === 'ERR_RINGCAST_STOPPED';
           history.push({ client: lane, call: t, ret: noReply ? Infinity : performance.now(), command: toCheck(c), reply: noReply ? undefined : { error: e.code ?? 'error' } });
         }
-      },
-    );
+      } else {
+        sample(ms!);
+        if (history && history.length < maxHistory) history.push({ client: lane, call: t, ret: performance.now(), command: toCheck(c), reply: replyToCheck(r!) });
+      }
+      if (sync) setImmediate(next);
+      else next();
+    });
+    sync = false;
   };
 
   const tick = o.onTick ? setInterval(() => o.onTick!(done, performance.now() - t0), 500) : undefined;
   try {
     if (o.rate === undefined) {
-      const lanes: Promise<void>[] = [];
-      clients.forEach((c, ci) => {
-        for (let l = 0; l < window; l++) {
-          const lane = ci * window + l;
-          lanes.push(
-            (async () => {
-              while (more()) await issue(c, lane);
-            })(),
-          );
-        }
+      // Closed loop: each lane sends its next command when the previous one is answered.
+      let running = 0;
+      await new Promise<void>((resolve) => {
+        clients.forEach((c, ci) => {
+          for (let l = 0; l < window; l++) {
+            const lane = ci * window + l;
+            running++;
+            const step = (): void => {
+              if (more()) issue(c, lane, step);
+              else if (--running === 0) resolve();
+            };
+            step();
+          }
+        });
       });
-      await Promise.all(lanes);
     } else {
       // Open loop: every millisecond, issue what the rate says is due (bounded by the clients' windows).
       const rate = o.rate;
-      const inflight: Promise<void>[] = [];
+      let inflight = 0;
+      let drained: (() => void) | undefined;
       let lane = 0;
+      let late = 0;
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {
           if (!more()) {
@@ -217,21 +244,30 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
             resolve();
             return;
           }
-          const due = Math.floor(((performance.now() - t0) * rate) / 1000) - issued;
+          const due = Math.floor(((performance.now() - start) * rate) / 1000) - issued - late;
           for (let k = 0; k < due && issued < maxCommands; k++) {
             const c = clients[lane % clients.length]!;
-            if (c.proxy.outstanding() >= window * 2) break;
-            const p = issue(c, lane++ % 1_000_000);
-            if (inflight.length < 100_000) inflight.push(p);
+            // The clients are full: this command is skipped (the rate was more than the system takes).
+            if (c.proxy.outstanding() >= window * 2) {
+              late += due - k;
+              break;
+            }
+            inflight++;
+            issue(c, lane++ % 1_000_000, () => {
+              if (--inflight === 0) drained?.();
+            });
           }
         }, 1);
       });
-      await Promise.all(inflight);
+      if (inflight > 0) await new Promise<void>((r) => (drained = r));
     }
   } finally {
     if (tick) clearInterval(tick);
+    if (warmTimer) clearTimeout(warmTimer);
   }
   const seconds = (performance.now() - t0) / 1000;
+  done -= doneAtWarmup;
+  errors -= errorsAtWarmup;
   const stats = clients.map((c) => c.proxy.stats);
   await Promise.all(clients.map((c) => c.stop()));
   const sorted = lat.subarray(0, latN).sort();

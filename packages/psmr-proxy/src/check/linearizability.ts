@@ -5,8 +5,8 @@
 //    events in time order; the candidates for the next linearization point are the call events that
 //    come before the first return event still in the list (an op whose call follows the earliest
 //    pending return cannot be linearized before that op);
-//  * memoization: a cache of (set of linearized ops, model state) configurations already explored,
-//    so the search never explores the same configuration twice.
+//  * memoization: a cache of (set of linearized ops as a bitset, model state) configurations already
+//    explored, so the search never explores the same configuration twice.
 // The search is an explicit stack (no recursion), so histories of any length are fine.
 
 /** Keys and values in the checker are strings (callers turn bytes into latin1 strings). */
@@ -124,7 +124,8 @@ export function checkLinearizable<S, C, R>(
   const maxSteps = opts?.maxSteps ?? DEFAULT_MAX_STEPS;
   const total = history.length;
 
-  // Ops taking part in the search, sorted by call time (stable), with their index in `history`.
+  // Ops taking part in the search, with their index in `history`: completed ops first, then pending
+  // ops (no reply), each group sorted by call time (stable). Completed ops are 0..completed-1.
   const order: number[] = [];
   for (let i = 0; i < total; i++) {
     const h = history[i]!;
@@ -132,31 +133,29 @@ export function checkLinearizable<S, C, R>(
     if (h.reply !== undefined && model.isNoop !== undefined && model.isNoop(h.command, h.reply)) continue;
     order.push(i);
   }
-  order.sort((a, b) => history[a]!.call - history[b]!.call || a - b);
+  const isPending = (i: number): number => (history[i]!.ret === Infinity ? 1 : 0);
+  order.sort((a, b) => isPending(a) - isPending(b) || history[a]!.call - history[b]!.call || a - b);
   const n = order.length;
   const ops: Array<HistoryOp<C, R>> = order.map((i) => history[i]!);
+  let completed = 0;
+  while (completed < n && ops[completed]!.ret !== Infinity) completed++;
+  const pendCount = n - completed;
 
-  // Completed ops live in a doubly linked list of their call and return events in time order (at equal
-  // times calls come first, so ops whose intervals touch count as concurrent). Pending ops (no return)
-  // live in a second list, in call order, and are tried only after every completed candidate: most
-  // pending ops never need to be linearized, or only just before the first op that observes them.
-  const completedOps: number[] = [];
-  const pendingOps: number[] = [];
-  for (let i = 0; i < n; i++) (ops[i]!.ret === Infinity ? pendingOps : completedOps).push(i);
-  const completed = completedOps.length;
-  const eventCount = 2 * completed; // event e: op completedOps[e >> 1], a call iff e is even
-  const eventOp = (e: number): number => completedOps[e >> 1]!;
-  const eventTime = (e: number): number => ((e & 1) === 0 ? ops[eventOp(e)]!.call : ops[eventOp(e)]!.ret);
+  // The history as a doubly linked list of events in time order: a call per op, a return per
+  // completed op; at equal times calls come first, so ops whose intervals touch count as concurrent.
+  // Event e < n is the call of op e; event n + j is the return of completed op j.
+  const eventCount = n + completed;
+  const eventOp = (e: number): number => (e < n ? e : e - n);
+  const eventTime = (e: number): number => (e < n ? ops[e]!.call : ops[e - n]!.ret);
   const events = Array.from({ length: eventCount }, (_, e) => e);
-  events.sort((a, b) => eventTime(a) - eventTime(b) || (a & 1) - (b & 1) || eventOp(a) - eventOp(b));
+  events.sort((a, b) => eventTime(a) - eventTime(b) || (a < n ? 0 : 1) - (b < n ? 0 : 1) || a - b);
 
-  // Main list: nodes 1..eventCount, node 0 is the head, -1 ends the list.
+  // List nodes 1..eventCount; node 0 is the head; -1 ends the list.
   const nodeOp = new Int32Array(eventCount + 1);
   const nodeIsCall = new Uint8Array(eventCount + 1);
-  const nodeTime = new Float64Array(eventCount + 1);
   const next = new Int32Array(eventCount + 1);
   const prev = new Int32Array(eventCount + 1);
-  const callNode = new Int32Array(n).fill(-1);
+  const callNode = new Int32Array(n);
   const retNode = new Int32Array(n).fill(-1);
   prev[0] = -1;
   for (let k = 0; k < eventCount; k++) {
@@ -164,10 +163,9 @@ export function checkLinearizable<S, C, R>(
     const e = events[k]!;
     const i = eventOp(e);
     nodeOp[node] = i;
-    nodeTime[node] = eventTime(e);
     prev[node] = node - 1;
     next[node - 1] = node;
-    if ((e & 1) === 0) {
+    if (e < n) {
       nodeIsCall[node] = 1;
       callNode[i] = node;
     } else {
@@ -176,74 +174,61 @@ export function checkLinearizable<S, C, R>(
   }
   next[eventCount] = -1;
 
-  // Pending list: nodes 1..pendingOps.length in call order, node 0 is the head.
-  const pendCount = pendingOps.length;
-  const pnodeOp = new Int32Array(pendCount + 1);
-  const pnext = new Int32Array(pendCount + 1);
-  const pprev = new Int32Array(pendCount + 1);
-  const pendNode = new Int32Array(n).fill(-1);
-  pprev[0] = -1;
-  for (let k = 0; k < pendCount; k++) {
-    const node = k + 1;
-    const i = pendingOps[k]!; // already in call order
-    pnodeOp[node] = i;
-    pendNode[i] = node;
-    pprev[node] = node - 1;
-    pnext[node - 1] = node;
-  }
-  pnext[pendCount] = -1;
-
-  const unlink = (nx: Int32Array, pv: Int32Array, node: number): void => {
-    const p = pv[node]!;
-    const q = nx[node]!;
-    nx[p] = q;
-    if (q !== -1) pv[q] = p;
+  const unlink = (node: number): void => {
+    const p = prev[node]!;
+    const q = next[node]!;
+    next[p] = q;
+    if (q !== -1) prev[q] = p;
   };
-  const relink = (nx: Int32Array, pv: Int32Array, node: number): void => {
-    const p = pv[node]!;
-    const q = nx[node]!;
-    nx[p] = node;
-    if (q !== -1) pv[q] = node;
+  const relink = (node: number): void => {
+    const p = prev[node]!;
+    const q = next[node]!;
+    next[p] = node;
+    if (q !== -1) prev[q] = node;
   };
   // Removal and restoration happen in strict stack order, so relinking (dancing links) is exact.
   const lift = (i: number): void => {
-    const pn = pendNode[i]!;
-    if (pn !== -1) {
-      unlink(pnext, pprev, pn);
-    } else {
-      unlink(next, prev, callNode[i]!);
-      unlink(next, prev, retNode[i]!);
-    }
+    unlink(callNode[i]!);
+    if (i < completed) unlink(retNode[i]!);
   };
   const unlift = (i: number): void => {
-    const pn = pendNode[i]!;
-    if (pn !== -1) {
-      relink(pnext, pprev, pn);
-    } else {
-      relink(next, prev, retNode[i]!);
-      relink(next, prev, callNode[i]!);
-    }
+    if (i < completed) relink(retNode[i]!);
+    relink(callNode[i]!);
   };
 
-  // The set of linearized ops, as a bitset. The memo key covers only the window of words that is
-  // neither all ones (below `lo`) nor all zeros (above `hi`): with just-in-time linearization that
-  // window stays near the frontier, so keys stay short on long histories. (lo, window) is exact.
-  const words = Math.max(1, Math.ceil(n / 32));
-  const bits = new Uint32Array(words);
-  const bitsView = new Uint16Array(bits.buffer);
-  let lo = 0; // first word that is not all ones
-  let hi = -1; // last word that is not all zeros
+  // The set of linearized ops, as bitsets: one over completed ops, one over pending ops. For completed
+  // ops the memo key carries only the window of words that is neither all ones (below `lo`) nor all
+  // zeros (above `hi`): with just-in-time linearization that window stays near the frontier, so keys
+  // stay short on long histories; (lo, window) identifies the set exactly. Pending ops (usually few)
+  // are keyed in full, as one of them may stay unlinearized for the whole search.
+  const cWords = Math.max(1, Math.ceil(completed / 32));
+  const cBits = new Uint32Array(cWords);
+  const cView = new Uint16Array(cBits.buffer);
+  const pBits = new Uint32Array(Math.max(1, Math.ceil(pendCount / 32)));
+  const pView = new Uint16Array(pBits.buffer);
+  let lo = 0; // first word of cBits that is not all ones
+  let hi = -1; // last word of cBits that is not all zeros
   const setBit = (i: number): void => {
+    if (i >= completed) {
+      const j = i - completed;
+      pBits[j >>> 5] = pBits[j >>> 5]! | (1 << (j & 31));
+      return;
+    }
     const w = i >>> 5;
-    bits[w] = bits[w]! | (1 << (i & 31));
+    cBits[w] = cBits[w]! | (1 << (i & 31));
     if (w > hi) hi = w;
-    while (lo < words && bits[lo] === 0xffffffff) lo++;
+    while (lo < cWords && cBits[lo] === 0xffffffff) lo++;
   };
   const clearBit = (i: number): void => {
+    if (i >= completed) {
+      const j = i - completed;
+      pBits[j >>> 5] = pBits[j >>> 5]! & ~(1 << (j & 31));
+      return;
+    }
     const w = i >>> 5;
-    bits[w] = bits[w]! & ~(1 << (i & 31));
+    cBits[w] = cBits[w]! & ~(1 << (i & 31));
     if (w < lo) lo = w;
-    while (hi >= 0 && bits[hi] === 0) hi--;
+    while (hi >= 0 && cBits[hi] === 0) hi--;
   };
   // Model states are interned: the memo key carries a small id instead of a possibly long hash.
   const stateIds = new Map<string, number>();
@@ -255,12 +240,12 @@ export function checkLinearizable<S, C, R>(
       id = stateIds.size;
       stateIds.set(h, id);
     }
-    const window = hi >= lo ? bitsetString(bitsView.subarray(2 * lo, 2 * hi + 2)) : '';
-    return `${lo}:${window}|${id}`;
+    const window = hi >= lo ? bitsetString(cView.subarray(2 * lo, 2 * hi + 2)) : '';
+    const pending = pendCount > 0 ? bitsetString(pView) : '';
+    return `${id}|${lo}|${pending}${window}`;
   };
 
   const stackOp = new Int32Array(n);
-  const stackFrontier = new Int32Array(n);
   const stackState: Array<S | undefined> = new Array<S | undefined>(n);
   let depth = 0;
   let state = model.init();
@@ -275,12 +260,7 @@ export function checkLinearizable<S, C, R>(
   let bestStateHash = '';
   let bestTail: number[] = [];
 
-  // phase 0: walking the main list for completed candidates (calls before the first return event);
-  // phase 1: walking the pending list for pending ops called no later than that return (`frontier`).
-  let phase = 0;
   let node = next[0]!;
-  let pnode = -1;
-  let frontier = -1;
   while (remaining > 0) {
     if (++steps > maxSteps) {
       return {
@@ -291,22 +271,10 @@ export function checkLinearizable<S, C, R>(
           `deepest partial linearization so far: ${Math.max(bestDepth, depth)} of ${n} ops)`,
       };
     }
-    let i = -1;
-    if (phase === 0) {
-      // While a completed op remains, its return event is in the list, so node !== -1 here.
-      if (nodeIsCall[node] === 1) {
-        i = nodeOp[node]!;
-      } else {
-        frontier = node;
-        phase = 1;
-        pnode = pnext[0]!;
-        continue;
-      }
-    } else if (pnode !== -1 && ops[pnodeOp[pnode]!]!.call <= nodeTime[frontier]!) {
-      i = pnodeOp[pnode]!;
-    }
-
-    if (i !== -1) {
+    // While a completed op remains, its return event is in the list, so node !== -1 here.
+    if (nodeIsCall[node] === 1) {
+      // A candidate: its call precedes every pending return.
+      const i = nodeOp[node]!;
       const op = ops[i]!;
       const r = model.step(state, op.command);
       if (op.reply === undefined || model.matches(op.command, r.reply, op.reply)) {
@@ -315,36 +283,31 @@ export function checkLinearizable<S, C, R>(
         if (!cache.has(key)) {
           cache.add(key);
           stackOp[depth] = i;
-          stackFrontier[depth] = frontier;
           stackState[depth] = state;
           depth++;
           state = r.state;
           lift(i);
-          if (op.ret !== Infinity) remaining--;
-          phase = 0;
+          if (i < completed) remaining--;
           node = next[0]!;
           continue;
         }
         clearBit(i);
       }
-      if (phase === 0) node = next[node]!;
-      else pnode = pnext[pnode]!;
+      node = next[node]!;
       continue;
     }
 
-    // Dead end: no candidate before the earliest pending return works. Backtrack.
+    // The earliest return still in the list: no candidate before it works. Backtrack.
     if (depth > bestDepth) {
       bestDepth = depth;
-      bestBlocking = nodeOp[frontier]!;
+      bestBlocking = nodeOp[node]!;
       bestStateHash = model.hash(state);
       bestCandidates = [];
       bestCandidateCount = 0;
-      const note = (j: number): void => {
+      for (let k = next[0]!; k !== -1 && nodeIsCall[k] === 1; k = next[k]!) {
         bestCandidateCount++;
-        if (bestCandidates.length < MAX_LISTED_OPS) bestCandidates.push(j);
-      };
-      for (let k = next[0]!; k !== -1 && nodeIsCall[k] === 1; k = next[k]!) note(nodeOp[k]!);
-      for (let k = pnext[0]!; k !== -1 && ops[pnodeOp[k]!]!.call <= nodeTime[frontier]!; k = pnext[k]!) note(pnodeOp[k]!);
+        if (bestCandidates.length < MAX_LISTED_OPS) bestCandidates.push(nodeOp[k]!);
+      }
       bestTail = Array.from(stackOp.subarray(Math.max(0, depth - 3), depth));
     }
     if (depth === 0) break;
@@ -352,17 +315,10 @@ export function checkLinearizable<S, C, R>(
     const j = stackOp[depth]!;
     state = stackState[depth]!;
     stackState[depth] = undefined;
-    frontier = stackFrontier[depth]!;
     unlift(j);
     clearBit(j);
-    if (ops[j]!.ret !== Infinity) {
-      remaining++;
-      phase = 0;
-      node = next[callNode[j]!]!;
-    } else {
-      phase = 1;
-      pnode = pnext[pendNode[j]!]!;
-    }
+    if (j < completed) remaining++;
+    node = next[callNode[j]!]!;
   }
 
   if (remaining === 0) return { ok: true, ops: total };
@@ -487,7 +443,13 @@ const EMPTY_MAP: ReadonlyMap<string, string> = new Map();
 /** States are immutable, so a state's hash is computed once (a pure cache, keyed by identity). */
 const kvHashes = new WeakMap<ReadonlyMap<string, string>, string>();
 
-/** The whole key-value model: state is a Map of all keys, updated copy-on-write. */
+/**
+ * The whole key-value model: state is a Map of all keys, updated copy-on-write. It checks multi-key
+ * atomicity (mget/mput/scan/size) exactly, but a search over the whole store only suits small histories
+ * (a few keys, a few hundred ops, modest concurrency): a wrong guess on one key may only show up at
+ * that key's next op, so the search backtracks over everything in between. Use `checkKvHistory` for
+ * long histories over many keys.
+ */
 export const kvModel: Model<ReadonlyMap<string, string>, KvCheckCommand, KvCheckReply> = {
   init: () => EMPTY_MAP,
   step: kvStep,

@@ -61,7 +61,7 @@ export async function benchPsmr(args: string[]): Promise<number> {
     try {
       await new Promise((r) => setTimeout(r, 500));
       for (const share of shares) {
-        const base = ['kv-load', '--cluster', local.clusterPath, '--mode', mode, '--workers', String(workers), '--gall-share', String(share / 100), '--clients', String(clients), '--quiet'];
+        const base = ['kv-load', '--cluster', local.clusterPath, '--mode', mode, '--workers', String(workers), '--gall-share', String(share / 100), '--clients', String(clients), '--warmup', '1', '--quiet'];
         const run = async (extra: string[]): Promise<{ s: Record<string, unknown>; cpu: Record<string, number> }> => {
           const c0 = procs.map(([, pid]) => cpuSecondsOf(pid));
           const t0 = performance.now();

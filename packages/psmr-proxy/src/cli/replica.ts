@@ -83,10 +83,11 @@ export async function runReplica(args: string[]): Promise<number> {
 }
 
 const HELP_LOAD = `ringcast kv-load --cluster FILE [--mode psmr|smr] [--workers N] [--seconds S] [--commands N]
-                 [--clients C] [--window W] [--gall-share X] [--rate R] [--keys K] [--metrics-port P]
+                 [--clients C] [--window W] [--gall-share X] [--rate R] [--keys K] [--warmup S] [--metrics-port P]
   Runs a key-value command load against the replicas of a cluster and prints a JSON summary.
   --gall-share: share of g_all commands (mget/mput across partitions), 0..1 or a percentage (default 0).
   --rate: open loop at R commands/s (default: closed loop with W commands in flight per client).
+  --warmup: run S seconds more at the start and leave them out of the counts and latencies.
   Shows the live rate on stderr.
 `;
 
@@ -103,6 +104,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
     rate: { type: 'string' },
     keys: { type: 'string' },
     'metrics-port': { type: 'string' },
+    warmup: { type: 'string' },
     quiet: { type: 'boolean' },
   });
   if (o.help) return void process.stdout.write(HELP_LOAD), 0;
@@ -129,6 +131,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
     gallShare: shareFlag(o['gall-share'], 'gall-share', 0),
     rate: o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000),
     keys: intFlag(o.keys, 'keys', 100_000, 1, 10_000_000),
+    warmupSeconds: intFlag(o.warmup, 'warmup', 0, 0, 600),
     registry,
     onTick: display ? (n) => display.update(n, 0) : undefined,
   });

@@ -71,29 +71,30 @@ function latin1Hash(key: string): number {
 
 const bad = (code: string, msg: string): ServiceError => new ServiceError(code, msg);
 
-function byteLen(b: KvBytes): number {
-  return typeof b === 'string' ? Buffer.byteLength(b, 'utf8') : b.length;
-}
 
 function writeKey(w: ByteWriter, key: KvBytes): void {
-  if (typeof key !== 'string' && !(key instanceof Uint8Array)) throw bad('ERR_KV_BAD_KEY', 'a key must be a string or a Uint8Array');
-  const n = byteLen(key);
+  let n: number;
+  const at = w.reserve(2);
+  if (typeof key === 'string') n = w.utf8(key);
+  else if (key instanceof Uint8Array) {
+    n = key.length;
+    w.bytes(key);
+  } else throw bad('ERR_KV_BAD_KEY', 'a key must be a string or a Uint8Array');
   if (n > KV_LIMITS.maxKeyBytes) throw bad('ERR_KV_KEY_TOO_LARGE', `key of ${n} bytes exceeds ${KV_LIMITS.maxKeyBytes}`);
-  w.u16(n);
-  w.ensure(n);
-  if (typeof key === 'string') w.pos += w.buf.write(key, w.pos, n, 'utf8');
-  else w.bytes(key);
+  w.buf.writeUInt16LE(n, at);
 }
 
 function writeValue(w: ByteWriter, v: KvBytes): void {
-  if (typeof v !== 'string' && !(v instanceof Uint8Array)) throw bad('ERR_KV_BAD_VALUE', 'a value must be a string or a Uint8Array');
-  const n = byteLen(v);
+  let n: number;
+  const at = w.reserve(5);
+  if (typeof v === 'string') n = w.utf8(v);
+  else if (v instanceof Uint8Array) {
+    n = v.length;
+    w.bytes(v);
+  } else throw bad('ERR_KV_BAD_VALUE', 'a value must be a string or a Uint8Array');
   if (n > KV_LIMITS.maxValueBytes) throw bad('ERR_KV_VALUE_TOO_LARGE', `value of ${n} bytes exceeds ${KV_LIMITS.maxValueBytes}`);
-  w.u32(n);
-  w.u8(typeof v === 'string' ? 0 : 1);
-  w.ensure(n);
-  if (typeof v === 'string') w.pos += w.buf.write(v, w.pos, n, 'utf8');
-  else w.bytes(v);
+  w.buf.writeUInt32LE(n, at);
+  w.buf[at + 4] = typeof v === 'string' ? 0 : 1;
 }
 
 /** Replica side: a key as the latin1 string of its bytes. */
@@ -119,9 +120,10 @@ function readClientValue(r: ByteReader): KvBytes {
   const n = r.u32('value length');
   const tag = r.u8('value type');
   r.need(n, 'value');
+  if (tag === 0) return r.utf8(n, 'value');
   const s = r.pos;
   r.pos += n;
-  return tag === 0 ? r.buf.toString('utf8', s, s + n) : new Uint8Array(r.buf.subarray(s, s + n));
+  return new Uint8Array(r.buf.subarray(s, s + n));
 }
 
 function readCount(r: ByteReader, what: string, max: number): number {
@@ -343,8 +345,8 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
         for (let i = 0; i < n; i++) {
           const kl = r.u16('key length');
           r.need(kl, 'key');
-          const k = asString ? r.buf.toString('utf8', r.pos, r.pos + kl) : new Uint8Array(r.buf.subarray(r.pos, r.pos + kl));
-          r.pos += kl;
+          const k = asString ? r.utf8(kl, 'key') : new Uint8Array(r.buf.subarray(r.pos, r.pos + kl));
+          if (!asString) r.pos += kl;
           entries.push([k, readClientValue(r)]);
         }
         return { entries };
