@@ -4,6 +4,8 @@ import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawn
 
 /** Ring settings of a local P-SMR cluster: rate leveling on (workers merge two rings) with a short Δ. */
 export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 2, maxValueBytes: 32768, maxDatagramBytes: 34816 };
+/** Driver tick: an idle ring's skip check runs on ticks, so Δ is effectively max(skipIntervalMs, tickMs). */
+export const PSMR_TICK_MS = 2;
 
 export interface LocalPsmr {
   ring: LocalRing;
@@ -27,7 +29,7 @@ export async function launchLocalPsmr(opts: { mode: Mode; workers: number; repli
   const workers = opts.mode === 'smr' ? 1 : opts.workers;
   const groups: Record<string, number> = { gall: workers };
   for (let i = 0; i < workers; i++) groups[`g${i}`] = i;
-  const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });
+  const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, tickMs: PSMR_TICK_MS, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });
   const replicas: Spawned[] = [];
   const metricsPorts: number[] = [];
   const stop = async (): Promise<void> => {

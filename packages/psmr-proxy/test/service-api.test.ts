@@ -1,0 +1,99 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Executor } from '../src/core/executor.js';
+import { CommandBatchWriter, ReplyBatchReader, STATUS_OK } from '../src/protocol/wire.js';
+import { ServiceError, type Service } from '../src/service.js';
+import { loadService } from '../src/service-loader.js';
+
+// The service of the README's "Embedding a client" section, verbatim: the example must keep working.
+type Cmd = { op: 'add'; account: number; amount: number } | { op: 'total' };
+type Reply = { balance: number } | { total: number };
+class Part { balances = new Map<number, number>(); }
+
+export const bank: Service<Cmd, Reply, Part, number> = {
+  name: 'bank',
+  state: 'partitioned',
+  group: (c, n) => (c.op === 'add' ? c.account % n : 'all'),    // C-G
+  kind: (c) => c.op,
+  writeCommand(w, c) {
+    if (c.op === 'add') {
+      if (!Number.isSafeInteger(c.amount)) throw new ServiceError('ERR_BANK_AMOUNT', 'amount must be an integer');
+      w.u8(1); w.u32(c.account); w.f64(c.amount);
+    } else w.u8(2);
+  },
+  readCommand: (r) => (r.u8() === 1 ? { op: 'add', account: r.u32(), amount: r.f64() } : { op: 'total' }),
+  writeReply: (w, rep) => w.f64('balance' in rep ? rep.balance : rep.total),
+  readReply: (r, c) => (c.op === 'add' ? { balance: r.f64() } : { total: r.f64() }),
+  createPartition: () => new Part(),
+  execute(s, c) {                      // single-partition commands (and everything when there is one partition)
+    if (c.op === 'total') return { total: [...s.balances.values()].reduce((a, b) => a + b, 0) };
+    const b = (s.balances.get(c.account) ?? 0) + c.amount;
+    s.balances.set(c.account, b);
+    return { balance: b };
+  },
+  executePart: (s) => [...s.balances.values()].reduce((a, b) => a + b, 0), // g_all: each partition's part
+  combine: (_c, parts) => ({ total: parts.reduce((a, b) => a + b, 0) }),   // at worker 0
+  digest: (s) => JSON.stringify([...s.balances].sort()),
+};
+
+function run(ex: Executor<Cmd, Reply, Part>, cmds: Cmd[], firstSeq: number): Reply[] {
+  const sent: Buffer[] = [];
+  (ex as unknown as { o: { send: unknown } }).o.send = (_h: string, _p: number, d: Uint8Array) => sent.push(Buffer.from(d));
+  const w = new CommandBatchWriter();
+  w.begin({ clientId: 1, replyHost: '127.0.0.1', replyPort: 1, floor: 0 });
+  cmds.forEach((c, i) => {
+    w.beginCommand(firstSeq + i);
+    bank.writeCommand(w.w, c);
+    w.endCommand();
+  });
+  const data = w.finish();
+  const decode = (): Reply[] => {
+    const out: Reply[] = [];
+    for (const d of sent) {
+      const rd = new ReplyBatchReader(d);
+      while (rd.next()) {
+        expect(rd.status).toBe(STATUS_OK);
+        out.push(bank.readReply(rd.r, cmds[rd.seq - firstSeq]!));
+      }
+    }
+    return out;
+  };
+  ex.runOwn(data);
+  return decode();
+}
+
+describe('Service API (the README example)', () => {
+  it('a custom partitioned service runs single-partition and g_all commands', async () => {
+    const one = new Executor<Cmd, Reply, Part>({ service: bank, mode: 'smr', worker: 0, workers: 1, state: bank.createPartition(0, 1), send: () => {} });
+    expect(run(one, [{ op: 'add', account: 7, amount: 5 }, { op: 'add', account: 8, amount: 2 }, { op: 'add', account: 7, amount: 1 }, { op: 'total' }], 1)).toEqual([
+      { balance: 5 },
+      { balance: 2 },
+      { balance: 6 },
+      { total: 8 },
+    ]);
+    expect(() => bank.writeCommand(new CommandBatchWriter().w, { op: 'add', account: 1, amount: 0.5 })).toThrow(ServiceError);
+  });
+
+  it('loads a service from a module path, as `ringcast replica --service ./bank.js` does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ringcast-svc-'));
+    try {
+      const file = join(dir, 'bank.mjs');
+      writeFileSync(
+        file,
+        `export default { name: 'bank', state: 'partitioned', group: (c, n) => (c.op === 'add' ? c.account % n : 'all'), kind: (c) => c.op,
+          writeCommand() {}, readCommand() { return { op: 'total' }; }, writeReply() {}, readReply() { return {}; },
+          createPartition: () => ({}), execute: () => ({}), digest: () => '' };`,
+      );
+      const s = await loadService(file);
+      expect(s.name).toBe('bank');
+      expect(s.group({ op: 'add', account: 5 }, 2)).toBe(1);
+      await expect(loadService(join(dir, 'missing.mjs'))).rejects.toMatchObject({ code: 'ERR_RINGCAST_CONFIG', field: 'service' });
+      writeFileSync(join(dir, 'bad.mjs'), 'export default { name: "x" };');
+      await expect(loadService(join(dir, 'bad.mjs'))).rejects.toThrow(/missing group\(\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
