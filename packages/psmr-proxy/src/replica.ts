@@ -24,7 +24,7 @@ export interface ReplicaOptions {
   host?: string;
   /** Serve /metrics and /state here (0: any free port; absent: no HTTP server). */
   metricsPort?: number;
-  /** Bytes of shared memory per worker for g_all partial results. */
+  /** Bytes of shared memory per worker for g_all partial results (default 8 MiB; it sets the round size). */
   slotBytes?: number;
   /** Session table bounds (replicated state: give every replica the same values). */
   maxClients?: number;
@@ -69,7 +69,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   checkReplicaGroups(cluster, mode, workers);
   const service = opts.service ?? 'kv';
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
-  const slotBytes = opts.slotBytes ?? 2 << 20;
+  const slotBytes = opts.slotBytes ?? 8 << 20;
   const sharedBytes = svc.state === 'shared' ? (svc.sharedBytes ?? 0) : 0;
   const sab = new SharedArrayBuffer(Math.max(SharedBarrier.allocate(workers, slotBytes).byteLength, sharedBytes));
   const id = opts.id ?? `replica-${process.pid}`;

@@ -33,6 +33,11 @@ export interface Service<C, R, S, P = unknown> {
    *   runs `execute` while the others wait.
    */
   readonly state: 'partitioned' | 'shared';
+  /**
+   * 'partitioned' services: the most bytes one command's part can take once encoded (msgpack). A replica
+   * sizes its g_all rounds from it: round = slot bytes / maxPartBytes commands (default 64 KiB).
+   */
+  readonly maxPartBytes?: number;
   /** Bytes of shared memory a 'shared' service needs (ignored for 'partitioned'). */
   readonly sharedBytes?: number;
   /** C-G: the partition a command can only conflict inside, or 'all'. `partitions` is 1 in smr mode. */

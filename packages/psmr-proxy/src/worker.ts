@@ -87,6 +87,8 @@ async function run(): Promise<void> {
     barrier,
     maxClients: init.maxClients,
     maxReplies: init.maxReplies,
+    // As many g_all commands per barrier round as the shared slot holds in the worst case.
+    roundSize: Math.max(1, Math.min(1024, Math.floor(init.slotBytes / (service.maxPartBytes ?? 65536)))),
     // The executor reuses its buffer: copy before the asynchronous send.
     send: (host, p, d) => sock.send(Buffer.from(d), p, host, onSent),
   });

@@ -240,6 +240,37 @@ describe('key-value service', () => {
   });
 });
 
+describe('key-value parts fit the barrier slots', () => {
+  it('the largest scan and mget parts stay within maxPartBytes once packed', async () => {
+    const { pack } = await import('msgpackr');
+    const st = kvService.createPartition(0, 1);
+    const high = new Uint8Array(KV_LIMITS.maxValueBytes).fill(0xff);
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < KV_LIMITS.maxScan; i++) {
+      const k = new Uint8Array(KV_LIMITS.maxKeyBytes).fill(0xfe);
+      k[0] = 0x70;
+      k[1] = i;
+      keys.push(k);
+      runSmrOn(st, [{ op: 'put', key: k, value: high }]);
+    }
+    const dec = (c: KvCommand): KvCommand => {
+      const rd = new CommandBatchReader(batch([c]));
+      rd.next();
+      return kvService.readCommand(rd.r);
+    };
+    const scan = pack(kvService.executePart!(st, dec({ op: 'scan', prefix: new Uint8Array([0x70]), limit: KV_LIMITS.maxScan })));
+    const mget = pack(kvService.executePart!(st, dec({ op: 'mget', keys })));
+    expect(scan.length).toBeGreaterThan(KV_LIMITS.maxScan * KV_LIMITS.maxValueBytes);
+    expect(scan.length).toBeLessThanOrEqual(kvService.maxPartBytes!);
+    expect(mget.length).toBeLessThanOrEqual(kvService.maxPartBytes!);
+  });
+});
+
+function runSmrOn(state: unknown, cmds: KvCommand[]): void {
+  const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state, send: () => {} });
+  ex.runOwn(batch(cmds));
+}
+
 describe('session table', () => {
   it('replays a retried command, drops one below the floor, and trims replies below the floor', () => {
     const t = new SessionTable<string>(4, 100);

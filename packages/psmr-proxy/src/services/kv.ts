@@ -164,6 +164,9 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
 } = {
   name: 'kv',
   state: 'partitioned',
+  // The largest part: a full scan (32 entries of a 128-byte key and a 513-char stored value); a latin1
+  // char above 0x7f takes two bytes in msgpack, hence the factor 2.
+  maxPartBytes: KV_LIMITS.maxScan * (2 * (KV_LIMITS.maxKeyBytes + KV_LIMITS.maxValueBytes + 1) + 16) + 64,
   limits: KV_LIMITS,
   group(c: KvCommand | Wire, n: number): GroupChoice {
     switch (c.op) {
