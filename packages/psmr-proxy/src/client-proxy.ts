@@ -72,6 +72,8 @@ interface Pending<C, R> {
 
 export interface ClientProxy<C, R> {
   readonly clientId: number;
+  /** The UDP port replies come to. */
+  readonly replyPort: number;
   readonly stats: ClientStats;
   submit(command: C): Promise<R>;
   /**
@@ -95,13 +97,17 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(name, `must be an integer in ${min}..${max}, got ${String(v)}`);
     return x;
   };
-  const maxOutstanding = num(opts.maxOutstanding, 'maxOutstanding', 8192, 1, 1 << 20);
+  // At most the replicas' cached replies per client (maxReplies, 16384 by default): a retry must find its reply.
+  const maxOutstanding = num(opts.maxOutstanding, 'maxOutstanding', 8192, 1, 16384);
   const maxWaiting = num(opts.maxWaiting, 'maxWaiting', 65536, 0, 1 << 24);
   const retryMs = num(opts.retryMs, 'retryMs', 1000, 1, 600_000);
   const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
   const maxBatchBytes = num(opts.maxBatchBytes, 'maxBatchBytes', Math.min(cluster.settings.maxValueBytes - 1024, 24_576), COMMAND_HEADER_BYTES + 64, cluster.settings.maxValueBytes - 256);
   const clientId = num(opts.clientId, 'clientId', randomInt(1, 2 ** 47), 1, 2 ** 48 - 1);
   const host = opts.host ?? '127.0.0.1';
+  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(host) || host.split('.').some((x) => Number(x) > 255) || host === '0.0.0.0') {
+    throw new ConfigError('host', `must be the IPv4 address replicas can reach this client at (not 0.0.0.0), got '${host}'`);
+  }
   for (const g of mode === 'smr' ? ['g0'] : [...Array.from({ length: partitions }, (_, i) => `g${i}`), 'gall']) ringsOf(cluster, [g]);
 
   const sock: Socket = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
@@ -186,27 +192,57 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   };
   const flushAll = (): void => {
     flushScheduled = false;
+    if (stopped) return;
     for (const g of [...dirty]) flushGroup(g);
   };
 
-  /** Write a command into its group's batch (new or retried). */
-  const enqueue = (p: Pending<C, R>): void => {
-    let w = writers.get(p.group);
+  const writerOf = (group: string): CommandBatchWriter => {
+    let w = writers.get(group);
     if (!w) {
       w = new CommandBatchWriter();
-      writers.set(p.group, w);
+      writers.set(group, w);
     }
-    if (!dirty.has(p.group)) {
+    if (!dirty.has(group)) {
       w.begin({ clientId, replyHost: host, replyPort, floor: floor() });
-      dirty.add(p.group);
+      dirty.add(group);
     }
+    return w;
+  };
+  /** Append one command to `w`; on failure nothing of it stays in the batch. */
+  const append = (w: CommandBatchWriter, p: Pending<C, R>): void => {
     w.beginCommand(p.seq);
     try {
       svc.writeCommand(w.w, p.cmd);
     } catch (e) {
       w.abortCommand();
+      throw e;
+    }
+  };
+  const tooLarge = (group: string): ServiceError => {
+    if (writers.get(group)!.count === 0) dirty.delete(group);
+    return new ServiceError('ERR_PSMR_COMMAND_TOO_LARGE', `the command does not fit in one proposal of ${maxBatchBytes} bytes (maxBatchBytes)`);
+  };
+
+  /** Write a command into its group's batch (new or retried); a batch never passes maxBatchBytes. */
+  const enqueue = (p: Pending<C, R>): void => {
+    let w = writerOf(p.group);
+    try {
+      append(w, p);
+    } catch (e) {
       if (w.count === 0) dirty.delete(p.group);
       throw e;
+    }
+    if (w.bytes > maxBatchBytes) {
+      w.abortCommand();
+      if (w.count === 0) throw tooLarge(p.group);
+      // Send what the batch holds, and start the next one with this command.
+      flushGroup(p.group);
+      w = writerOf(p.group);
+      append(w, p);
+      if (w.bytes > maxBatchBytes) {
+        w.abortCommand();
+        throw tooLarge(p.group);
+      }
     }
     w.endCommand();
     if (w.bytes >= maxBatchBytes || w.count >= MAX_BATCH_COUNT) flushGroup(p.group);
@@ -241,29 +277,28 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
           stats.duplicateReplies++;
           continue;
         }
+        // Parse it all before settling: a reply that does not parse leaves the command to another
+        // replica's reply or to the retry.
+        let reply: R | undefined;
+        let err: Error | null = null;
+        try {
+          if (rd.status === STATUS_OK) reply = svc.readReply(rd.r, p.cmd);
+          else {
+            const r = rd.r;
+            const code = r.latin1(r.u16('code length'), 'code');
+            const msg = r.utf8(r.u16('message length'), 'message');
+            err = new ServiceError(code, msg);
+          }
+        } catch {
+          stats.malformedReplies++;
+          continue;
+        }
         outstanding.delete(rd.seq);
         stats.replied++;
         const ms = now - p.first;
         latency?.observe(ms / 1000);
-        if (rd.status === STATUS_OK) {
-          let reply: R;
-          try {
-            reply = svc.readReply(rd.r, p.cmd);
-          } catch (e) {
-            settle(p, e as Error);
-            continue;
-          }
-          settle(p, null, reply, ms);
-        } else {
-          stats.errors++;
-          const r = rd.r;
-          const cl = r.u16('code length');
-          const code = r.latin1(cl, 'code');
-          const ml = r.u16('message length');
-          r.need(ml, 'message');
-          const msg = r.buf.toString('utf8', r.pos, r.pos + ml);
-          settle(p, new ServiceError(code, msg), undefined, ms);
-        }
+        if (err) stats.errors++;
+        settle(p, err, reply, ms);
       }
     } catch {
       stats.malformedReplies++;
@@ -299,7 +334,11 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     if (stopped) return cb(new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy is stopped'));
     let group: string;
     try {
-      group = routeGroup(mode, svc.group(cmd, partitions));
+      const g = svc.group(cmd, partitions);
+      if (g !== 'all' && !(Number.isInteger(g) && g >= 0 && g < partitions)) {
+        return cb(new ServiceError('ERR_PSMR_BAD_GROUP', `C-G of service '${svc.name}' gave ${JSON.stringify(g)}: expected 'all' or an integer in 0..${partitions - 1}`));
+      }
+      group = routeGroup(mode, g);
     } catch (e) {
       return cb(e as Error);
     }
@@ -323,6 +362,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
 
   return {
     clientId,
+    replyPort,
     stats,
     outstanding: () => outstanding.size,
     submit(cmd: C): Promise<R> {
@@ -333,6 +373,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
+      dirty.clear();
       const err = new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy stopped before a reply');
       for (const p of outstanding.values()) settle(p, err);
       outstanding.clear();

@@ -121,7 +121,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
       await createKvClient(o.cluster, {
         mode: o.mode,
         workers: o.workers,
-        maxOutstanding: Math.max(window, 1) * 2,
+        maxOutstanding: Math.min(16384, Math.max(window, 1) * 2),
         retryMs: o.retryMs,
         deadlineMs: o.deadlineMs,
         registry: i === 0 ? o.registry : undefined,
@@ -248,7 +248,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
           for (let k = 0; k < due && issued < maxCommands; k++) {
             const c = clients[lane % clients.length]!;
             // The clients are full: this command is skipped (the rate was more than the system takes).
-            if (c.proxy.outstanding() >= window * 2) {
+            if (c.proxy.outstanding() >= Math.min(16384, window * 2)) {
               late += due - k;
               break;
             }

@@ -70,8 +70,10 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const service = opts.service ?? 'kv';
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
   const slotBytes = opts.slotBytes ?? 8 << 20;
-  const sharedBytes = svc.state === 'shared' ? (svc.sharedBytes ?? 0) : 0;
-  const sab = new SharedArrayBuffer(Math.max(SharedBarrier.allocate(workers, slotBytes).byteLength, sharedBytes));
+  const sab = SharedBarrier.allocate(workers, slotBytes);
+  // A shared-state service gets memory of its own, laid out once here before any worker runs.
+  const stateSab = svc.state === 'shared' ? new SharedArrayBuffer(svc.sharedBytes ?? 0) : undefined;
+  if (stateSab) svc.initShared?.(stateSab);
   const id = opts.id ?? `replica-${process.pid}`;
   const threads: Worker[] = [];
   const pending = new Map<number, (m: FromWorker) => void>();
@@ -80,6 +82,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const fail = (e: RingcastError): void => {
     if (failed) return;
     failed = e;
+    // The other workers would wait for this one at the next g_all barrier: stop them all.
+    for (const t of threads) void t.terminate();
     opts.onFatal?.(e);
   };
   const readies: Promise<void>[] = [];
@@ -93,6 +97,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
       service,
       host: opts.host ?? '127.0.0.1',
       sab,
+      stateSab,
       slotBytes,
       maxClients: opts.maxClients ?? 65536,
       maxReplies: opts.maxReplies ?? 16384,

@@ -40,6 +40,8 @@ export interface Service<C, R, S, P = unknown> {
   readonly maxPartBytes?: number;
   /** Bytes of shared memory a 'shared' service needs (ignored for 'partitioned'). */
   readonly sharedBytes?: number;
+  /** 'shared' services: lay out the initial state, once, on the replica's main thread before any worker starts. */
+  initShared?(shared: SharedArrayBuffer): void;
   /** C-G: the partition a command can only conflict inside, or 'all'. `partitions` is 1 in smr mode. */
   group(command: C, partitions: number): GroupChoice;
   /** A short label for metrics (for example the operation name). */
@@ -51,7 +53,10 @@ export interface Service<C, R, S, P = unknown> {
   writeReply(w: ByteWriter, reply: R, command: C): void;
   /** Decode a reply at the client; `command` is the command it answers. */
   readReply(r: ByteReader, command: C): R;
-  /** Create the state of worker `index` of `partitions` (for 'shared', over `shared`). */
+  /**
+   * Create the state of worker `index` of `partitions`. For 'shared', a view over `shared` (its own memory,
+   * separate from the barrier's): it must not reset what initShared laid out or other workers wrote.
+   */
   createPartition(index: number, partitions: number, shared?: SharedArrayBuffer): S;
   /**
    * Run a command on this worker's state: a single-partition command; any command when the state is one

@@ -21,7 +21,10 @@ export interface WorkerInit {
   mode: Mode;
   service: string;
   host: string;
+  /** The barrier's memory. */
   sab: SharedArrayBuffer;
+  /** A 'shared' service's state (separate from the barrier's memory). */
+  stateSab?: SharedArrayBuffer;
   slotBytes: number;
   maxClients: number;
   maxReplies: number;
@@ -61,12 +64,15 @@ async function run(): Promise<void> {
   const init = workerData as WorkerInit;
   const port = parentPort!;
   const post = (m: FromWorker): void => port.postMessage(m);
+  let shutdown: (() => Promise<void>) | undefined;
   const fatal = (e: Error): void => {
     post({ type: 'fatal', code: (e as { code?: string }).code ?? 'ERR_PSMR_WORKER', message: e.message });
+    // This worker cannot go on (nor can its replica): release its sockets.
+    void shutdown?.();
   };
   const service = await loadService(init.service);
   const partitions = init.mode === 'smr' ? 1 : init.workers;
-  const state = service.createPartition(init.worker, partitions, init.sab);
+  const state = service.createPartition(init.worker, partitions, init.stateSab);
   const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
@@ -105,7 +111,11 @@ async function run(): Promise<void> {
   counterFrom(reg, 'ringcast_psmr_barrier_waits_total', 'Barrier arrivals that had to wait', undefined, () => barrier?.stats.waits ?? 0);
   counterFrom(reg, 'ringcast_psmr_barrier_wait_seconds_total', 'Time spent waiting at the g_all barrier', undefined, () => (barrier?.stats.waitMs ?? 0) / 1000);
   counterFrom(reg, 'ringcast_psmr_reply_batches_total', 'Reply datagrams sent to clients', undefined, () => exec.stats.replyBatches);
-  counterFrom(reg, 'ringcast_psmr_reply_send_errors_total', 'Reply datagrams the socket refused', undefined, () => sendErrors);
+  counterFrom(reg, 'ringcast_psmr_reply_send_errors_total', 'Reply datagrams the socket refused', undefined, () => sendErrors + exec.stats.sendErrors);
+  counterFrom(reg, 'ringcast_psmr_session_evictions_total', 'Session-table evictions (least recently active clients, oldest cached replies)', 'what', () => ({
+    clients: exec.own.evictedClients + exec.all.evictedClients,
+    replies: exec.own.evictedReplies + exec.all.evictedReplies,
+  }));
   new Gauge({
     name: 'ringcast_psmr_sessions',
     help: 'Client sessions in the session tables (own group and g_all)',
@@ -132,14 +142,19 @@ async function run(): Promise<void> {
       const digest = `${service.digest(state)}/${exec.own.digest()}/${exec.all.digest()}`;
       post({ type: 'state', id: m.id, state: { worker: init.worker, executed: exec.executedTotal, digest, delivered } });
     } else if (m.type === 'stop') {
-      stopping = true;
-      void learner.stop().then(() => {
-        sock.close();
+      void shutdown!().then(() => {
         post({ type: 'stopped' });
         port.close();
       });
     }
   });
+  let closed: Promise<void> | undefined;
+  shutdown = () =>
+    (closed ??= (async () => {
+      stopping = true;
+      await learner.stop();
+      sock.close();
+    })());
   post({ type: 'ready', replyPort: sock.address().port });
   for await (const d of learner) {
     delivered++;

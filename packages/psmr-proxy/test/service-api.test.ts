@@ -97,3 +97,62 @@ describe('Service API (the README example)', () => {
     }
   });
 });
+
+describe('shared-state services', () => {
+  it('a g_all command runs on worker 0 alone while the others wait; single-partition commands run at once', async () => {
+    const { SharedBarrier } = await import('../src/barrier.js');
+    type C2 = { op: 'inc'; cell: number } | { op: 'sum' };
+    const counters: Service<C2, { value: number }, Int32Array> = {
+      name: 'counters',
+      state: 'shared',
+      sharedBytes: 64,
+      initShared: (m) => new Int32Array(m).fill(100),
+      group: (c, n) => (c.op === 'inc' ? c.cell % n : 'all'),
+      kind: (c) => c.op,
+      writeCommand: (w, c) => (c.op === 'inc' ? (w.u8(1), w.u8(c.cell)) : w.u8(2)),
+      readCommand: (r) => (r.u8() === 1 ? { op: 'inc', cell: r.u8() } : { op: 'sum' }),
+      writeReply: (w, r) => w.f64(r.value),
+      readReply: (r) => ({ value: r.f64() }),
+      createPartition: (_i, _n, m) => new Int32Array(m!),
+      execute: (s, c) => (c.op === 'inc' ? { value: ++s[c.cell]! } : { value: s.reduce((a, b) => a + b, 0) }),
+      digest: (s) => s.join(','),
+    };
+    const mem = new SharedArrayBuffer(64);
+    counters.initShared!(mem);
+    const sab = SharedBarrier.allocate(2, 1024);
+    const sent: Array<{ w: number; d: Buffer }> = [];
+    const exs = [0, 1].map(
+      (w) =>
+        new Executor<C2, { value: number }, Int32Array>({
+          service: counters,
+          mode: 'psmr',
+          worker: w,
+          workers: 2,
+          state: counters.createPartition(w, 2, mem),
+          barrier: new SharedBarrier(sab, 2, w, 1024),
+          send: (_h, _p, d) => sent.push({ w, d: Buffer.from(d) }),
+        }),
+    );
+    const mk = (cmds: C2[], first: number): Buffer => {
+      const w = new CommandBatchWriter();
+      w.begin({ clientId: 1, replyHost: '127.0.0.1', replyPort: 1, floor: 0 });
+      cmds.forEach((c, i) => {
+        w.beginCommand(first + i);
+        counters.writeCommand(w.w, c);
+        w.endCommand();
+      });
+      return w.finish();
+    };
+    exs[0]!.runOwn(mk([{ op: 'inc', cell: 0 }, { op: 'inc', cell: 2 }], 1));
+    exs[1]!.runOwn(mk([{ op: 'inc', cell: 1 }], 3));
+    await Promise.all(exs.map((e) => e.runAll(mk([{ op: 'sum' }], 4))));
+    const sums = sent.filter((x) => x.w === 0).map((x) => {
+      const rd = new ReplyBatchReader(x.d);
+      const out: number[] = [];
+      while (rd.next()) out.push(rd.r.f64());
+      return out;
+    });
+    expect(sums.at(-1)).toEqual([16 * 100 + 3]);
+    expect(sent.filter((x) => x.w === 1)).toHaveLength(1); // worker 1 answered only its own inc
+  });
+});

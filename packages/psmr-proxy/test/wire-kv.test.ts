@@ -305,3 +305,63 @@ describe('session table', () => {
     expect([...s.replies.keys()]).toEqual([2, 3]);
   });
 });
+
+describe('bad batches at a replica', () => {
+  it('a reply port of 0 or random corruption never makes the executor throw (dropped and counted)', () => {
+    // Like dgram: a send to port 0 throws synchronously.
+    const send = (_h: string, p: number): void => {
+      if (p <= 0 || p > 65535) throw new RangeError(`bad port ${p}`);
+    };
+    const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send });
+    const zero = batch([{ op: 'get', key: 'a' }], 1, { ...header, replyPort: 0 });
+    expect(() => ex.runOwn(zero)).not.toThrow();
+    expect(() => ex.runAll(zero)).not.toThrow();
+    expect(ex.stats.malformedBatches).toBe(2);
+    let seed = 99;
+    const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const good = batch([{ op: 'put', key: 'k', value: 'v' }, { op: 'mget', keys: ['a', 'b'] }, { op: 'scan', prefix: 'k', limit: 3 }], 5);
+    for (let i = 0; i < 20_000; i++) {
+      const b = Buffer.from(good.subarray(0, rnd(4) === 0 ? rnd(good.length + 1) : good.length));
+      for (let k = 0, m = 1 + rnd(4); k < m && b.length > 0; k++) b[rnd(b.length)] = rnd(256);
+      expect(() => ex.runOwn(b)).not.toThrow();
+      expect(() => ex.runAll(b)).not.toThrow();
+    }
+  });
+});
+
+describe('g_all rounds that go wrong', () => {
+  it('a part too large for its slot becomes an error reply; no worker is left at the barrier', async () => {
+    const { SharedBarrier } = await import('../src/barrier.js');
+    const slot = 48;
+    const sab = SharedBarrier.allocate(2, slot);
+    const sent: Buffer[] = [];
+    const exs = [0, 1].map(
+      (w) =>
+        new Executor<KvCommand, KvReply, unknown>({
+          service: kvService as never,
+          mode: 'psmr',
+          worker: w,
+          workers: 2,
+          state: kvService.createPartition(w, 2),
+          barrier: new SharedBarrier(sab, 2, w, slot),
+          send: (_h, _p, d) => sent.push(Buffer.from(d)),
+          // One command per round: a failed slot fails its whole round, here just the mget.
+          roundSize: 1,
+        }),
+    );
+    // Fill both partitions through g_all, then read everything back in one mget: the parts outgrow 48 bytes.
+    const keys = Array.from({ length: 8 }, (_, i) => `key-${i}`);
+    const fill = batch([{ op: 'mput', entries: keys.map((k) => [k, 'x'.repeat(40)] as [string, string]) }, { op: 'mget', keys }, { op: 'size' }], 1);
+    await Promise.all(exs.map((e) => e.runAll(fill)));
+    const rd = new ReplyBatchReader(sent[0]!);
+    const got: Array<[number, number]> = [];
+    while (rd.next()) got.push([rd.seq, rd.status]);
+    expect(got).toEqual([
+      [1, STATUS_OK],
+      [2, STATUS_ERROR],
+      [3, STATUS_OK],
+    ]);
+    expect(sent).toHaveLength(1); // only worker 0 answers g_all commands
+    expect(exs[0]!.stats.errors.ERR_PSMR_SERVICE_FAILED).toBe(1);
+  });
+});

@@ -56,9 +56,13 @@ export interface ExecutorStats {
   malformedBatches: number;
   barrierRounds: number;
   replyBatches: number;
+  /** Reply datagrams the sender refused (counted, never thrown). */
+  sendErrors: number;
 }
 
 const WRONG_GROUP = 'ERR_PSMR_WRONG_GROUP';
+/** Written to a slot when a worker could not publish its parts (0xc1 is never valid msgpack). */
+const FAILED_SLOT = Uint8Array.of(0xc1);
 const SERVICE_FAILED = 'ERR_PSMR_SERVICE_FAILED';
 
 export class Executor<C, R, S> {
@@ -70,6 +74,7 @@ export class Executor<C, R, S> {
     malformedBatches: 0,
     barrierRounds: 0,
     replyBatches: 0,
+    sendErrors: 0,
   };
   /** Commands run (new ones, errors included): equal on every replica at the same stream point. */
   executedTotal = 0;
@@ -102,12 +107,31 @@ export class Executor<C, R, S> {
   }
 
   private next(rd: CommandBatchReader): boolean {
+    if (rd.broken) return false;
     try {
       return rd.next();
     } catch {
       // A truncated batch: what came before ran; the rest is dropped (the same on every replica).
+      rd.broken = true;
       this.stats.malformedBatches++;
       return false;
+    }
+  }
+
+  /** C-G of a decoded command; a service that throws makes it a failed command, not a crashed worker. */
+  private groupOf(c: C, n: number): number | 'all' | undefined {
+    try {
+      return this.service.group(c, n);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private kindOf(c: C): string {
+    try {
+      return String(this.service.kind(c));
+    } catch {
+      return 'unknown';
     }
   }
 
@@ -126,7 +150,7 @@ export class Executor<C, R, S> {
   }
 
   private count(c: C): void {
-    const k = this.service.kind(c);
+    const k = this.kindOf(c);
     this.stats.executed[k] = (this.stats.executed[k] ?? 0) + 1;
   }
 
@@ -143,8 +167,16 @@ export class Executor<C, R, S> {
       w.w.ensure(n);
       w.w.pos += w.w.buf.write(msg, w.w.pos, n, 'utf8');
     } else {
+      const at = w.w.pos;
       w.beginReply(seq, STATUS_OK);
-      this.service.writeReply(w.w, out.r as R, out.c as C);
+      try {
+        this.service.writeReply(w.w, out.r as R, out.c as C);
+      } catch (e) {
+        // The service cannot encode its own reply: answer with an error instead (same on every replica).
+        w.w.pos = at;
+        this.write(seq, this.fail(SERVICE_FAILED, `cannot encode the reply: ${(e as Error).message}`), h);
+        return;
+      }
     }
     w.endReply();
     if (w.bytes >= this.maxReplyBytes) this.flush(h);
@@ -152,8 +184,12 @@ export class Executor<C, R, S> {
 
   private flush(h: BatchHeader): void {
     if (this.reply.count === 0) return;
-    this.o.send(h.replyHost, h.replyPort, this.reply.view());
-    this.stats.replyBatches++;
+    try {
+      this.o.send(h.replyHost, h.replyPort, this.reply.view());
+      this.stats.replyBatches++;
+    } catch {
+      this.stats.sendErrors++;
+    }
     this.reply.begin(h.clientId);
   }
 
@@ -183,9 +219,10 @@ export class Executor<C, R, S> {
       let out = this.decode(rd);
       if (out.c !== undefined) {
         const c = out.c;
-        const g = n === 1 ? 0 : svc.group(c, n);
-        if (g !== this.o.worker && !(n === 1 && g === 'all')) {
-          out = this.fail(WRONG_GROUP, `command '${svc.kind(c)}' belongs to group ${g === 'all' ? 'gall' : `g${g}`}, not g${this.o.worker}`);
+        const g = n === 1 ? 0 : this.groupOf(c, n);
+        if (g === undefined) out = this.fail(SERVICE_FAILED, `C-G failed on '${this.kindOf(c)}'`);
+        else if (g !== this.o.worker && !(n === 1 && g === 'all')) {
+          out = this.fail(WRONG_GROUP, `command '${this.kindOf(c)}' belongs to group ${g === 'all' ? 'gall' : `g${g}`}, not g${this.o.worker}`);
         } else {
           try {
             out.r = svc.execute(this.o.state, c);
@@ -238,8 +275,9 @@ export class Executor<C, R, S> {
         this.executedTotal++;
         let out = this.decode(rd);
         if (out.c !== undefined && this.o.workers > 1) {
-          const g = this.service.group(out.c, this.o.workers);
-          if (g !== 'all') out = this.fail(WRONG_GROUP, `command '${this.service.kind(out.c)}' belongs to group g${g}, not gall`);
+          const g = this.groupOf(out.c, this.o.workers);
+          if (g === undefined) out = this.fail(SERVICE_FAILED, `C-G failed on '${this.kindOf(out.c)}'`);
+          else if (g !== 'all') out = this.fail(WRONG_GROUP, `command '${this.kindOf(out.c)}' belongs to group g${g}, not gall`);
         }
         if (out.c !== undefined) run.push(out);
         this.all.record(sess, seq, out);
@@ -291,11 +329,26 @@ export class Executor<C, R, S> {
         return b.arrive();
       }
       const parts = run.map((o) => this.part(o.c as C));
-      b.writeSlot(pack(parts));
+      // Whatever goes wrong here, this worker must still reach the second await, or the others wait forever.
+      try {
+        b.writeSlot(pack(parts));
+      } catch {
+        b.writeSlot(FAILED_SLOT);
+      }
       const second = b.arrive();
       const combine = (): void => {
         if (this.o.worker !== 0) return;
-        const all = [parts, ...Array.from({ length: this.o.workers - 1 }, (_, w) => unpack(b.readSlot(w + 1)) as unknown[])];
+        const all: unknown[][] = [parts];
+        for (let w = 1; w < this.o.workers; w++) {
+          let ps: unknown;
+          try {
+            // A copy: decoded binary values must not point into the slot the next round overwrites.
+            ps = unpack(Buffer.from(b.readSlot(w)));
+          } catch {
+            ps = undefined;
+          }
+          all.push(Array.isArray(ps) && ps.length === run.length ? ps : run.map(() => Executor.FAILED_PART));
+        }
         run.forEach((o, i) => this.combineInto(o, all.map((ps) => ps[i])));
       };
       if (second) return second.then(combine);
@@ -318,7 +371,7 @@ export class Executor<C, R, S> {
 
   private combineInto(o: Outcome<C, R>, parts: unknown[]): void {
     if (parts.some((p) => p !== null && typeof p === 'object' && (p as { failedPart?: boolean }).failedPart === true)) {
-      Object.assign(o, this.fail(SERVICE_FAILED, `a partition failed to run '${this.service.kind(o.c as C)}'`));
+      Object.assign(o, this.fail(SERVICE_FAILED, `a partition failed to run '${this.kindOf(o.c as C)}'`));
       return;
     }
     try {

@@ -115,11 +115,14 @@ export class CommandBatchReader {
     const clientId = hi * 2 ** 32 + r.u32('clientId');
     const replyHost = u32ToIpv4(r.u32('reply host'));
     const replyPort = r.u16('reply port');
+    if (replyPort === 0) throw new WireError('reply port 0');
     const floor = r.f64('floor');
     if (!Number.isSafeInteger(floor) || floor < 0) throw new WireError('bad floor');
     this.header = { clientId, replyHost, replyPort, floor };
     this.count = r.u16('count');
   }
+  /** Set by a caller that caught an error from next(): the rest of the batch is skipped. */
+  broken = false;
   private batchEnd = -1;
   /**
    * Advance to the next command; false at the end. Afterwards `r` is positioned on the command's bytes

@@ -1,0 +1,78 @@
+import { createSocket } from 'node:dgram';
+import { describe, expect, it } from 'vitest';
+import { localCluster } from '@ringcast/ring-paxos';
+import { createClientProxy } from '../src/client-proxy.js';
+import { ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
+import { kvService, type KvCommand, type KvReply } from '../src/services/kv.js';
+import type { Service } from '../src/service.js';
+
+// The client proxy against rings nobody serves (ports with no acceptor): what it does on its own.
+const cluster = localCluster({ basePort: 1, rings: 3, settings: { lambda: 1000 } });
+cluster.groups = { g0: 0, g1: 1, gall: 2 };
+
+async function sendTo(port: number, d: Uint8Array): Promise<void> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.send(d, port, '127.0.0.1', () => r()));
+  s.close();
+}
+
+describe('client proxy', () => {
+  it('refuses a bad host and a C-G answer outside the partitions, naming them', async () => {
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, host: 'localhost' })).rejects.toMatchObject({ field: 'host' });
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxOutstanding: 1 << 20 })).rejects.toMatchObject({ field: 'maxOutstanding' });
+    const odd: Service<KvCommand, KvReply, unknown> = { ...(kvService as unknown as Service<KvCommand, KvReply, unknown>), group: () => 1.5 };
+    const c = await createClientProxy(cluster, { service: odd, mode: 'psmr', workers: 2 });
+    await expect(c.submit({ op: 'get', key: 'a' })).rejects.toMatchObject({ code: 'ERR_PSMR_BAD_GROUP' });
+    expect(c.outstanding()).toBe(0);
+    await c.stop();
+  });
+
+  it('never builds a proposal past maxBatchBytes, and refuses a command that cannot fit', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxBatchBytes: 1200, deadlineMs: 60_000, retryMs: 60_000 });
+    const v = 'v'.repeat(400);
+    // 10 puts of ~420 bytes into one group: two fit in a 1200-byte proposal, so at least 5 proposals.
+    const ps = Array.from({ length: 10 }, () => c.submit({ op: 'put', key: 'same-key', value: v }).catch(() => undefined));
+    await new Promise((r) => setImmediate(r));
+    expect(c.stats.batches).toBeGreaterThanOrEqual(5);
+    await expect(c.submit({ op: 'mput', entries: [['a', v], ['b', v], ['c', v]] })).rejects.toMatchObject({ code: 'ERR_PSMR_COMMAND_TOO_LARGE' });
+    await c.stop();
+    await Promise.all(ps);
+  });
+
+  it('takes the first reply, drops the duplicate, and leaves a command whose reply does not parse to a later reply', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, deadlineMs: 60_000, retryMs: 60_000 });
+    const p = c.submit({ op: 'delete', key: 'x' });
+    const bad = new ReplyBatchWriter();
+    bad.begin(c.clientId);
+    bad.beginReply(1, STATUS_ERROR);
+    bad.w.u16(50); // a code length past the end
+    bad.endReply();
+    await sendTo(c.replyPort, Buffer.from(bad.view()));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.stats.malformedReplies).toBe(1);
+    expect(c.outstanding()).toBe(1);
+    const good = new ReplyBatchWriter();
+    good.begin(c.clientId);
+    good.beginReply(1, STATUS_OK);
+    good.w.u8(1);
+    good.endReply();
+    const d = Buffer.from(good.view());
+    await sendTo(c.replyPort, d);
+    expect(await p).toEqual({ deleted: true });
+    await sendTo(c.replyPort, d);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.stats.duplicateReplies).toBe(1);
+    await c.stop();
+  });
+
+  it('waits past maxOutstanding (back-pressure) and rejects past maxWaiting; stop rejects what is in flight', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'smr', maxOutstanding: 2, maxWaiting: 1, deadlineMs: 60_000, retryMs: 60_000 });
+    const a = c.submit({ op: 'get', key: 'a' });
+    const b = c.submit({ op: 'get', key: 'b' });
+    const waiting = c.submit({ op: 'get', key: 'c' });
+    expect(c.outstanding()).toBe(2);
+    await expect(c.submit({ op: 'get', key: 'd' })).rejects.toMatchObject({ code: 'ERR_RINGCAST_BACKPRESSURE' });
+    await c.stop();
+    for (const p of [a, b, waiting]) await expect(p).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
+  });
+});
