@@ -12,7 +12,8 @@ const HELP = `ringcast bench psmr [--seconds S] [--shares 0,10,25,50,75,100] [--
   For each configuration (smr: one worker, one ring; psmr-N: N workers, rings g0..g<N-1> and gall) it starts
   3 acceptor processes and 2 replica processes on 127.0.0.1, and for each share of g_all commands (8-byte keys
   and values; get/put to g_i, mget/mput of two keys to g_all) runs a kv-load process twice: closed loop for S
-  seconds (throughput), then open loop at half that rate (latency at half load). One JSON line per point with
+  seconds (throughput), then open loop at half that rate (latency at half load); each after a 1 s warm-up,
+  and each configuration after a 2 s warm-up load whose numbers are dropped. One JSON line per point with
   commands/s, p50/p99 latency at both loads and the CPU share of every process; then a summary (psmr-2 / smr
   at 0 %, where psmr-2 crosses below smr, the targets) and an SVG plot of both curves.
 `;
@@ -59,7 +60,10 @@ export async function benchPsmr(args: string[]): Promise<number> {
       ...local.replicas.map((r, i): [string, number | undefined] => [`replica${i}`, r.child.pid]),
     ];
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      // Warm every process up (JIT, socket buffers, first contacts) with a load whose numbers are dropped.
+      const warm = spawnRingcast(['kv-load', '--cluster', local.clusterPath, '--mode', mode, '--workers', String(workers), '--seconds', '2', '--window', String(window), '--gall-share', '0.25', '--quiet']);
+      await warm.waitFor('summary', 60_000);
+      await warm.exited;
       for (const share of shares) {
         const base = ['kv-load', '--cluster', local.clusterPath, '--mode', mode, '--workers', String(workers), '--gall-share', String(share / 100), '--clients', String(clients), '--warmup', '1', '--quiet'];
         const run = async (extra: string[]): Promise<{ s: Record<string, unknown>; cpu: Record<string, number> }> => {
