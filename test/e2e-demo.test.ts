@@ -15,6 +15,7 @@ describe('ringcast demo (the main job)', () => {
     // While it runs: client metrics from the demo process, worker metrics from each replica.
     await new Promise((r) => setTimeout(r, 1500));
     expect(await scrape(Number(ready.metricsPort), 'ringcast_client_commands_total')).toBeGreaterThan(0);
+    expect(await scrape(Number(ready.metricsPort), 'ringcast_client_reply_latency_seconds_count')).toBeGreaterThan(0);
     for (const p of ready.replicaMetricsPorts as number[]) expect(await scrape(p, 'ringcast_psmr_commands_total')).toBeGreaterThan(0);
     const s = await demo.waitFor('summary', 60_000);
     expect(await demo.exited).toBe(0);
