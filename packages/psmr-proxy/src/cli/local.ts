@@ -170,6 +170,8 @@ export async function launchLocalRing(
     faults?: { drop: number; dup: number; delay: string; seed?: number };
     /** Rings over the same nodes (ids 0..rings-1, groups g0..); every node is an acceptor of each. */
     rings?: number;
+    /** Rotate ring membership so ring r is coordinated by node ((r + 1) mod n) + 1: spreads coordinators. */
+    rotateCoordinators?: boolean;
     /** Extra arguments for every `ringcast node` process (e.g. ['--registry', url]). */
     nodeArgs?: string[];
     /** Cluster-level extras for several rings. */
@@ -190,6 +192,11 @@ export async function launchLocalRing(
   const rings: Array<Record<string, unknown>> = [];
   for (let r = 0; r < nRings; r++) {
     const ring: Record<string, unknown> = { id: r, acceptors: nodes.map((x) => x.id) };
+    if (opts.rotateCoordinators) {
+      // f+1 members in order, the last coordinates: ring r -> [node r, node r+1] (mod n, 1-based ids).
+      const f = Math.floor((n - 1) / 2);
+      ring.ring = Array.from({ length: f + 1 }, (_, k) => nodes[(r + k) % n]!.id);
+    }
     if (opts.multicast) ring.multicast = opts.multicast;
     rings.push(ring);
   }

@@ -22,14 +22,15 @@ export interface LocalPsmr {
 }
 
 /**
- * Rings for g0..g{n-1} and gall over 3 acceptor processes (each node holds a role in every ring), and
+ * Rings for g0..g{n-1} and gall over 3 acceptor processes (each node holds a role in every ring, and the
+ * rings' coordinators are spread over the nodes), and
  * `replicas` replica processes (`ringcast replica`), all on 127.0.0.1.
  */
 export async function launchLocalPsmr(opts: { mode: Mode; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0]; replicaEnv?: NodeJS.ProcessEnv }): Promise<LocalPsmr> {
   const workers = opts.mode === 'smr' ? 1 : opts.workers;
   const groups: Record<string, number> = { gall: workers };
   for (let i = 0; i < workers; i++) groups[`g${i}`] = i;
-  const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, tickMs: PSMR_TICK_MS, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });
+  const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, tickMs: PSMR_TICK_MS, rotateCoordinators: true, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });
   const replicas: Spawned[] = [];
   const metricsPorts: number[] = [];
   const stop = async (): Promise<void> => {
