@@ -8,7 +8,7 @@ import { spawnRingcast } from './local.js';
 import { launchLocalPsmr } from './psmr-local.js';
 
 const HELP = `ringcast bench psmr [--seconds S] [--shares 0,10,25,50,75,100] [--configs smr,psmr-1,psmr-2]
-                   [--clients C] [--window W] [--out bench/psmr.svg]
+                   [--clients C] [--window W] [--repeat N] [--out bench/psmr.svg]
   For each configuration (smr: one worker, one ring; psmr-N: N workers, rings g0..g<N-1> and gall) it starts
   3 acceptor processes and 2 replica processes on 127.0.0.1, and for each share of g_all commands (8-byte keys
   and values; get/put to g_i, mget/mput of two keys to g_all) runs a kv-load process twice: closed loop for S
@@ -16,6 +16,8 @@ const HELP = `ringcast bench psmr [--seconds S] [--shares 0,10,25,50,75,100] [--
   and each configuration after a 2 s warm-up load whose numbers are dropped. One JSON line per point with
   commands/s, p50/p99 latency at both loads and the CPU share of every process; then a summary (psmr-2 / smr
   at 0 %, where psmr-2 crosses below smr, the targets) and an SVG plot of both curves.
+  --repeat N: measure each point N times (closed loop and half load) and keep the median run of each;
+  this machine is noisy, and one 3 s run can be 30 % off.
 `;
 
 interface Point {
@@ -37,7 +39,7 @@ function parseConfig(c: string): { mode: Mode; workers: number } {
 }
 
 export async function benchPsmr(args: string[]): Promise<number> {
-  const o = parse(args, { seconds: { type: 'string' }, shares: { type: 'string' }, configs: { type: 'string' }, clients: { type: 'string' }, window: { type: 'string' }, out: { type: 'string' } });
+  const o = parse(args, { seconds: { type: 'string' }, shares: { type: 'string' }, configs: { type: 'string' }, clients: { type: 'string' }, window: { type: 'string' }, out: { type: 'string' }, repeat: { type: 'string' } });
   if (o.help) return void process.stdout.write(HELP), 0;
   const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
   const shares = (typeof o.shares === 'string' ? o.shares : '0,10,25,50,75,100').split(',').map((x) => {
@@ -50,6 +52,7 @@ export async function benchPsmr(args: string[]): Promise<number> {
   const clients = intFlag(o.clients, 'clients', 1, 1, 64);
   const window = intFlag(o.window, 'window', 2048, 1, 65536);
   const out = typeof o.out === 'string' ? o.out : 'bench/psmr.svg';
+  const repeat = intFlag(o.repeat, 'repeat', 1, 1, 9);
   const points: Point[] = [];
   const total = configs.length * shares.length;
   for (const config of configs) {
@@ -78,10 +81,17 @@ export async function benchPsmr(args: string[]): Promise<number> {
           cpu.load = round((s.cpuSeconds as number) / (s.seconds as number));
           return { s, cpu };
         };
-        const closed = await run(['--seconds', String(seconds), '--window', String(window)]);
+        /** The median of `repeat` runs by `key`. */
+        const median = async (extra: string[], key: (s: Record<string, unknown>) => number): Promise<{ s: Record<string, unknown>; cpu: Record<string, number> }> => {
+          const runs: Array<{ s: Record<string, unknown>; cpu: Record<string, number> }> = [];
+          for (let k = 0; k < repeat; k++) runs.push(await run(extra));
+          runs.sort((a, b) => key(a.s) - key(b.s));
+          return runs[Math.floor(runs.length / 2)]!;
+        };
+        const closed = await median(['--seconds', String(seconds), '--window', String(window)], (s) => s.perSecond as number);
         const max = closed.s.perSecond as number;
         const rate = Math.max(1, Math.round(max / 2));
-        const half = await run(['--seconds', String(seconds), '--window', String(window), '--rate', String(rate)]);
+        const half = await median(['--seconds', String(seconds), '--window', String(window), '--rate', String(rate)], (s) => (s.latencyMs as { p99: number }).p99);
         const lat = (s: Record<string, unknown>): { p50: number; p99: number } => s.latencyMs as { p50: number; p99: number };
         const pt: Point = {
           config,
