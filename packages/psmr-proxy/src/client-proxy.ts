@@ -85,6 +85,8 @@ export interface ClientProxyOptions<C, R> {
   maxWaiting?: number;
   retryMs?: number;
   deadlineMs?: number;
+  /** Most seqs between the oldest command still waiting and a new one (at most the replicas' maxReplies). */
+  maxSpan?: number;
   /** Byte bound of one proposal (default: the ring's maxValueBytes less room for batching headers). */
   maxBatchBytes?: number;
   /** Register client metrics here (reply latency, retries, duplicate replies dropped, outstanding). */
@@ -141,8 +143,11 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(name, `must be an integer in ${min}..${max}, got ${String(v)}`);
     return x;
   };
-  // At most the replicas' cached replies per client (maxReplies, 16384 by default): a retry must find its reply.
   const maxOutstanding = num(opts.maxOutstanding, 'maxOutstanding', 8192, 1, 16384);
+  // Replicas cache the replies of every seq from the client's floor up (maxReplies, 16384 by default, per
+  // stream). A retry must find its reply, so a new command is admitted only while its seq is less than
+  // maxSpan past the oldest command still waiting.
+  const maxSpan = num(opts.maxSpan, 'maxSpan', 16384, maxOutstanding, 1 << 24);
   const maxWaiting = num(opts.maxWaiting, 'maxWaiting', 65536, 0, 1 << 24);
   const retryMs = num(opts.retryMs, 'retryMs', 1000, 1, 600_000);
   const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
@@ -290,8 +295,9 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     }
   };
 
+  const room = (): boolean => outstanding.size < maxOutstanding && nextSeq - floor() < maxSpan;
   const admit = (): void => {
-    while (waitHead < waiting.length && outstanding.size < maxOutstanding) waiting[waitHead++]!();
+    while (waitHead < waiting.length && room()) waiting[waitHead++]!();
     if (waitHead > 1024 && waitHead * 2 > waiting.length) {
       waiting.splice(0, waitHead);
       waitHead = 0;
@@ -359,7 +365,13 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         if (now - p.sent >= retryMs) {
           p.sent = now;
           stats.retries++;
-          enqueue(p);
+          try {
+            enqueue(p);
+          } catch (e) {
+            // The command no longer encodes (the caller changed it after submitting): give up on it.
+            outstanding.delete(p.seq);
+            settle(p, e as Error);
+          }
         }
       }
       admit();
@@ -393,7 +405,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   };
 
   const send = (cmd: C, cb: ReplyCallback<R>): void => {
-    if (outstanding.size < maxOutstanding && waitHead === waiting.length) return start(cmd, cb);
+    if (waitHead === waiting.length && room()) return start(cmd, cb);
     if (waiting.length - waitHead >= maxWaiting) return cb(new BackpressureError(maxWaiting));
     waiting.push(() => start(cmd, cb));
   };

@@ -87,6 +87,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     opts.onFatal?.(e);
   };
   const readies: Promise<void>[] = [];
+  const exited = new Set<Worker>();
   for (let w = 0; w < workers; w++) {
     const init: WorkerInit = {
       cluster,
@@ -119,12 +120,18 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           reject(err);
           fail(err);
         });
+        t.once('exit', () => {
+          exited.add(t);
+          // A worker terminated before it was ready (another one failed): never wait for it.
+          reject(failed ?? new RingcastError('ERR_PSMR_WORKER', `worker ${w} exited before it was ready`));
+        });
       }),
     );
   }
   const terminate = (): Promise<unknown> => Promise.all(threads.map((t) => t.terminate()));
   try {
     await Promise.all(readies);
+    if (failed) throw failed;
   } catch (e) {
     await terminate();
     throw e;
@@ -154,14 +161,14 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     },
   });
   const metricsText = async (): Promise<string> => {
-    const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'metrics' }>>(t, (rid) => ({ type: 'metrics', id: rid }))));
+    const parts = await Promise.all(threads.filter((t) => !exited.has(t)).map((t) => ask<Extract<FromWorker, { type: 'metrics' }>>(t, (rid) => ({ type: 'metrics', id: rid }))));
     type Jsons = Parameters<typeof AggregatorRegistry.aggregate>[0];
     const jsons = parts.filter((p) => p !== undefined).map((p) => p.json) as Jsons;
     jsons.push((await main.getMetricsAsJSON()) as Jsons[number]);
     return AggregatorRegistry.aggregate(jsons).metrics();
   };
   const state = async (): Promise<WorkerState[]> => {
-    const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'state' }>>(t, (rid) => ({ type: 'state', id: rid }))));
+    const parts = await Promise.all(threads.map((t) => (exited.has(t) ? undefined : ask<Extract<FromWorker, { type: 'state' }>>(t, (rid) => ({ type: 'state', id: rid })))));
     return parts.map((p, w) => p?.state ?? { worker: w, executed: -1, digest: 'unavailable', delivered: -1 });
   };
   let server: Server | undefined;
@@ -194,7 +201,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     metricsText,
     async stop() {
       await Promise.all(
-        threads.map(
+        threads.filter((t) => !exited.has(t)).map(
           (t) =>
             new Promise<void>((resolve) => {
               const timer = setTimeout(() => void t.terminate().then(() => resolve()), 1500);

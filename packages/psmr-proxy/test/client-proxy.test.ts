@@ -75,4 +75,32 @@ describe('client proxy', () => {
     await c.stop();
     for (const p of [a, b, waiting]) await expect(p).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
   });
+
+  it('admits a new command only within maxSpan seqs of the oldest one still waiting (replicas cache that many replies)', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'smr', maxOutstanding: 2, maxSpan: 3, deadlineMs: 60_000, retryMs: 60_000 });
+    const reply = async (seq: number): Promise<void> => {
+      const w = new ReplyBatchWriter();
+      w.begin(c.clientId);
+      w.beginReply(seq, STATUS_OK);
+      w.w.u8(0);
+      w.endReply();
+      await sendTo(c.replyPort, Buffer.from(w.view()));
+    };
+    const first = c.submit({ op: 'get', key: 'stuck' }); // seq 1: its reply is "lost"
+    const done: number[] = [];
+    for (let k = 2; k <= 4; k++) void c.submit({ op: 'get', key: `k${k}` }).then(() => done.push(k), () => {});
+    await reply(2);
+    await new Promise((r) => setTimeout(r, 50));
+    // seq 3 got in when 2 was answered; seq 4 waits: 4 - 1 = 3 = maxSpan.
+    expect(done).toEqual([2]);
+    expect(c.outstanding()).toBe(2);
+    await reply(3);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.outstanding()).toBe(1); // only seq 1: seq 4 still waits outside
+    await reply(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await first).toEqual({ value: null });
+    expect(c.outstanding()).toBe(1); // now seq 4 is in flight
+    await c.stop();
+  });
 });

@@ -69,6 +69,7 @@ export async function runReplica(args: string[]): Promise<number> {
   });
   process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null })}\n`);
   await new Promise<void>((resolve) => {
+    if (fatal) return resolve(); // a worker failed before this line
     wake = resolve;
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

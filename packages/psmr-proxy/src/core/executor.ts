@@ -60,8 +60,13 @@ export interface ExecutorStats {
   sendErrors: number;
 }
 
+/** The message of anything thrown (a service may throw null or a string). */
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 const WRONG_GROUP = 'ERR_PSMR_WRONG_GROUP';
-/** Written to a slot when a worker could not publish its parts (0xc1 is never valid msgpack). */
+/** Written to a slot when a worker could not publish its parts (0xc1 is not a msgpack value; it does not unpack to an array). */
 const FAILED_SLOT = Uint8Array.of(0xc1);
 const SERVICE_FAILED = 'ERR_PSMR_SERVICE_FAILED';
 
@@ -145,7 +150,7 @@ export class Executor<C, R, S> {
       return { c: this.service.readCommand(rd.r), r: undefined };
     } catch (e) {
       const code = e instanceof ServiceError ? e.code : 'ERR_PSMR_MALFORMED_COMMAND';
-      return this.fail(code, (e as Error).message);
+      return this.fail(code, errorText(e));
     }
   }
 
@@ -174,7 +179,7 @@ export class Executor<C, R, S> {
       } catch (e) {
         // The service cannot encode its own reply: answer with an error instead (same on every replica).
         w.w.pos = at;
-        this.write(seq, this.fail(SERVICE_FAILED, `cannot encode the reply: ${(e as Error).message}`), h);
+        this.write(seq, this.fail(SERVICE_FAILED, `cannot encode the reply: ${errorText(e)}`), h);
         return;
       }
     }
@@ -228,7 +233,7 @@ export class Executor<C, R, S> {
             out.r = svc.execute(this.o.state, c);
             this.count(c);
           } catch (e) {
-            out = this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, (e as Error).message);
+            out = this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, errorText(e));
           }
         }
       }
@@ -377,7 +382,7 @@ export class Executor<C, R, S> {
     try {
       o.r = this.service.combine!(o.c as C, parts);
     } catch (e) {
-      Object.assign(o, this.fail(SERVICE_FAILED, (e as Error).message));
+      Object.assign(o, this.fail(SERVICE_FAILED, errorText(e)));
     }
   }
 
@@ -387,7 +392,7 @@ export class Executor<C, R, S> {
     try {
       o.r = svc.execute(this.o.state, o.c as C);
     } catch (e) {
-      Object.assign(o, this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, (e as Error).message));
+      Object.assign(o, this.fail(e instanceof ServiceError ? e.code : SERVICE_FAILED, errorText(e)));
     }
   }
 }
