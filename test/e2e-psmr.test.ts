@@ -117,6 +117,24 @@ describe('P-SMR key-value store, real processes', () => {
     }
   });
 
+  it('ringcast kv runs one command from the shell and prints the reply', async () => {
+    const run = async (...args: string[]): Promise<{ code: number | null; out: Record<string, unknown> | undefined; err: string }> => {
+      const p = spawnRingcast(['kv', '--cluster', local!.clusterPath, '--mode', 'psmr', '--workers', '2', ...args]);
+      const code = await p.exited;
+      return { code, out: p.lines[0] as Record<string, unknown> | undefined, err: p.stderr() };
+    };
+    expect((await run('put', 'shell-key', 'héllo')).out).toEqual({ ok: true });
+    expect((await run('get', 'shell-key')).out).toEqual({ value: 'héllo' });
+    expect((await run('cas', 'shell-key', 'héllo', 'x')).out).toEqual({ swapped: true });
+    expect((await run('mget', 'shell-key', 'nope')).out).toEqual({ values: ['x', null] });
+    const bad = await run('frob', 'a');
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/unknown operation 'frob'/);
+    const big = await run('put', 'k'.repeat(200), 'v');
+    expect(big.code).not.toBe(0);
+    expect(big.err).toMatch(/ERR_KV_KEY_TOO_LARGE/);
+  });
+
   it('kill one replica mid-load: clients keep getting replies from the other and nothing acknowledged is lost', async () => {
     const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2, retryMs: 500, deadlineMs: 10_000 });
     const acked = new Map<string, string>();

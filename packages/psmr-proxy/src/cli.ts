@@ -6,7 +6,7 @@ import { runFaultProxy } from './cli/fault-proxy.js';
 import { runRegistry } from './cli/registry.js';
 import { runLearn, runNode, runPropose } from './cli/ring.js';
 import { runSim } from './cli/sim.js';
-import { runKvLoadCommand, runReplica } from './cli/replica.js';
+import { runKvCommand, runKvLoadCommand, runReplica } from './cli/replica.js';
 
 const USAGE = `ringcast — Multi-Ring Paxos atomic multicast and P-SMR for Node.js
 
@@ -16,6 +16,7 @@ Commands:
   demo                      the main job: local rings, two P-SMR replicas and a key-value load (live rate)
   replica --cluster F       run a P-SMR replica (server proxy with worker threads) of the kv service
   kv-load --cluster F       run a key-value command load against the replicas; print a JSON summary
+  kv --cluster F OP ARGS    one key-value command (get, put, delete, cas, mget, mput, scan, size)
   node --cluster F --id N   run the acceptor (and coordinator) roles of node N from cluster file F
   learn --cluster F         join ring as a learner; print delivered values as JSON lines
   propose --cluster F       propose --count values and print a JSON summary
@@ -62,6 +63,8 @@ export async function main(argv: string[]): Promise<number> {
       return runReplica(rest);
     case 'kv-load':
       return runKvLoadCommand(rest);
+    case 'kv':
+      return runKvCommand(rest);
     case 'learn':
       return runLearn(rest);
     case 'propose':

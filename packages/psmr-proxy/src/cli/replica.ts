@@ -142,3 +142,74 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
   process.stdout.write(`${JSON.stringify({ event: 'summary', ...r, history: undefined, cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(3)) })}\n`);
   return r.noReply === 0 ? 0 : 1;
 }
+
+const HELP_KV = `ringcast kv --cluster FILE [--mode psmr|smr] [--workers N] <op> [args...]
+  One key-value command against the replicas; prints the reply as JSON (exit 1 with the typed error).
+    get KEY | put KEY VALUE | delete KEY | cas KEY EXPECTED|- VALUE | mget KEY... | mput KEY VALUE [KEY VALUE...]
+    scan PREFIX [LIMIT] | size
+  Keys and values are strings; '-' as EXPECTED means the key must be absent.
+`;
+
+/** `ringcast kv`: one command from the shell (for operators poking a running store). */
+export async function runKvCommand(args: string[]): Promise<number> {
+  // Flags first, then the operation and its arguments.
+  const split = args.findIndex((a, i) => !a.startsWith('--') && (i === 0 || !['--cluster', '--mode', '--workers'].includes(args[i - 1]!)));
+  const flags = split < 0 ? args : args.slice(0, split);
+  const [op, ...rest] = split < 0 ? [] : args.slice(split);
+  const o = parse(flags, { cluster: { type: 'string' }, mode: { type: 'string' }, workers: { type: 'string' } });
+  if (o.help || op === undefined) return void process.stdout.write(HELP_KV), o.help ? 0 : 2;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const want = (n: number, usage: string): void => {
+    if (rest.length < n) throw new ConfigError(op, `usage: ${op} ${usage}`);
+  };
+  const { createKvClient } = await import('../kv-client.js');
+  const kv = await createKvClient(cluster, { mode: modeFlag(o.mode), workers: intFlag(o.workers, 'workers', 2, 1, 64), retryMs: 500, deadlineMs: 5000 });
+  try {
+    let out: unknown;
+    switch (op) {
+      case 'get':
+        want(1, 'KEY');
+        out = { value: await kv.get(rest[0]!) };
+        break;
+      case 'put':
+        want(2, 'KEY VALUE');
+        await kv.put(rest[0]!, rest[1]!);
+        out = { ok: true };
+        break;
+      case 'delete':
+        want(1, 'KEY');
+        out = { deleted: await kv.delete(rest[0]!) };
+        break;
+      case 'cas':
+        want(3, 'KEY EXPECTED|- VALUE');
+        out = { swapped: await kv.cas(rest[0]!, rest[1] === '-' ? null : rest[1]!, rest[2]!) };
+        break;
+      case 'mget':
+        want(1, 'KEY...');
+        out = { values: await kv.mget(rest) };
+        break;
+      case 'mput': {
+        if (rest.length < 2 || rest.length % 2 !== 0) throw new ConfigError(op, 'usage: mput KEY VALUE [KEY VALUE...]');
+        const entries: Array<[string, string]> = [];
+        for (let i = 0; i < rest.length; i += 2) entries.push([rest[i]!, rest[i + 1]!]);
+        await kv.mput(entries);
+        out = { ok: true };
+        break;
+      }
+      case 'scan':
+        want(1, 'PREFIX [LIMIT]');
+        out = { entries: await kv.scan(rest[0]!, rest[1] === undefined ? 32 : intFlag(rest[1], 'limit', 32, 1, 32)) };
+        break;
+      case 'size':
+        out = { size: await kv.size() };
+        break;
+      default:
+        throw new ConfigError('op', `unknown operation '${op}' (get, put, delete, cas, mget, mput, scan, size)`);
+    }
+    const show = (x: unknown): unknown => (x instanceof Uint8Array ? { bytes: Buffer.from(x).toString('hex') } : Array.isArray(x) ? x.map(show) : x);
+    process.stdout.write(`${JSON.stringify(out, (_k, v: unknown) => show(v))}\n`);
+    return 0;
+  } finally {
+    await kv.stop();
+  }
+}
