@@ -78,7 +78,9 @@ describe('P-SMR key-value store, real processes', () => {
     expect(await scrape(port, 'ringcast_psmr_commands_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_psmr_barrier_rounds_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_merge_stall_seconds_total')).toBeGreaterThanOrEqual(0);
-    expect((await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).includes('ringcast_psmr_barrier_wait_seconds_total')).toBe(true);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text.includes('ringcast_psmr_barrier_wait_seconds_total')).toBe(true);
+    expect(text).toMatch(/ringcast_psmr_event_loop_delay_seconds\{quantile="0.99",replica="replica-0",worker="1"\} [0-9.e-]+/);
   });
 
   it('a malformed or oversized command gets a typed error reply from the replicas and changes nothing', async () => {

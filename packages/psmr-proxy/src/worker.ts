@@ -4,6 +4,7 @@
  * Its metrics live in its own registry; the replica's main thread asks for them on each scrape.
  */
 import { createSocket } from 'node:dgram';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
 import { RingMetrics, type ClusterConfig } from '@ringcast/ring-paxos';
@@ -116,6 +117,24 @@ async function run(): Promise<void> {
     clients: exec.own.evictedClients + exec.all.evictedClients,
     replies: exec.own.evictedReplies + exec.all.evictedReplies,
   }));
+  // How long this worker's event loop was held up (GC, a long batch, the CPU taken by others): the usual
+  // cause of latency spikes. Quantiles over the time since the previous scrape.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  new Gauge({
+    name: 'ringcast_psmr_event_loop_delay_seconds',
+    help: "Worker event-loop delay since the previous scrape (quantile 0.5, 0.99, 1 = max)",
+    labelNames: ['quantile'],
+    registers: [reg],
+    collect() {
+      if (loopDelay.count > 0) {
+        this.set({ quantile: '0.5' }, loopDelay.percentile(50) / 1e9);
+        this.set({ quantile: '0.99' }, loopDelay.percentile(99) / 1e9);
+        this.set({ quantile: '1' }, loopDelay.max / 1e9);
+      }
+      loopDelay.reset();
+    },
+  });
   new Gauge({
     name: 'ringcast_psmr_sessions',
     help: 'Client sessions in the session tables (own group and g_all)',
