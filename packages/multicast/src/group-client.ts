@@ -40,6 +40,12 @@ export interface GroupLearnerOptions {
    * transfer. Default 'next': join where the rings are now.
    */
   from?: 'next' | 'start';
+  /**
+   * Ask a ring's coordinator for a skip as soon as the merge holds deliveries back for that ring (default
+   * true). The ring then catches up in about one round trip instead of at its next Δ check, so Δ can be
+   * long (an idle ring costs less) while a busy ring next to it waits less.
+   */
+  skipRequests?: boolean;
   onDone?: () => void;
   onError?: (e: Error) => void;
   metrics?: RingMetrics;
@@ -61,7 +67,8 @@ export interface GroupLearner {
  * by position (Multi-Ring Paxos). It starts at the first round after the first instance it receives from
  * every ring, so what it delivers is a contiguous part of the agreed order.
  */
-export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearnerOptions): Promise<GroupLearner> {
+export async function startGroupLearner(cluster: ClusterConfig, options: GroupLearnerOptions): Promise<GroupLearner> {
+  const opts = { skipRequests: true, ...options };
   const rings = ringsOf(cluster, opts.groups);
   if (rings.length > 1 && cluster.settings.lambda <= 0) {
     throw new ConfigError('settings.lambda', 'a learner of several rings needs rate leveling (lambda > 0) on them');
@@ -116,7 +123,23 @@ export async function startGroupLearner(cluster: ClusterConfig, opts: GroupLearn
       },
     });
   }
+  // Skips on demand: when the merge holds deliveries back for a ring, ask that ring's coordinator for a skip
+  // now instead of waiting for its next Δ check (at most one request per ring per millisecond).
+  const lastAsk = new Map<number, number>();
+  const askForSkip = (): void => {
+    const st = merger?.stall;
+    if (!st || !opts.skipRequests) return;
+    const t = performance.now();
+    if (t - (lastAsk.get(st.ring) ?? -Infinity) < 1) return;
+    lastAsk.set(st.ring, t);
+    const c = clientOf.get(st.ring);
+    const l = c?.driver.node.learner;
+    if (!c || !l) return;
+    l.requestSkip(st.pos, c.driver.node.out);
+    c.driver.drain();
+  };
   const noteStall = (): void => {
+    askForSkip();
     const w = merger?.waitingOn;
     if (w === stallRing) return;
     const t = performance.now();

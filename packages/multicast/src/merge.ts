@@ -104,6 +104,21 @@ export class Merger<T> {
     return r.lastPos >= this.windowEnd() ? undefined : r.id;
   }
 
+  /**
+   * A stall a skip would end: the ring the merge waits on while another ring holds *values* to deliver after
+   * it, and the position that ring must pass. Undefined when no value is held up: skips held back by skips
+   * are nobody's wait (asking then would make idle rings skip each other in a loop).
+   */
+  get stall(): { ring: number; pos: number } | undefined {
+    const w = this.waitingOn;
+    if (w === undefined) return undefined;
+    for (const r of this.rings) {
+      if (r.id === w) continue;
+      for (let k = r.head; k < r.queue.length; k++) if (r.queue[k]!.items.length > 0) return { ring: w, pos: this.windowEnd() };
+    }
+    return undefined;
+  }
+
   /** True once every round before `stopRound` is delivered. */
   get done(): boolean {
     return this.round >= this.stopRound;

@@ -123,4 +123,19 @@ describe('agreed subscription points', () => {
     expect(run(3)).toEqual(a);
     expect(() => new Merger({ rings: [0], m: 1, startRound: 5, stopRound: 2, maxBuffered: 1 })).toThrow(MergeError);
   });
+
+  it('reports a stall a skip would end only while another ring holds deliveries back', () => {
+    const m = new Merger<string>({ rings: [0, 1], m: 1, maxBuffered: 16 });
+    expect(m.stall).toBeUndefined(); // nothing held: both idle
+    m.push(1, { pos: 3, items: [] }); // a skip of ring 1 held back by ring 0 is nobody's wait
+    m.take();
+    expect(m.stall).toBeUndefined();
+    m.push(1, { pos: 5, items: ['b5'] });
+    m.take();
+    // Ring 0 has not passed position 1, and ring 1 holds b5: ask ring 0 to pass the window end.
+    expect(m.stall).toEqual({ ring: 0, pos: 1 });
+    m.push(0, { pos: 6, items: [] }); // a skip of ring 0
+    expect(m.take().map((x) => x.item)).toEqual(['b5']);
+    expect(m.stall).toBeUndefined();
+  });
 });

@@ -29,6 +29,7 @@ const samples: Message[] = [
   { t: MessageType.Redirect, ring: 1, from: 1, coordinator: 2, ballot: 65538 },
   { t: MessageType.RejoinQuery, ring: 1, from: 3, nonce: 5 },
   { t: MessageType.RejoinReply, ring: 1, from: 1, nonce: 5, promised: 65538, top: 40 },
+  { t: MessageType.SkipRequest, ring: 1, from: 70001, pos: 123456789 },
 ];
 
 describe('wire codec', () => {

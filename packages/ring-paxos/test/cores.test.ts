@@ -392,4 +392,31 @@ describe('ring cores (fault-free harness)', () => {
     for (const from of [1, 2, 3]) l0.step({ t: MessageType.Learn, ring: 0, from, trimmed: 5, insts: [], vids: [], values: [] }, h.now);
     expect(l0.learner!.gapTrimmed).toEqual({ needed: 0, oldest: 5 });
   });
+
+  it('an idle coordinator answers a skip request at once (Multi-Ring Paxos skips on demand), and only when behind', () => {
+    const settings = { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 };
+    const h = new Harness(3, settings);
+    const l = h.add(90001, { learnerStart: START_OLDEST });
+    (l.learner as unknown as { cfg: { records: boolean } }).cfg.records = true;
+    h.start();
+    h.advance(50);
+    const c = [...h.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    const before = c.stats.skips;
+    h.now += 40;
+    l.learner!.requestSkip(h.now, l.out);
+    h.collect(l);
+    h.run();
+    expect(c.stats.skips).toBe(before + 1);
+    expect(c.stats.demandSkips).toBe(1);
+    const recs = l.learner!.records;
+    // The skip ends at the target position (λ = 1000/s, epoch 0: the time in ms).
+    expect(recs.at(-1)!.pos).toBe(h.now);
+    expect(recs.at(-1)!.deliveries).toEqual([]);
+    // A request for a position the ring has passed changes nothing.
+    h.now += 5;
+    l.learner!.requestSkip(h.now - 10, l.out);
+    h.collect(l);
+    h.run();
+    expect(c.stats.skips).toBe(before + 1);
+  });
 });

@@ -2,10 +2,14 @@ import type { ClusterConfig } from '@ringcast/ring-paxos';
 import type { Mode } from '../service.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 
-/** Ring settings of a local P-SMR cluster: rate leveling on (workers merge two rings) with a short Δ. */
-export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 2, maxValueBytes: 32768, maxDatagramBytes: 34816 };
-/** Driver tick: an idle ring's skip check runs on ticks, so Δ is effectively max(skipIntervalMs, tickMs). */
-export const PSMR_TICK_MS = 2;
+/**
+ * Ring settings of a local P-SMR cluster: rate leveling on (workers merge two rings). Workers ask a ring for a
+ * skip as soon as their merge waits on it, so Δ (the periodic skip check) can be long: an idle ring costs
+ * little, and a busy ring next to an idle one waits about one round trip, not Δ.
+ */
+export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 20, maxValueBytes: 32768, maxDatagramBytes: 34816 };
+/** Driver tick (timers, retransmissions, the Δ check). */
+export const PSMR_TICK_MS = 5;
 
 export interface LocalPsmr {
   ring: LocalRing;

@@ -14,6 +14,7 @@ import {
   type Phase2A,
   type Phase2B,
   type Progress,
+  type SkipRequest,
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
@@ -58,6 +59,8 @@ export interface CoordinatorStats {
   nacks: number;
   stale: number;
   skips: number;
+  /** Skips proposed at once because a learner asked (SkipRequest), counted in `skips` too. */
+  demandSkips: number;
 }
 
 export interface CoordinatorConfig {
@@ -96,6 +99,7 @@ export class Coordinator {
     nacks: 0,
     stale: 0,
     skips: 0,
+    demandSkips: 0,
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
@@ -665,6 +669,32 @@ export class Coordinator {
     this.lastSentAt = this.now;
   }
 
+  /** One skip ending at the target, if this ring is idle and behind it. True if it proposed one. */
+  private skipIfIdle(now: number, out: Outbox): boolean {
+    const t = this.target();
+    if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
+      this.stats.skips++;
+      this.proposeEmpty(t, false, out);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * A learner's merge waits for this ring to pass `pos`. Skip now rather than at the next Δ check, unless
+   * the ring already passed it (or has values on the way, which will). At most one skip per millisecond.
+   */
+  onSkipRequest(m: SkipRequest, now: number, out: Outbox): void {
+    this.now = now;
+    if (this.s.lambda <= 0 || m.pos <= this.lastPos || now - this.lastDemandSkipAt < 1) return;
+    this.lastDemandSkipAt = now;
+    if (this.skipIfIdle(now, out)) {
+      this.stats.demandSkips++;
+      this.flush(now, out);
+    }
+  }
+  private lastDemandSkipAt = -Infinity;
+
   onProgress(m: Progress, now: number, out: Outbox): void {
     this.now = now;
     // Safe may run ahead of what the acceptors trimmed so far: nothing below it can be promised.
@@ -754,11 +784,7 @@ export class Coordinator {
     // Rate leveling: an idle ring behind the target proposes one skip ending at it.
     if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
       this.lastSkipCheckAt = now;
-      const t = this.target();
-      if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
-        this.stats.skips++;
-        this.proposeEmpty(t, false, out);
-      }
+      this.skipIfIdle(now, out);
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;

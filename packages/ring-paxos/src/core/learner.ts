@@ -287,6 +287,14 @@ export class Learner {
     return d;
   }
 
+  /**
+   * Ask the coordinator for a skip: a multi-ring merge waits for this ring to pass `pos` (the caller rate
+   * limits; the coordinator ignores it if the ring already passed or has values on the way).
+   */
+  requestSkip(pos: number, out: Outbox): void {
+    out.send(this.coordinator, { t: MessageType.SkipRequest, ring: this.cfg.ring, from: this.cfg.id, pos: Math.max(0, Math.floor(pos)) });
+  }
+
   private progressMsg(): Progress {
     return {
       t: MessageType.Progress,

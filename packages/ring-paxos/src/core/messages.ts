@@ -30,6 +30,7 @@ export const MessageType = {
   Redirect: 15,
   RejoinQuery: 16,
   RejoinReply: 17,
+  SkipRequest: 18,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -212,6 +213,17 @@ export interface RejoinReply {
   top: number;
 }
 
+/**
+ * Learner -> coordinator: my multi-ring merge waits for this ring to pass position `pos`. An idle coordinator
+ * answers with a skip at once instead of at its next Δ check (Multi-Ring Paxos rate leveling on demand).
+ */
+export interface SkipRequest {
+  t: typeof MessageType.SkipRequest;
+  ring: number;
+  from: number;
+  pos: number;
+}
+
 export type Message =
   | Propose
   | Ack
@@ -229,7 +241,8 @@ export type Message =
   | HeartbeatAck
   | Redirect
   | RejoinQuery
-  | RejoinReply;
+  | RejoinReply
+  | SkipRequest;
 
 /** Field kinds the codec checks: unsigned safe integer, signed safe integer, bytes, and arrays of them. */
 export type FieldKind = 'u' | 'i' | 'b' | 'u[]' | 'b[]';
@@ -267,6 +280,7 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Redirect]: shape('ring:u from:u coordinator:u ballot:u'),
   [MessageType.RejoinQuery]: shape('ring:u from:u nonce:u'),
   [MessageType.RejoinReply]: shape('ring:u from:u nonce:u promised:u top:u'),
+  [MessageType.SkipRequest]: shape('ring:u from:u pos:u'),
 });
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(

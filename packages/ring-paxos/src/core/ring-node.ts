@@ -37,6 +37,7 @@ const FROM_ANYONE: Readonly<Record<number, boolean>> = Object.freeze({
   [MessageType.Propose]: true,
   [MessageType.Progress]: true,
   [MessageType.RetransmitRequest]: true,
+  [MessageType.SkipRequest]: true,
 });
 
 /**
@@ -183,6 +184,10 @@ export class RingNode {
       }
       case MessageType.Progress:
         if (c) return c.onProgress(m, now, out);
+        if (this.acceptor) return this.redirect(m.from);
+        break;
+      case MessageType.SkipRequest:
+        if (c) return c.onSkipRequest(m, now, out);
         if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.Status:

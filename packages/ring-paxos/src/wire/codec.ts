@@ -12,7 +12,7 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  *   last 16     HMAC-SHA256 over everything before it, truncated (only with a cluster secret)
  * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count.
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 export const HEADER_BYTES = 3;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
@@ -85,6 +85,7 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   15: (f) => ({ t: 15, ring: f[0], from: f[1], coordinator: f[2], ballot: f[3] }),
   16: (f) => ({ t: 16, ring: f[0], from: f[1], nonce: f[2] }),
   17: (f) => ({ t: 17, ring: f[0], from: f[1], nonce: f[2], promised: f[3], top: f[4] }),
+  18: (f) => ({ t: 18, ring: f[0], from: f[1], pos: f[2] }),
 };
 
 // The builders must say exactly what the frozen shapes say, in the same order: fail loudly at load if not.
