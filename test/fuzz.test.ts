@@ -1,6 +1,6 @@
 import { createSocket } from 'node:dgram';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Codec, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
+import { Codec, MESSAGE_SHAPES, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
 import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
@@ -21,6 +21,7 @@ function validSamples(ring: number): Message[] {
     { t: MessageType.Progress, ring, from: 70001, delivered: 3, start: -1 },
     { t: MessageType.RetransmitRequest, ring, from: 70001, lo: 0, hi: 5 },
     { t: MessageType.Learn, ring, from: 1, trimmed: 0, insts: [1], vids: [1], values: [v(5)] },
+    { t: MessageType.SkipRequest, ring, from: 70001, pos: 12345 },
   ];
 }
 
@@ -41,7 +42,7 @@ function badDatagram(rng: Prng, codec: Codec, secret: boolean): Buffer {
       const b = Buffer.alloc(rng.int(4, 200));
       for (let i = 0; i < b.length; i++) b[i] = rng.int(0, 256);
       b[0] = WIRE_VERSION;
-      b[1] = rng.int(13, 256);
+      b[1] = rng.int(Object.keys(MESSAGE_SHAPES).length + 1, 256);
       return b;
     }
     case 2: {

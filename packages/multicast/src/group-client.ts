@@ -125,13 +125,16 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
   }
   // Skips on demand: when the merge holds deliveries back for a ring, ask that ring's coordinator for a skip
   // now instead of waiting for its next Δ check (at most one request per ring per millisecond).
-  const lastAsk = new Map<number, number>();
+  const lastAsk = new Map<number, { at: number; pos: number }>();
   const askForSkip = (): void => {
+    if (!opts.skipRequests) return;
     const st = merger?.stall;
-    if (!st || !opts.skipRequests) return;
+    if (!st) return;
     const t = performance.now();
-    if (t - (lastAsk.get(st.ring) ?? -Infinity) < 1) return;
-    lastAsk.set(st.ring, t);
+    const last = lastAsk.get(st.ring);
+    // The same position again after 2 ms (the coordinator remembers it), a new one after 1 ms.
+    if (last && t - last.at < (last.pos === st.pos ? 2 : 1)) return;
+    lastAsk.set(st.ring, { at: t, pos: st.pos });
     const c = clientOf.get(st.ring);
     const l = c?.driver.node.learner;
     if (!c || !l) return;

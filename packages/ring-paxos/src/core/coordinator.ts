@@ -648,6 +648,12 @@ export class Coordinator {
     this.now = now;
     const lingerDone = now - this.firstPendingAt >= this.s.lingerMs;
     this.openInstances(out, lingerDone);
+    // A learner waits for a position this ring has not reached: skip as soon as the ring is idle (its last
+    // values may have ended short of it), at most once per ms.
+    if (this.demandPos > this.lastPos && now - this.lastDemandSkipAt >= 1) {
+      this.lastDemandSkipAt = now;
+      if (this.skipIfIdle(now, out)) this.stats.demandSkips++;
+    }
     if (this.decisions.length > 0) this.sendDecisions(out);
     if (this.acks.size > 0) {
       for (const [pid, seqs] of this.acks) {
@@ -670,7 +676,7 @@ export class Coordinator {
   }
 
   /** One skip ending at the target, if this ring is idle and behind it. True if it proposed one. */
-  private skipIfIdle(now: number, out: Outbox): boolean {
+  private skipIfIdle(_now: number, out: Outbox): boolean {
     const t = this.target();
     if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
       this.stats.skips++;
@@ -686,14 +692,15 @@ export class Coordinator {
    */
   onSkipRequest(m: SkipRequest, now: number, out: Outbox): void {
     this.now = now;
-    if (this.s.lambda <= 0 || m.pos <= this.lastPos || now - this.lastDemandSkipAt < 1) return;
-    this.lastDemandSkipAt = now;
-    if (this.skipIfIdle(now, out)) {
-      this.stats.demandSkips++;
-      this.flush(now, out);
-    }
+    // Only learners of this ring may ask (they registered with Progress); the position asked for is kept
+    // (at most a window past the target) so ticks skip again until the ring passed it.
+    if (this.s.lambda <= 0 || !this.learners.has(m.from) || m.pos <= this.lastPos) return;
+    this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.s.window));
+    // The skip itself is proposed at the end of this turn (flush).
   }
   private lastDemandSkipAt = -Infinity;
+  /** The highest position a learner asked this ring to pass (skips on demand until it has). */
+  private demandPos = -1;
 
   onProgress(m: Progress, now: number, out: Outbox): void {
     this.now = now;
