@@ -419,4 +419,37 @@ describe('ring cores (fault-free harness)', () => {
     h.run();
     expect(c.stats.skips).toBe(before + 1);
   });
+
+  it('a skip request is kept until the ring passed the position, and only registered learners may ask', () => {
+    const settings = { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 };
+    const h = new Harness(3, settings);
+    const l = h.add(90001, { learnerStart: START_OLDEST });
+    (l.learner as unknown as { cfg: { records: boolean } }).cfg.records = true;
+    h.start();
+    h.advance(50);
+    const coordNode = [...h.nodes.values()].find((n) => n.coordinator)!;
+    const c = coordNode.coordinator!;
+    // A stranger cannot make the ring skip.
+    const skips0 = c.stats.skips;
+    h.now += 20;
+    coordNode.step({ t: MessageType.SkipRequest, ring: 0, from: 99999, pos: h.now }, h.now);
+    coordNode.flush(h.now);
+    h.collect(coordNode);
+    h.run();
+    expect(c.stats.skips).toBe(skips0);
+    // A learner asks for a position 30 ms ahead of the target: the first skip falls short, later turns go on.
+    const want = h.now + 30;
+    l.learner!.requestSkip(want, l.out);
+    h.collect(l);
+    h.run();
+    expect(c.stats.demandSkips).toBe(1);
+    expect(l.learner!.records.at(-1)!.pos).toBe(h.now);
+    h.advance(40);
+    expect(c.stats.demandSkips).toBeGreaterThan(1);
+    expect(l.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(want);
+    // Passed: no more skips on demand.
+    const after = c.stats.demandSkips;
+    h.advance(20);
+    expect(c.stats.demandSkips).toBe(after);
+  });
 });
