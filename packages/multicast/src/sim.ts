@@ -40,6 +40,8 @@ export interface MultiRingSimResult {
   delivered: number;
   acked: number;
   maxBacklog: number;
+  /** Skips coordinators proposed because a learner asked (even seeds only). */
+  demandSkips: number;
   replay: string;
 }
 
@@ -101,7 +103,14 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     return driver;
   };
 
-  for (const r of ringIds) for (const a of acceptorIds) makeDriver(r, a, {}, {}).start();
+  const acceptorDrivers: Driver[] = [];
+  for (const r of ringIds) {
+    for (const a of acceptorIds) {
+      const d = makeDriver(r, a, {}, {});
+      acceptorDrivers.push(d);
+      d.start();
+    }
+  }
 
   // Learners: overlapping subscriptions (the P-SMR shape: ring i plus the last ring as gall).
   const gall = nRings - 1;
@@ -119,8 +128,22 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     startedAt: number;
     maxBacklog: number;
   }
+  // Even seeds: learners ask for skips on demand when their merge holds a value back (as group learners do);
+  // odd seeds: only the periodic Δ skips.
+  const skipRequests = opts.seed % 2 === 0;
   const learners: SimLearner[] = subs.map((rings) => {
     const l: SimLearner = { rings, order: [], seen: new Set(), startedAt: -1, maxBacklog: 0 };
+    const drivers = new Map<number, Driver>();
+    let lastAskAt = -Infinity;
+    const askForSkip = (): void => {
+      const st = l.merger?.stall;
+      if (!skipRequests || !st || vt.now - lastAskAt < 1) return;
+      lastAskAt = vt.now;
+      const d = drivers.get(st.ring);
+      if (!d?.node.learner) return;
+      d.node.learner.requestSkip(st.pos, d.node.out);
+      d.drain();
+    };
     const early = new Map<number, Array<{ pos: number; deliveries: Delivery[] }>>(rings.map((r) => [r, []]));
     const overflow = new Map<number, Array<{ pos: number; deliveries: Delivery[] }>>(rings.map((r) => [r, []]));
     const take = (): void => {
@@ -139,6 +162,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
       if (over.length > 0) violate(`learner [${rings}]: the merge refused instances of ring ${ring} (backlog ${l.merger!.backlog(ring)})`);
       for (const r of rings) l.maxBacklog = Math.max(l.maxBacklog, l.merger!.backlog(r));
       take();
+      askForSkip();
     };
     for (const r of rings) {
       const d = makeDriver(r, nextId++, { learnerStart: START_NEXT, records: true }, {
@@ -160,6 +184,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
           feed(r);
         },
       });
+      drivers.set(r, d);
       d.start();
     }
     return l;
@@ -263,6 +288,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     delivered: learners.reduce((n, l) => n + l.order.length, 0),
     acked: acked.size,
     maxBacklog: Math.max(...learners.map((l) => l.maxBacklog)),
+    demandSkips: acceptorDrivers.reduce((n, d) => n + (d.node.coordinator?.stats.demandSkips ?? 0), 0),
     replay: `npx ringcast sim --multiring --seed ${opts.seed}`,
   };
 }
