@@ -59,6 +59,13 @@ export interface GroupLearner {
   backlog(ring: number): number;
   /** Merged deliveries as an async iterator (bounded: the rings are paused while it is not read). */
   [Symbol.asyncIterator](): AsyncIterator<GroupDelivery>;
+  /**
+   * The next delivery the iterator would yield, if one is already queued (no waiting). All deliveries of one
+   * instance are queued together, so a reader can take an instance's deliveries as a group.
+   */
+  peek(): GroupDelivery | undefined;
+  /** Take the delivery `peek` showed (the same as the iterator's next one). */
+  poll(): GroupDelivery | undefined;
   stop(): Promise<void>;
 }
 
@@ -230,8 +237,15 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
     clientOf.set(ring, c);
   }
   let stopped = false;
+  const shift = (): GroupDelivery => {
+    const v = queue.shift()!;
+    if (queue.length === Math.floor(maxBuffered / 2)) for (const r of rings) if (overflow.get(r)!.length === 0) setPaused(r, false);
+    return v;
+  };
   return {
     rings,
+    peek: () => queue[0],
+    poll: () => (queue.length > 0 ? shift() : undefined),
     waitingOn: () => merger?.waitingOn,
     backlog: (ring) => (merger?.backlog(ring) ?? early.get(ring)?.length ?? 0) + (overflow.get(ring)?.length ?? 0),
     [Symbol.asyncIterator]() {
@@ -239,9 +253,7 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
         next: async (): Promise<IteratorResult<GroupDelivery>> => {
           while (queue.length === 0 && !stopped) await new Promise<void>((r) => (wake = r));
           if (queue.length === 0) return { value: undefined, done: true };
-          const v = queue.shift()!;
-          if (queue.length === Math.floor(maxBuffered / 2)) for (const r of rings) if (overflow.get(r)!.length === 0) setPaused(r, false);
-          return { value: v, done: false };
+          return { value: shift(), done: false };
         },
       };
     },

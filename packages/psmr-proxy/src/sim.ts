@@ -112,38 +112,43 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
         rings[r]!.push({ pos: t, items: [] }); // a skip
         continue;
       }
-      const client = 1 + rnd.int(3);
-      const w = new CommandBatchWriter();
-      w.begin({ clientId: client, replyHost: '127.0.0.1', replyPort: 1, floor: 0 });
-      const k = 1 + rnd.int(4);
-      for (let i = 0; i < k; i++) {
-        const prev = sentBefore[r]!.filter((s) => s.client === client);
-        let e: { client: number; seq: number; c: KvCommand };
-        if (prev.length > 0 && rnd.next() < 0.1) e = prev[rnd.int(prev.length)]!; // a retry: same id, same group
-        else {
-          const c: KvCommand =
-            r === all && n > 1
-              ? [
-                  (): KvCommand => ({ op: 'mget', keys: [keyOf(rnd.int(n)), keyOf(rnd.int(n))] }),
-                  (): KvCommand => ({ op: 'mput', entries: [[keyOf(rnd.int(n)), `m${t}`], [keyOf(rnd.int(n)), `m${t}.${i}`]] }),
-                  (): KvCommand => ({ op: 'scan', prefix: `k${rnd.int(6)}`, limit: 1 + rnd.int(5) }),
-                  (): KvCommand => ({ op: 'size' }),
-                ][rnd.int(4)]!()
-              : [
-                  (): KvCommand => ({ op: 'get', key: keyOf(r === all ? 0 : r) }),
-                  (): KvCommand => ({ op: 'put', key: keyOf(r === all ? 0 : r), value: `v${t}.${i}` }),
-                  (): KvCommand => ({ op: 'delete', key: keyOf(r === all ? 0 : r) }),
-                  (): KvCommand => ({ op: 'cas', key: keyOf(r === all ? 0 : r), expected: rnd.next() < 0.5 ? null : `v${t - 1}.0`, value: `c${t}` }),
-                ][rnd.int(4)]!();
-          e = { client, seq: ++seqs[client]!, c };
-          sentBefore[r]!.push(e);
-          commands++;
+      // One instance may carry the batches of several clients (the coordinator batches proposals).
+      const items: Uint8Array[] = [];
+      for (let b = 1 + rnd.int(r === all ? 3 : 2); b > 0; b--) {
+        const client = 1 + rnd.int(3);
+        const w = new CommandBatchWriter();
+        w.begin({ clientId: client, replyHost: '127.0.0.1', replyPort: 1, floor: 0 });
+        const k = 1 + rnd.int(4);
+        for (let i = 0; i < k; i++) {
+          const prev = sentBefore[r]!.filter((s) => s.client === client);
+          let e: { client: number; seq: number; c: KvCommand };
+          if (prev.length > 0 && rnd.next() < 0.1) e = prev[rnd.int(prev.length)]!; // a retry: same id, same group
+          else {
+            const c: KvCommand =
+              r === all && n > 1
+                ? [
+                    (): KvCommand => ({ op: 'mget', keys: [keyOf(rnd.int(n)), keyOf(rnd.int(n))] }),
+                    (): KvCommand => ({ op: 'mput', entries: [[keyOf(rnd.int(n)), `m${t}`], [keyOf(rnd.int(n)), `m${t}.${i}`]] }),
+                    (): KvCommand => ({ op: 'scan', prefix: `k${rnd.int(6)}`, limit: 1 + rnd.int(5) }),
+                    (): KvCommand => ({ op: 'size' }),
+                  ][rnd.int(4)]!()
+                : [
+                    (): KvCommand => ({ op: 'get', key: keyOf(r === all ? 0 : r) }),
+                    (): KvCommand => ({ op: 'put', key: keyOf(r === all ? 0 : r), value: `v${t}.${i}` }),
+                    (): KvCommand => ({ op: 'delete', key: keyOf(r === all ? 0 : r) }),
+                    (): KvCommand => ({ op: 'cas', key: keyOf(r === all ? 0 : r), expected: rnd.next() < 0.5 ? null : `v${t - 1}.0`, value: `c${t}` }),
+                  ][rnd.int(4)]!();
+            e = { client, seq: ++seqs[client]!, c };
+            sentBefore[r]!.push(e);
+            commands++;
+          }
+          w.beginCommand(e.seq);
+          kvService.writeCommand(w.w, e.c);
+          w.endCommand();
         }
-        w.beginCommand(e.seq);
-        kvService.writeCommand(w.w, e.c);
-        w.endCommand();
+        items.push(w.finish());
       }
-      rings[r]!.push({ pos: t, items: [w.finish()] });
+      rings[r]!.push({ pos: t, items });
     }
   }
   // Reference: the whole merged order, executed sequentially.
@@ -176,7 +181,7 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
       }),
       merger: new Merger<Uint8Array>({ rings: [w, all], m: 1, startRound: 0, maxBuffered: 1 << 20 }),
       fed: [0, 0],
-      ready: [] as Array<{ ring: number; item: Uint8Array }>,
+      ready: [] as Array<{ ring: number; pos: number; item: Uint8Array }>,
       blocked: false,
     }));
     // The round size must be the same on every worker of a replica (it cuts g_all batches into rounds).
@@ -197,7 +202,10 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
       const canFeed = [0, 1].filter((k) => x.fed[k]! < st[k]!.length);
       if (x.ready.length > 0 && (canFeed.length === 0 || rnd.next() < 0.5)) {
         const d = x.ready.shift()!;
-        const p = d.ring === all ? x.exec.runAll(d.item) : (x.exec.runOwn(d.item), undefined);
+        // A g_all instance's batches run together (as a replica worker does); they are in `ready` together.
+        const group = [d.item];
+        while (d.ring === all && x.ready.length > 0 && x.ready[0]!.ring === all && x.ready[0]!.pos === d.pos) group.push(x.ready.shift()!.item);
+        const p = d.ring === all ? x.exec.runAll(group) : (x.exec.runOwn(d.item), undefined);
         if (p) {
           x.blocked = true;
           void p.then(() => (x.blocked = false));
@@ -209,7 +217,7 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
       const inst = st[k]![x.fed[k]!++]!;
       x.merger.push(k === 0 ? x.w : all, inst);
       if (x.fed[k] === st[k]!.length) x.merger.push(k === 0 ? x.w : all, { pos: steps + 1, items: [] });
-      for (const m of x.merger.take()) x.ready.push({ ring: m.ring, item: m.item });
+      for (const m of x.merger.take()) x.ready.push({ ring: m.ring, pos: m.pos, item: m.item });
     }
     for (const [k, v] of refReplies) {
       const got = replies.get(k);

@@ -182,7 +182,13 @@ async function run(): Promise<void> {
     delivered++;
     if (d.ring === ownRing) exec.runOwn(d.delivery.data);
     else {
-      const p = exec.runAll(d.delivery.data);
+      // Every batch of this g_all instance is queued now: run them as one (one set of barrier rounds).
+      const batches = [d.delivery.data];
+      for (let n = learner.peek(); n && n.ring === d.ring && n.pos === d.pos; n = learner.peek()) {
+        batches.push(learner.poll()!.delivery.data);
+        delivered++;
+      }
+      const p = exec.runAll(batches);
       if (p) await p;
     }
     if (stopping) break;

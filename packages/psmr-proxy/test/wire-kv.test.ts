@@ -365,3 +365,37 @@ describe('g_all rounds that go wrong', () => {
     expect(exs[0]!.stats.errors.ERR_PSMR_SERVICE_FAILED).toBe(1);
   });
 });
+
+describe('a g_all instance with the batches of several clients', () => {
+  it('runs them in shared rounds and answers each client with its own reply batch', async () => {
+    const { SharedBarrier } = await import('../src/barrier.js');
+    const sab = SharedBarrier.allocate(2, 1 << 16);
+    const sent: Array<{ port: number; d: Buffer }> = [];
+    const exs = [0, 1].map(
+      (w) =>
+        new Executor<KvCommand, KvReply, unknown>({
+          service: kvService as never,
+          mode: 'psmr',
+          worker: w,
+          workers: 2,
+          state: kvService.createPartition(w, 2),
+          barrier: new SharedBarrier(sab, 2, w, 1 << 16),
+          send: (_h, p, d) => sent.push({ port: p, d: Buffer.from(d) }),
+          roundSize: 3,
+        }),
+    );
+    const a = batch([{ op: 'mput', entries: [['x', '1'], ['y', '2']] }, { op: 'size' }], 1, { ...header, clientId: 11, replyPort: 1111 });
+    const b = batch([{ op: 'mget', keys: ['x', 'y', 'z'] }, { op: 'size' }, { op: 'scan', prefix: '', limit: 5 }], 1, { ...header, clientId: 22, replyPort: 2222 });
+    await Promise.all(exs.map((e) => e.runAll([a, b])));
+    expect(exs[0]!.stats.barrierRounds).toBe(2); // 5 commands, rounds of 3 across both batches
+    expect(exs[1]!.stats.barrierRounds).toBe(2);
+    const byPort = new Map<number, number[]>();
+    for (const { port, d } of sent) {
+      const rd = new ReplyBatchReader(d);
+      expect(rd.clientId).toBe(port === 1111 ? 11 : 22);
+      while (rd.next()) byPort.set(port, [...(byPort.get(port) ?? []), rd.seq]);
+    }
+    expect(byPort.get(1111)).toEqual([1, 2]);
+    expect(byPort.get(2222)).toEqual([1, 2, 3]);
+  });
+});

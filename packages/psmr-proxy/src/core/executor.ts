@@ -40,6 +40,15 @@ export interface ExecutorOptions<C, R, S> {
   maxReplyBatchBytes?: number;
 }
 
+/** Where runAll is in the batches of one g_all instance. */
+interface Cursor<C, R> {
+  batches: readonly Uint8Array[];
+  i: number;
+  rd: CommandBatchReader | undefined;
+  h: BatchHeader | undefined;
+  sess: Session<Outcome<C, R>> | undefined;
+}
+
 /** A cached outcome: the command with its reply, or the error it got. */
 interface Outcome<C, R> {
   c: C | undefined;
@@ -244,27 +253,44 @@ export class Executor<C, R, S> {
   }
 
   /**
-   * Run a batch delivered from g_all. Returns a promise when it had to wait at the barrier; the caller
-   * must not run anything else of this worker's stream until it settles.
+   * Run what one g_all ring instance delivered: one command batch, or every batch of the instance (the
+   * proposals of several clients that the coordinator put in one value). Every worker sees the same batches
+   * of an instance together, so the rounds cut across them the same way everywhere, and an instance costs
+   * one set of barrier rounds instead of one per batch. Returns a promise when it had to wait at the
+   * barrier; the caller must not run anything else of this worker's stream until it settles.
    */
-  runAll(data: Uint8Array): void | Promise<void> {
-    const rd = this.header(data);
-    if (!rd) return;
-    const h = rd.header;
-    const sess = this.all.open(h.clientId, h.floor);
-    this.reply.begin(h.clientId);
-    return this.rounds(rd, h, sess);
+  runAll(data: Uint8Array | readonly Uint8Array[]): void | Promise<void> {
+    const batches = data instanceof Uint8Array ? [data] : data;
+    const cur: Cursor<C, R> = { batches, i: -1, rd: undefined, h: undefined, sess: undefined };
+    return this.rounds(cur);
   }
 
-  private rounds(rd: CommandBatchReader, h: BatchHeader, sess: Session<Outcome<C, R>>): void | Promise<void> {
+  /** The next command across the instance's batches (each batch's session opened at its start, in order). */
+  private nextAcross(cur: Cursor<C, R>): boolean {
+    for (;;) {
+      if (cur.rd && this.next(cur.rd)) return true;
+      cur.i++;
+      if (cur.i >= cur.batches.length) return false;
+      cur.rd = this.header(cur.batches[cur.i]!);
+      if (cur.rd) {
+        cur.h = cur.rd.header;
+        cur.sess = this.all.open(cur.h.clientId, cur.h.floor);
+      }
+    }
+  }
+
+  private rounds(cur: Cursor<C, R>): void | Promise<void> {
     for (;;) {
       // Decide the next round from the stream alone.
       const seqs: number[] = [];
       const outs: Outcome<C, R>[] = [];
+      const hs: BatchHeader[] = [];
       const run: Outcome<C, R>[] = [];
       let entries = 0;
-      while (entries < this.roundSize && this.next(rd)) {
+      while (entries < this.roundSize && this.nextAcross(cur)) {
         entries++;
+        const rd = cur.rd!;
+        const sess = cur.sess!;
         const seq = rd.seq;
         const v = this.all.check(sess, seq);
         if (v.kind === 'stale') {
@@ -275,6 +301,7 @@ export class Executor<C, R, S> {
           this.stats.duplicatesReplied++;
           seqs.push(seq);
           outs.push(v.reply);
+          hs.push(cur.h!);
           continue;
         }
         this.executedTotal++;
@@ -288,33 +315,46 @@ export class Executor<C, R, S> {
         this.all.record(sess, seq, out);
         seqs.push(seq);
         outs.push(out);
+        hs.push(cur.h!);
       }
       if (entries === 0) {
-        this.finishAll(h);
+        this.finishAll();
         return;
       }
       if (run.length === 0) {
-        this.replyRound(seqs, outs, h);
+        this.replyRound(seqs, outs, hs);
         continue;
       }
       const p = this.execRound(run);
       if (p) {
         return p.then(() => {
-          this.replyRound(seqs, outs, h);
-          return this.rounds(rd, h, sess);
+          this.replyRound(seqs, outs, hs);
+          return this.rounds(cur);
         });
       }
-      this.replyRound(seqs, outs, h);
+      this.replyRound(seqs, outs, hs);
     }
   }
 
-  private finishAll(h: BatchHeader): void {
-    if (this.o.worker === 0) this.flush(h);
+  /** Worker 0 answers g_all commands: one reply batch per client batch of the instance. */
+  private replyTo: BatchHeader | undefined;
+
+  private finishAll(): void {
+    if (this.o.worker === 0 && this.replyTo) this.flush(this.replyTo);
+    this.replyTo = undefined;
   }
 
-  private replyRound(seqs: number[], outs: Outcome<C, R>[], h: BatchHeader): void {
+  private replyRound(seqs: number[], outs: Outcome<C, R>[], hs: BatchHeader[]): void {
     if (this.o.worker !== 0) return;
-    for (let i = 0; i < seqs.length; i++) this.write(seqs[i]!, outs[i]!, h);
+    for (let i = 0; i < seqs.length; i++) {
+      const h = hs[i]!;
+      if (h !== this.replyTo) {
+        if (this.replyTo) this.flush(this.replyTo);
+        this.replyTo = h;
+        this.reply.begin(h.clientId);
+      }
+      this.write(seqs[i]!, outs[i]!, h);
+    }
   }
 
   /** Execute one round of g_all commands across the workers; fills each outcome's reply (at worker 0). */
