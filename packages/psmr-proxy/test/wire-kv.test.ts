@@ -329,26 +329,30 @@ describe('bad batches at a replica', () => {
   });
 });
 
+/** Two psmr workers of one replica, in this thread, meeting at a real SharedArrayBuffer barrier. */
+async function twoWorkers(slot: number, roundSize: number, onSend: (port: number, d: Buffer) => void): Promise<Array<Executor<KvCommand, KvReply, unknown>>> {
+  const { SharedBarrier } = await import('../src/barrier.js');
+  const sab = SharedBarrier.allocate(2, slot);
+  return [0, 1].map(
+    (w) =>
+      new Executor<KvCommand, KvReply, unknown>({
+        service: kvService as never,
+        mode: 'psmr',
+        worker: w,
+        workers: 2,
+        state: kvService.createPartition(w, 2),
+        barrier: new SharedBarrier(sab, 2, w, slot),
+        send: (_h, p, d) => onSend(p, Buffer.from(d)),
+        roundSize,
+      }),
+  );
+}
+
 describe('g_all rounds that go wrong', () => {
   it('a part too large for its slot becomes an error reply; no worker is left at the barrier', async () => {
-    const { SharedBarrier } = await import('../src/barrier.js');
-    const slot = 48;
-    const sab = SharedBarrier.allocate(2, slot);
     const sent: Buffer[] = [];
-    const exs = [0, 1].map(
-      (w) =>
-        new Executor<KvCommand, KvReply, unknown>({
-          service: kvService as never,
-          mode: 'psmr',
-          worker: w,
-          workers: 2,
-          state: kvService.createPartition(w, 2),
-          barrier: new SharedBarrier(sab, 2, w, slot),
-          send: (_h, _p, d) => sent.push(Buffer.from(d)),
-          // One command per round: a failed slot fails its whole round, here just the mget.
-          roundSize: 1,
-        }),
-    );
+    // One command per round: a failed slot fails its whole round, here just the mget.
+    const exs = await twoWorkers(48, 1, (_p, d) => sent.push(d));
     // Fill both partitions through g_all, then read everything back in one mget: the parts outgrow 48 bytes.
     const keys = Array.from({ length: 8 }, (_, i) => `key-${i}`);
     const fill = batch([{ op: 'mput', entries: keys.map((k) => [k, 'x'.repeat(40)] as [string, string]) }, { op: 'mget', keys }, { op: 'size' }], 1);
@@ -368,22 +372,8 @@ describe('g_all rounds that go wrong', () => {
 
 describe('a g_all instance with the batches of several clients', () => {
   it('runs them in shared rounds and answers each client with its own reply batch', async () => {
-    const { SharedBarrier } = await import('../src/barrier.js');
-    const sab = SharedBarrier.allocate(2, 1 << 16);
     const sent: Array<{ port: number; d: Buffer }> = [];
-    const exs = [0, 1].map(
-      (w) =>
-        new Executor<KvCommand, KvReply, unknown>({
-          service: kvService as never,
-          mode: 'psmr',
-          worker: w,
-          workers: 2,
-          state: kvService.createPartition(w, 2),
-          barrier: new SharedBarrier(sab, 2, w, 1 << 16),
-          send: (_h, p, d) => sent.push({ port: p, d: Buffer.from(d) }),
-          roundSize: 3,
-        }),
-    );
+    const exs = await twoWorkers(1 << 16, 3, (port, d) => sent.push({ port, d }));
     const a = batch([{ op: 'mput', entries: [['x', '1'], ['y', '2']] }, { op: 'size' }], 1, { ...header, clientId: 11, replyPort: 1111 });
     const b = batch([{ op: 'mget', keys: ['x', 'y', 'z'] }, { op: 'size' }, { op: 'scan', prefix: '', limit: 5 }], 1, { ...header, clientId: 22, replyPort: 2222 });
     await Promise.all(exs.map((e) => e.runAll([a, b])));
