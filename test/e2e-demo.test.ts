@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnRingcast, stopProcess, type Spawned } from '@ringcast/psmr-proxy';
-import { scrape } from './helpers.js';
+import { scrape, waitUntil } from './helpers.js';
 
 // The README's first command: `npx ringcast demo` on the embedded default.
 describe('ringcast demo (the main job)', () => {
@@ -10,13 +10,15 @@ describe('ringcast demo (the main job)', () => {
   });
 
   it('starts rings and two replicas, runs a key-value load with /metrics reachable, and ends with a summary', async () => {
-    demo = spawnRingcast(['demo', '--seconds', '4']);
+    demo = spawnRingcast(['demo', '--seconds', '8']);
     const ready = await demo.waitFor('ready', 60_000);
-    // While it runs: client metrics from the demo process, worker metrics from each replica.
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(await scrape(Number(ready.metricsPort), 'ringcast_client_commands_total')).toBeGreaterThan(0);
-    expect(await scrape(Number(ready.metricsPort), 'ringcast_client_reply_latency_seconds_count')).toBeGreaterThan(0);
-    for (const p of ready.replicaMetricsPorts as number[]) expect(await scrape(p, 'ringcast_psmr_commands_total')).toBeGreaterThan(0);
+    // While it runs: client metrics from the demo process, worker metrics from each replica (polled: on a
+    // busy machine the first replies can take a while after the ready line).
+    const port = Number(ready.metricsPort);
+    const running = async (p: number, name: string): Promise<boolean> => waitUntil(async () => (await scrape(p, name)) > 0, 8000, 100);
+    expect(await running(port, 'ringcast_client_commands_total')).toBe(true);
+    expect(await running(port, 'ringcast_client_reply_latency_seconds_count')).toBe(true);
+    for (const p of ready.replicaMetricsPorts as number[]) expect(await running(p, 'ringcast_psmr_commands_total')).toBe(true);
     const s = await demo.waitFor('summary', 60_000);
     expect(await demo.exited).toBe(0);
     expect(s.mode).toBe('psmr');

@@ -42,6 +42,21 @@ export function parse(args: string[], options: NonNullable<Options>): Record<str
   }
 }
 
+/** A required string flag; missing, it is a ConfigError naming the flag. */
+export function need(v: string | boolean | undefined, flag: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
+  return v;
+}
+
+/** Resolve when the process is asked to stop (SIGINT / SIGTERM). */
+export function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string): void => resolve(sig);
+    process.once('SIGINT', on);
+    process.once('SIGTERM', on);
+  });
+}
+
 /** An integer flag with bounds; errors name the flag. */
 export function intFlag(v: string | boolean | undefined, name: string, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;

@@ -3,7 +3,7 @@
  * a share of g_all commands (mget/mput of keys in different partitions), bounded in time and count, with
  * latency percentiles and, optionally, the full history for the linearizability checker.
  */
-import type { ClusterConfig } from '@ringcast/ring-paxos';
+import { Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
 import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
 import { createKvClient, type KvClient } from './kv-client.js';
@@ -58,23 +58,10 @@ export interface KvLoadResult {
 
 const pad = (n: number): string => String(n).padStart(7, '0');
 
-/** A small seeded generator (xorshift32) for the command mix. */
-class Mix {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 0x9e3779b9;
-  }
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
+/** The command mix draws from the project's seeded generator. */
+function mixFrom(seed: number): { next(): number; int(n: number): number } {
+  const g = new Prng(seed);
+  return { next: () => g.float(), int: (n) => g.int(0, n) };
 }
 
 function toCheck(c: KvCommand): KvCheckCommand {
@@ -114,7 +101,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
   const share = o.gallShare ?? 0;
   const maxCommands = o.maxCommands ?? Number.MAX_SAFE_INTEGER;
   const maxHistory = o.maxHistory ?? 200_000;
-  const mix = new Mix(o.seed ?? 1);
+  const mix = mixFrom(o.seed ?? 1);
   const clients: KvClient[] = [];
   for (let i = 0; i < nClients; i++) {
     clients.push(

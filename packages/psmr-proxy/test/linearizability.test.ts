@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Prng } from '@ringcast/ring-paxos';
 import {
   checkKvHistory,
   checkLinearizable,
@@ -30,15 +31,10 @@ function both(history: Op[]): { whole: ReturnType<typeof checkLinearizable>; per
 // Seeded generator of linearizable histories: a reference KV (a plain mutable Map, independent of the
 // checker's models) applies each op atomically at a random instant inside its interval.
 
+/** A seeded float generator in [0, 1) (the project's Prng). */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new Prng(seed);
+  return () => g.float();
 }
 
 interface GenOptions {

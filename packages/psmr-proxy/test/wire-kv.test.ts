@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Prng } from '@ringcast/ring-paxos';
 import { ByteReader, ByteWriter, WireError } from '../src/protocol/bytes.js';
 import { CommandBatchReader, CommandBatchWriter, ReplyBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
 import { Executor } from '../src/core/executor.js';
@@ -198,8 +199,8 @@ describe('key-value service', () => {
   });
 
   it('a partitioned g_all command gives the same reply as on one partition (random stores)', () => {
-    let seed = 12345;
-    const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const g = new Prng(12345);
+    const rnd = (n: number): number => g.int(0, n);
     for (let trial = 0; trial < 30; trial++) {
       const n = 2 + rnd(4);
       const whole = kvService.createPartition(0, 1);
@@ -317,8 +318,8 @@ describe('bad batches at a replica', () => {
     expect(() => ex.runOwn(zero)).not.toThrow();
     expect(() => ex.runAll(zero)).not.toThrow();
     expect(ex.stats.malformedBatches).toBe(2);
-    let seed = 99;
-    const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const g = new Prng(99);
+    const rnd = (n: number): number => g.int(0, n);
     const good = batch([{ op: 'put', key: 'k', value: 'v' }, { op: 'mget', keys: ['a', 'b'] }, { op: 'scan', prefix: 'k', limit: 3 }], 5);
     for (let i = 0; i < 20_000; i++) {
       const b = Buffer.from(good.subarray(0, rnd(4) === 0 ? rnd(good.length + 1) : good.length));

@@ -19,7 +19,7 @@ class Harness {
   ringOrder: number[];
   acceptorIds: number[];
 
-  add(id: number, extra: { learnerStart?: number; proposer?: boolean }): RingNode {
+  add(id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean }): RingNode {
     const n = new RingNode({ ring: 0, id, ringOrder: this.ringOrder, acceptors: this.acceptorIds, settings: this.settings, ...extra });
     this.nodes.set(id, n);
     return n;
@@ -393,19 +393,26 @@ describe('ring cores (fault-free harness)', () => {
     expect(l0.learner!.gapTrimmed).toEqual({ needed: 0, oldest: 5 });
   });
 
-  it('an idle coordinator answers a skip request at once (Multi-Ring Paxos skips on demand), and only when behind', () => {
-    const settings = { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 };
-    const h = new Harness(3, settings);
-    const l = h.add(90001, { learnerStart: START_OLDEST });
-    (l.learner as unknown as { cfg: { records: boolean } }).cfg.records = true;
+  /** A ring with λ = 1000/s from epoch 0 (a position is a time in ms), Δ never, and a learner with records. */
+  function skipRing(): { h: Harness; l: RingNode; coordNode: RingNode; c: NonNullable<RingNode['coordinator']>; ask: (pos: number) => void } {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 });
+    const l = h.add(90001, { learnerStart: START_OLDEST, records: true });
     h.start();
     h.advance(50);
-    const c = [...h.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    const coordNode = [...h.nodes.values()].find((n) => n.coordinator)!;
+    const ask = (pos: number): void => {
+      l.learner!.requestSkip(pos, l.out);
+      h.collect(l);
+      h.run();
+    };
+    return { h, l, coordNode, c: coordNode.coordinator!, ask };
+  }
+
+  it('an idle coordinator answers a skip request at once (Multi-Ring Paxos skips on demand), and only when behind', () => {
+    const { h, l, c, ask } = skipRing();
     const before = c.stats.skips;
     h.now += 40;
-    l.learner!.requestSkip(h.now, l.out);
-    h.collect(l);
-    h.run();
+    ask(h.now);
     expect(c.stats.skips).toBe(before + 1);
     expect(c.stats.demandSkips).toBe(1);
     const recs = l.learner!.records;
@@ -414,21 +421,12 @@ describe('ring cores (fault-free harness)', () => {
     expect(recs.at(-1)!.deliveries).toEqual([]);
     // A request for a position the ring has passed changes nothing.
     h.now += 5;
-    l.learner!.requestSkip(h.now - 10, l.out);
-    h.collect(l);
-    h.run();
+    ask(h.now - 10);
     expect(c.stats.skips).toBe(before + 1);
   });
 
   it('a skip request is kept until the ring passed the position, and only registered learners may ask', () => {
-    const settings = { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 };
-    const h = new Harness(3, settings);
-    const l = h.add(90001, { learnerStart: START_OLDEST });
-    (l.learner as unknown as { cfg: { records: boolean } }).cfg.records = true;
-    h.start();
-    h.advance(50);
-    const coordNode = [...h.nodes.values()].find((n) => n.coordinator)!;
-    const c = coordNode.coordinator!;
+    const { h, l, c, coordNode, ask } = skipRing();
     // A stranger cannot make the ring skip.
     const skips0 = c.stats.skips;
     h.now += 20;
@@ -439,9 +437,7 @@ describe('ring cores (fault-free harness)', () => {
     expect(c.stats.skips).toBe(skips0);
     // A learner asks for a position 30 ms ahead of the target: the first skip falls short, later turns go on.
     const want = h.now + 30;
-    l.learner!.requestSkip(want, l.out);
-    h.collect(l);
-    h.run();
+    ask(want);
     expect(c.stats.demandSkips).toBe(1);
     expect(l.learner!.records.at(-1)!.pos).toBe(h.now);
     h.advance(40);

@@ -306,7 +306,7 @@ export class RedisRegistry implements Registry {
     checkTtl(ttlMs);
     const event: RegistryEvent = { kind: 'subscription-changed', learner: learnerId, rings: rs, reason: 'subscribed' };
     await this.call('subscribe', opts, () =>
-      this.scripts.subscribe(this.keys.subs, this.keys.subRings, learnerId, JSON.stringify(rs), ttlMs, this.keys.channel, JSON.stringify(event)),
+      this.scripts.register(this.keys.subs, this.keys.subRings, learnerId, JSON.stringify(rs), ttlMs, this.keys.channel, JSON.stringify(event)),
     );
   }
 

@@ -66,7 +66,11 @@ return {
 `,
 };
 
-/** KEYS: live addrs. ARGV: node addrJson ttl channel event. Returns the expiry. */
+/**
+ * Register a live member with a time to live: a node (KEYS: live addrs; ARGV: node addrJson ttl channel
+ * event) or a learner's subscription (KEYS: subs subRings; ARGV: learner ringsJson ttl channel event).
+ * Publishes the event when the member is new, had expired, or changed. Returns the expiry.
+ */
 const register: ScriptDef = {
   keys: 2,
   lua: `${PRELUDE}
@@ -168,21 +172,6 @@ return 1
 `,
 };
 
-/** KEYS: subs subRings. ARGV: learner ringsJson ttl channel event. */
-const subscribe: ScriptDef = {
-  keys: 2,
-  lua: `${PRELUDE}
-local now = now_ms()
-local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-local exp = fmt(now + tonumber(ARGV[3]))
-redis.call('ZADD', KEYS[1], exp, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if (not was) or tonumber(was) <= now or old ~= ARGV[2] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return exp
-`,
-};
-
 /** KEYS: subs subRings. ARGV: learner channel event. */
 const unsubscribe: ScriptDef = {
   keys: 2,
@@ -234,5 +223,5 @@ return n
 `,
 };
 
-export const SCRIPTS = { load, view, register, acquire, renew, release, leaseOf, setOrder, subscribe, unsubscribe, sweep } as const;
+export const SCRIPTS = { load, view, register, acquire, renew, release, leaseOf, setOrder, unsubscribe, sweep } as const;
 export type ScriptName = keyof typeof SCRIPTS;

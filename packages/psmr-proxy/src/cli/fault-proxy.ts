@@ -1,7 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { ConfigError, FaultProxy, type FaultProxyOptions } from '@ringcast/ring-paxos';
-import { intFlag, parse } from '../cli.js';
+import { intFlag, parse, untilSignal } from '../cli.js';
 
 const HELP = `ringcast fault-proxy --listen 127.0.0.1:P --to 127.0.0.1:Q [--drop R] [--dup R] [--delay A-B]
                     [--seed N] [--max-queue N] [--max-clients N]
@@ -57,14 +57,6 @@ const FLAG_OF: Record<string, string> = {
   maxQueue: '--max-queue',
   maxClients: '--max-clients',
 };
-
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string): void => resolve(sig);
-    process.once('SIGINT', on);
-    process.once('SIGTERM', on);
-  });
-}
 
 function stdinIsPipe(): boolean {
   try {

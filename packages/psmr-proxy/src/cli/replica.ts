@@ -1,16 +1,11 @@
 import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
 import { Registry } from 'prom-client';
 import { createServer } from 'node:http';
-import { intFlag, parse } from '../cli.js';
+import { intFlag, need, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
 import { startReplica } from '../replica.js';
 import type { Mode } from '../service.js';
 import { RateDisplay } from './progress.js';
-
-function need(v: string | boolean | undefined, flag: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
-  return v;
-}
 
 export function modeFlag(v: string | boolean | undefined): Mode {
   const m = v ?? 'psmr';

@@ -1,21 +1,7 @@
 import { ConfigError, loadCluster, RingcastError, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
 import { RedisRegistry, startAnnouncer, startGroupLearner, ringsOf } from '@ringcast/multicast';
-import { intFlag, parse } from '../cli.js';
+import { intFlag, need, parse, untilSignal } from '../cli.js';
 import { proposeLoop } from './progress.js';
-
-function need(v: string | boolean | undefined, flag: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(flag, 'is required');
-  return v;
-}
-
-/** Resolve when the process is asked to stop (SIGINT / SIGTERM). */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string): void => resolve(sig);
-    process.once('SIGINT', on);
-    process.once('SIGTERM', on);
-  });
-}
 
 function line(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);

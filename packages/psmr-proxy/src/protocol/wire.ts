@@ -52,6 +52,17 @@ function ipv4ToU32(host: string): number {
 }
 const u32ToIpv4 = (v: number): string => `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
 
+/** The prefix both batch kinds share: magic, version, kind, flags, 48-bit client id. */
+function writePrefix(w: ByteWriter, kind: number, clientId: number): void {
+  w.reset();
+  w.u8(PSMR_MAGIC);
+  w.u8(PSMR_VERSION);
+  w.u8(kind);
+  w.u8(0);
+  w.u16(Math.floor(clientId / 2 ** 32));
+  w.u32(clientId % 2 ** 32);
+}
+
 /** Writes one command batch; `beginCommand`/`endCommand` frame each command the service writes. */
 export class CommandBatchWriter {
   readonly w = new ByteWriter(8192);
@@ -60,14 +71,8 @@ export class CommandBatchWriter {
   private lenAt = 0;
   begin(h: BatchHeader): void {
     const w = this.w;
-    w.reset();
     this.count = 0;
-    w.u8(PSMR_MAGIC);
-    w.u8(PSMR_VERSION);
-    w.u8(KIND_COMMANDS);
-    w.u8(0);
-    w.u16(Math.floor(h.clientId / 2 ** 32));
-    w.u32(h.clientId % 2 ** 32);
+    writePrefix(w, KIND_COMMANDS, h.clientId);
     w.u32(ipv4ToU32(h.replyHost));
     w.u16(h.replyPort);
     w.f64(h.floor);
@@ -94,40 +99,43 @@ export class CommandBatchWriter {
   }
 }
 
-/** A decoded command batch header; commands are read with `next()` (seq, then the command's byte range). */
-export class CommandBatchReader {
+/**
+ * Reads a batch: the shared prefix in the constructor, then one entry per `next()` (seq, the kind's own
+ * fields, then the entry's byte range). After `next()`, `r` is positioned on the entry's bytes [start, end)
+ * with r.end = end, so a service reading past its entry gets a WireError.
+ */
+abstract class BatchReader {
   readonly r: ByteReader;
-  readonly header: BatchHeader;
-  readonly count: number;
-  private read = 0;
+  readonly clientId: number;
+  count = 0;
   seq = 0;
   start = 0;
   end = 0;
-  constructor(data: Uint8Array) {
+  /** Set by a caller that caught an error from next(): the rest of the batch is skipped. */
+  broken = false;
+  private read = 0;
+  private batchEnd = -1;
+
+  constructor(
+    data: Uint8Array,
+    kind: number,
+    private readonly entry: string,
+  ) {
     const r = new ByteReader(data);
     this.r = r;
     if (r.u8('magic') !== PSMR_MAGIC) throw new WireError('not a P-SMR batch (bad magic)');
     const v = r.u8('version');
     if (v !== PSMR_VERSION) throw new WireError(`unsupported P-SMR version ${v}`);
-    if (r.u8('kind') !== KIND_COMMANDS) throw new WireError('not a command batch');
+    if (r.u8('kind') !== kind) throw new WireError(`not a ${entry} batch`);
     r.u8('flags');
     const hi = r.u16('clientId');
-    const clientId = hi * 2 ** 32 + r.u32('clientId');
-    const replyHost = u32ToIpv4(r.u32('reply host'));
-    const replyPort = r.u16('reply port');
-    if (replyPort === 0) throw new WireError('reply port 0');
-    const floor = r.f64('floor');
-    if (!Number.isSafeInteger(floor) || floor < 0) throw new WireError('bad floor');
-    this.header = { clientId, replyHost, replyPort, floor };
-    this.count = r.u16('count');
+    this.clientId = hi * 2 ** 32 + r.u32('clientId');
   }
-  /** Set by a caller that caught an error from next(): the rest of the batch is skipped. */
-  broken = false;
-  private batchEnd = -1;
-  /**
-   * Advance to the next command; false at the end. Afterwards `r` is positioned on the command's bytes
-   * [start, end) with r.end = end, so a service reading past its command gets a WireError.
-   */
+
+  /** The kind's fields between an entry's seq and its length. */
+  protected entryFields(): void {}
+
+  /** Advance to the next entry; false at the end. */
   next(): boolean {
     const r = this.r;
     if (this.batchEnd < 0) this.batchEnd = r.end;
@@ -136,18 +144,35 @@ export class CommandBatchReader {
       r.pos = this.end;
     }
     if (this.read >= this.count) {
-      if (r.pos !== r.end) throw new WireError('trailing bytes after the last command');
+      if (r.pos !== r.end) throw new WireError(`trailing bytes after the last ${this.entry}`);
       return false;
     }
     this.seq = r.f64('seq');
     if (!Number.isSafeInteger(this.seq) || this.seq < 0) throw new WireError('bad seq');
-    const len = r.u32('command length');
-    r.need(len, 'command');
+    this.entryFields();
+    const len = r.u32(`${this.entry} length`);
+    r.need(len, this.entry);
     this.start = r.pos;
     this.end = r.pos + len;
     r.end = this.end;
     this.read++;
     return true;
+  }
+}
+
+/** A decoded command batch header; commands are read with `next()`. */
+export class CommandBatchReader extends BatchReader {
+  readonly header: BatchHeader;
+  constructor(data: Uint8Array) {
+    super(data, KIND_COMMANDS, 'command');
+    const r = this.r;
+    const replyHost = u32ToIpv4(r.u32('reply host'));
+    const replyPort = r.u16('reply port');
+    if (replyPort === 0) throw new WireError('reply port 0');
+    const floor = r.f64('floor');
+    if (!Number.isSafeInteger(floor) || floor < 0) throw new WireError('bad floor');
+    this.header = { clientId: this.clientId, replyHost, replyPort, floor };
+    this.count = r.u16('count');
   }
 }
 
@@ -158,16 +183,9 @@ export class ReplyBatchWriter {
   private countAt = 0;
   private lenAt = 0;
   begin(clientId: number): void {
-    const w = this.w;
-    w.reset();
     this.count = 0;
-    w.u8(PSMR_MAGIC);
-    w.u8(PSMR_VERSION);
-    w.u8(KIND_REPLIES);
-    w.u8(0);
-    w.u16(Math.floor(clientId / 2 ** 32));
-    w.u32(clientId % 2 ** 32);
-    this.countAt = w.reserve(2);
+    writePrefix(this.w, KIND_REPLIES, clientId);
+    this.countAt = this.w.reserve(2);
   }
   beginReply(seq: number, status: number): void {
     this.w.f64(seq);
@@ -188,50 +206,15 @@ export class ReplyBatchWriter {
   }
 }
 
-export class ReplyBatchReader {
-  readonly r: ByteReader;
-  readonly clientId: number;
-  readonly count: number;
-  private read = 0;
-  seq = 0;
+/** A decoded reply batch; replies are read with `next()` (then `status` holds the reply's status). */
+export class ReplyBatchReader extends BatchReader {
   status = 0;
-  start = 0;
-  end = 0;
   constructor(data: Uint8Array) {
-    const r = new ByteReader(data);
-    this.r = r;
-    if (r.u8('magic') !== PSMR_MAGIC) throw new WireError('not a P-SMR batch (bad magic)');
-    const v = r.u8('version');
-    if (v !== PSMR_VERSION) throw new WireError(`unsupported P-SMR version ${v}`);
-    if (r.u8('kind') !== KIND_REPLIES) throw new WireError('not a reply batch');
-    r.u8('flags');
-    const hi = r.u16('clientId');
-    this.clientId = hi * 2 ** 32 + r.u32('clientId');
-    this.count = r.u16('count');
+    super(data, KIND_REPLIES, 'reply');
+    this.count = this.r.u16('count');
   }
-  private batchEnd = -1;
-  /** Advance to the next reply; `r` is then positioned on its bytes [start, end) with r.end = end. */
-  next(): boolean {
-    const r = this.r;
-    if (this.batchEnd < 0) this.batchEnd = r.end;
-    else {
-      r.end = this.batchEnd;
-      r.pos = this.end;
-    }
-    if (this.read >= this.count) {
-      if (r.pos !== r.end) throw new WireError('trailing bytes after the last reply');
-      return false;
-    }
-    this.seq = r.f64('seq');
-    if (!Number.isSafeInteger(this.seq) || this.seq < 0) throw new WireError('bad seq');
-    this.status = r.u8('status');
+  protected override entryFields(): void {
+    this.status = this.r.u8('status');
     if (this.status > STATUS_ERROR) throw new WireError(`bad status ${this.status}`);
-    const len = r.u32('reply length');
-    r.need(len, 'reply');
-    this.start = r.pos;
-    this.end = r.pos + len;
-    r.end = this.end;
-    this.read++;
-    return true;
   }
 }
