@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { readFileSync } from 'node:fs';
+import { launchLocalRing, NODE_FLAGS, RINGCAST_BIN, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Real processes on 127.0.0.1: 3 acceptor processes from a cluster file, learner and proposer processes.
@@ -19,6 +20,14 @@ describe('one ring, real processes on loopback', () => {
     const learners = [0, 1].map(() => spawnRingcast(['learn', '--cluster', ring!.clusterPath, '--from', '0']));
     procs.push(...learners);
     await Promise.all(learners.map((l) => l.waitFor('ready')));
+    // Every ringcast process runs with the project's V8 flags: spawned ones, and the bin's shebang for npx.
+    const argv = readFileSync(`/proc/${learners[0]!.child.pid}/cmdline`, 'utf8').split('\0');
+    const shebang = readFileSync(RINGCAST_BIN, 'utf8').split('\n')[0]!;
+    expect(NODE_FLAGS.length).toBeGreaterThan(0);
+    for (const f of NODE_FLAGS) {
+      expect(argv).toContain(f);
+      expect(shebang.split(' ')).toContain(f);
+    }
 
     const proposers = Array.from({ length: PROPOSERS }, (_, k) =>
       spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--count', String(PER_PROPOSER), '--prefix', `p${k}`, '--outstanding', '128', '--size', '100']),

@@ -24,6 +24,6 @@ export { runPsmrSimulation } from './sim.js';
 export type { PsmrSimOptions, PsmrSimResult } from './sim.js';
 export { launchLocalPsmr, PSMR_SETTINGS } from './cli/psmr-local.js';
 export type { LocalPsmr } from './cli/psmr-local.js';
-export { launchLocalRing, spawnRingcast, stopProcess, freeUdpPorts, freeUdpPortBlocks, RINGCAST_BIN } from './cli/local.js';
+export { launchLocalRing, spawnRingcast, stopProcess, freeUdpPorts, freeUdpPortBlocks, RINGCAST_BIN, NODE_FLAGS } from './cli/local.js';
 export type { LocalRing, Spawned } from './cli/local.js';
 export { main } from './cli.js';
