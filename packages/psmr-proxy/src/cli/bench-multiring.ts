@@ -47,6 +47,23 @@ export function cpuSecondsOf(pid: number | undefined): number {
   }
 }
 
+/** Linux: the machine's CPU ticks so far, all and stolen (a VM's vCPUs waiting for the host); zeros elsewhere. */
+export function machineTicks(): { total: number; steal: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+}
+
+/** The share of the machine's CPU time stolen by the host between two machineTicks() readings. */
+export function stealShare(a: { total: number; steal: number }, b: { total: number; steal: number }): number {
+  const total = b.total - a.total;
+  return total > 0 ? Number(((b.steal - a.steal) / total).toFixed(3)) : 0;
+}
+
 /**
  * Hidden: a learner process of the given groups (startGroupLearner). It measures from SIGUSR2 for
  * `seconds`: delivered values and bytes, the latency carried in the first 8 bytes of each value
@@ -126,6 +143,8 @@ interface Point {
   MBps: number;
   cpuSeconds: { acceptors: number; proposers: number; learners: number; total: number };
   windowSeconds: number;
+  /** Share of the machine's CPU time the host stole during the window. */
+  steal: number;
   deliveredMB: number;
   lat: number[];
   sinks: Array<Record<string, unknown>>;
@@ -188,10 +207,12 @@ async function measure(opts: {
       learners: pids.learners.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
     });
     const c0 = sample();
+    const m0 = machineTicks();
     const t0 = performance.now();
     for (const s of sinks) s.child.kill('SIGUSR2');
     await sleep(opts.seconds * 1000);
     const c1 = sample();
+    const steal = stealShare(m0, machineTicks());
     const windowSeconds = (performance.now() - t0) / 1000;
     const results = await Promise.all(sinks.map((s) => s.waitFor('result', 60000)));
     const cpu = { acceptors: c1.acceptors - c0.acceptors, proposers: c1.proposers - c0.proposers, learners: c1.learners - c0.learners, total: 0 };
@@ -203,6 +224,7 @@ async function measure(opts: {
       MBps,
       cpuSeconds: cpu,
       windowSeconds,
+      steal,
       deliveredMB: bytes / 1e6,
       lat,
       sinks: results.map((r) => ({
@@ -264,6 +286,8 @@ export async function benchMultiring(args: string[]): Promise<number> {
         // MB per CPU second relative to one ring: the cost target (>= 0.8 at the same CPU).
         costRatioToOneRing: round(oneCpuPerMB / cpuPerMB),
         latencyMs: { p50: round(percentile(p.lat, 0.5)), p99: round(percentile(p.lat, 0.99)) },
+        // Share of the machine's CPU time the host stole in the window: high values make the line unreliable.
+        steal: p.steal,
       });
     }
   }
@@ -283,6 +307,7 @@ export async function benchMultiring(args: string[]): Promise<number> {
     p99AloneMs: alone.p99,
     addedMs: round((withIdle.p99 as number) - (alone.p99 as number)),
     skipIntervalMs: SETTINGS.skipIntervalMs,
+    steal: idle.steal,
   });
   return 0;
 }

@@ -3,8 +3,8 @@ import { dirname } from 'node:path';
 import { ConfigError } from '@ringcast/ring-paxos';
 import { intFlag, parse } from '../cli.js';
 import type { Mode } from '../service.js';
-import { cpuSecondsOf } from './bench-multiring.js';
-import { spawnRingcast } from './local.js';
+import { cpuSecondsOf, machineTicks, stealShare } from './bench-multiring.js';
+import { spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { launchLocalPsmr } from './psmr-local.js';
 
 const HELP = `ringcast bench psmr [--seconds S] [--shares 0,10,25,50,75,100] [--configs smr,psmr-1,psmr-2]
@@ -14,7 +14,9 @@ const HELP = `ringcast bench psmr [--seconds S] [--shares 0,10,25,50,75,100] [--
   and values; get/put to g_i, mget/mput of two keys to g_all) runs a kv-load process twice: closed loop for S
   seconds (throughput), then open loop at half that rate (latency at half load); each after a 1 s warm-up,
   and each configuration after a 2 s warm-up load whose numbers are dropped. One JSON line per point with
-  commands/s, p50/p99 latency at both loads and the CPU share of every process; then a summary (psmr-2 / smr
+  commands/s, p50/p99 latency at both loads, the CPU share of every process, the share of CPU time the host
+  stole from this VM, and, at half load, a raw UDP round trip between two other processes timed at the same
+  moment (the machine's latency floor then); then a summary (psmr-2 / smr
   at 0 %, where psmr-2 crosses below smr, the targets) and an SVG plot of both curves.
   --repeat N: measure each point N times (closed loop and half load) and keep the median run of each;
   this machine is noisy, and one 3 s run can be 30 % off.
@@ -25,8 +27,17 @@ interface Point {
   gallShare: number;
   commandsPerSec: number;
   latencyMs: { p50: number; p99: number };
-  halfLoad: { rate: number; commandsPerSec: number; p50: number; p99: number };
+  halfLoad: { rate: number; commandsPerSec: number; p50: number; p99: number; udpPingMs: { p50: number; p99: number } | null; steal: number };
   cpuShare: Record<string, number>;
+  /** Share of the machine's CPU time the host stole during the closed-loop run (a VM waiting for a core). */
+  steal: number;
+}
+
+interface Run {
+  s: Record<string, unknown>;
+  cpu: Record<string, number>;
+  steal: number;
+  udpPingMs?: { p50: number; p99: number };
 }
 
 const round = (x: number, d = 3): number => Number(x.toFixed(d));
@@ -69,37 +80,58 @@ export async function benchPsmr(args: string[]): Promise<number> {
       await warm.exited;
       for (const share of shares) {
         const base = ['kv-load', '--cluster', local.clusterPath, '--mode', mode, '--workers', String(workers), '--gall-share', String(share / 100), '--clients', String(clients), '--warmup', '1', '--quiet'];
-        const run = async (extra: string[]): Promise<{ s: Record<string, unknown>; cpu: Record<string, number> }> => {
+        /**
+         * One kv-load run, with the CPU share of every process and the share the host stole. With `ping`, a
+         * UDP round trip between two other processes is timed at the same moment (udp-echo / udp-ping, one
+         * datagram per ms): the latency floor the machine gave any process during this run.
+         */
+        const run = async (extra: string[], ping: boolean): Promise<Run> => {
           const c0 = procs.map(([, pid]) => cpuSecondsOf(pid));
+          const m0 = machineTicks();
           const t0 = performance.now();
-          const p = spawnRingcast([...base, ...extra]);
-          const s = await p.waitFor('summary', (seconds + 60) * 1000);
-          await p.exited;
-          const wall = (performance.now() - t0) / 1000;
-          const cpu: Record<string, number> = {};
-          procs.forEach(([name, pid], i) => (cpu[name] = round((cpuSecondsOf(pid) - c0[i]!) / wall)));
-          cpu.load = round((s.cpuSeconds as number) / (s.seconds as number));
-          return { s, cpu };
+          let echo: Spawned | undefined;
+          let pinger: Spawned | undefined;
+          try {
+            if (ping) {
+              echo = spawnRingcast(['bench', 'udp-echo']);
+              const port = (await echo.waitFor('ready')).port as number;
+              pinger = spawnRingcast(['bench', 'udp-ping', '--to', String(port), '--rate', '1000', '--seconds', String(seconds + 1)]);
+            }
+            const p = spawnRingcast([...base, ...extra]);
+            const s = await p.waitFor('summary', (seconds + 60) * 1000);
+            await p.exited;
+            const pr = pinger ? await pinger.waitFor('result', 30_000) : undefined;
+            const wall = (performance.now() - t0) / 1000;
+            const cpu: Record<string, number> = {};
+            procs.forEach(([name, pid], i) => (cpu[name] = round((cpuSecondsOf(pid) - c0[i]!) / wall)));
+            cpu.load = round((s.cpuSeconds as number) / (s.seconds as number));
+            const udpPingMs = pr && pr.p99 !== null ? { p50: round(pr.p50 as number), p99: round(pr.p99 as number) } : undefined;
+            return { s, cpu, steal: stealShare(m0, machineTicks()), udpPingMs };
+          } finally {
+            if (pinger) await stopProcess(pinger);
+            if (echo) await stopProcess(echo);
+          }
         };
         /** The median of `repeat` runs by `key`. */
-        const median = async (extra: string[], key: (s: Record<string, unknown>) => number): Promise<{ s: Record<string, unknown>; cpu: Record<string, number> }> => {
-          const runs: Array<{ s: Record<string, unknown>; cpu: Record<string, number> }> = [];
-          for (let k = 0; k < repeat; k++) runs.push(await run(extra));
+        const median = async (extra: string[], ping: boolean, key: (s: Record<string, unknown>) => number): Promise<Run> => {
+          const runs: Run[] = [];
+          for (let k = 0; k < repeat; k++) runs.push(await run(extra, ping));
           runs.sort((a, b) => key(a.s) - key(b.s));
           return runs[Math.floor(runs.length / 2)]!;
         };
-        const closed = await median(['--seconds', String(seconds), '--window', String(window)], (s) => s.perSecond as number);
+        const closed = await median(['--seconds', String(seconds), '--window', String(window)], false, (s) => s.perSecond as number);
         const max = closed.s.perSecond as number;
         const rate = Math.max(1, Math.round(max / 2));
-        const half = await median(['--seconds', String(seconds), '--window', String(window), '--rate', String(rate)], (s) => (s.latencyMs as { p99: number }).p99);
+        const half = await median(['--seconds', String(seconds), '--window', String(window), '--rate', String(rate)], true, (s) => (s.latencyMs as { p99: number }).p99);
         const lat = (s: Record<string, unknown>): { p50: number; p99: number } => s.latencyMs as { p50: number; p99: number };
         const pt: Point = {
           config,
           gallShare: share / 100,
           commandsPerSec: max,
           latencyMs: lat(closed.s),
-          halfLoad: { rate, commandsPerSec: half.s.perSecond as number, p50: lat(half.s).p50, p99: lat(half.s).p99 },
+          halfLoad: { rate, commandsPerSec: half.s.perSecond as number, p50: lat(half.s).p50, p99: lat(half.s).p99, udpPingMs: half.udpPingMs ?? null, steal: half.steal },
           cpuShare: closed.cpu,
+          steal: closed.steal,
         };
         points.push(pt);
         process.stdout.write(`${JSON.stringify({ bench: 'psmr', ...pt, mode, workers, errors: (closed.s.errors as number) + (half.s.errors as number) })}\n`);
@@ -130,6 +162,8 @@ export async function benchPsmr(args: string[]): Promise<number> {
     psmr2OverSmrAt0: smr0 && p20 ? round(p20.commandsPerSec / smr0.commandsPerSec) : null,
     psmr2At0CommandsPerSec: p20?.commandsPerSec ?? null,
     psmr2At0HalfLoadP99Ms: p20?.halfLoad.p99 ?? null,
+    // The same moment's raw UDP round trip between two idle processes: the machine's own latency floor.
+    psmr2At0HalfLoadUdpPingP99Ms: p20?.halfLoad.udpPingMs?.p99 ?? null,
     crossingGallPercent: crossing,
     targets: {
       psmr2OverSmrAt0: 1.3,

@@ -1,9 +1,9 @@
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { ringsOf } from '@ringcast/multicast';
-import { intFlag, parse } from '../cli.js';
-import { benchMultiring, groupSink } from './bench-multiring.js';
+import { intFlag, parse, untilSignal } from '../cli.js';
+import { benchMultiring, groupSink, machineTicks, stealShare } from './bench-multiring.js';
 import { benchPsmr } from './bench-psmr.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
@@ -42,6 +42,10 @@ export async function runBenchCommand(args: string[]): Promise<number> {
       return udpSink(rest);
     case 'udp-source':
       return udpSource(rest);
+    case 'udp-echo':
+      return udpEcho(rest);
+    case 'udp-ping':
+      return udpPing(rest);
     case 'ring-sink':
       return ringSink(rest);
     case 'ring-load':
@@ -85,15 +89,83 @@ async function udpSink(args: string[]): Promise<number> {
   return 0;
 }
 
+/** A UDP socket bound to a free port on 127.0.0.1; socket errors (e.g. ICMP unreachable) are ignored. */
+async function loopbackSocket(): Promise<Socket> {
+  const sock = createSocket('udp4');
+  sock.on('error', () => {});
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  return sock;
+}
+
+/** Hidden: send every datagram back to where it came from, until stopped. */
+async function udpEcho(_args: string[]): Promise<number> {
+  const sock = await loopbackSocket();
+  sock.on('message', (m, r) => sock.send(m, r.port, r.address));
+  line({ event: 'ready', port: sock.address().port });
+  await untilSignal();
+  sock.close();
+  return 0;
+}
+
+/**
+ * Hidden: the latency baseline of a benchmark. Every millisecond it sends what `rate` says is due (16-byte
+ * datagrams) to a `udp-echo` process for `seconds`, and prints the round-trip p50/p99: what one hop there
+ * and back costs on this machine at that moment, before any ringcast code runs.
+ */
+async function udpPing(args: string[]): Promise<number> {
+  const o = parse(args, { to: { type: 'string' }, rate: { type: 'string' }, seconds: { type: 'string' } });
+  const port = intFlag(o.to, 'to', 0, 1, 65535);
+  const rate = intFlag(o.rate, 'rate', 1000, 1, 100000);
+  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
+  const sock = await loopbackSocket();
+  // Send times by seq in a ring: bounded memory whatever the rate; a reply older than the ring is ignored.
+  const RING = 1 << 16;
+  const sentAt = new Float64Array(RING);
+  const sentSeq = new Int32Array(RING).fill(-1);
+  const rtts: number[] = [];
+  sock.on('message', (m) => {
+    if (m.length < 4) return;
+    const seq = m.readInt32LE(0);
+    if (seq < 0 || sentSeq[seq & (RING - 1)] !== seq) return;
+    sentSeq[seq & (RING - 1)] = -1;
+    rtts.push(performance.now() - sentAt[seq & (RING - 1)]!);
+  });
+  const buf = Buffer.alloc(16);
+  const t0 = performance.now();
+  let seq = 0;
+  await new Promise<void>((resolve) => {
+    const iv = setInterval(() => {
+      const now = performance.now();
+      if (now - t0 >= seconds * 1000) {
+        clearInterval(iv);
+        resolve();
+        return;
+      }
+      const due = Math.min(1000, Math.floor(((now - t0) * rate) / 1000) - seq);
+      for (let k = 0; k < due; k++) {
+        buf.writeInt32LE(seq, 0);
+        sentAt[seq & (RING - 1)] = performance.now();
+        sentSeq[seq & (RING - 1)] = seq;
+        sock.send(buf, port, '127.0.0.1');
+        seq++;
+      }
+    }, 1);
+  });
+  await sleep(200);
+  sock.close();
+  rtts.sort((a, b) => a - b);
+  const q = (x: number): number | null => (rtts.length > 0 ? percentile(rtts, x) : null);
+  line({ event: 'result', sent: seq, received: rtts.length, p50: q(0.5), p99: q(0.99), max: rtts[rtts.length - 1] ?? null });
+  return 0;
+}
+
 /** Hidden: send datagrams of `size` bytes to `to` as fast as the socket takes them, for `seconds`. */
 async function udpSource(args: string[]): Promise<number> {
   const o = parse(args, { to: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' } });
   const size = intFlag(o.size, 'size', 1024, 1, 65507);
   const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
   const port = intFlag(o.to, 'to', 0, 1, 65535);
-  const sock = createSocket('udp4');
-  sock.on('error', () => {});
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const sock = await loopbackSocket();
   try {
     sock.setSendBufferSize(8 << 20);
   } catch {
@@ -284,7 +356,9 @@ async function benchRing(args: string[]): Promise<number> {
       const coordPort = (await ring.nodes[1]!.waitFor('ready')).metricsPort as number;
       const occ: number[] = [];
       const sampler = setInterval(() => void metricValue(coordPort, 'ringcast_window_occupancy').then((v) => occ.push(v)), 250);
+      const m0 = machineTicks();
       const results = await Promise.all(sinks.map((s) => s.waitFor('result', (warmup + seconds + 60) * 1000)));
+      const steal = stealShare(m0, machineTicks());
       clearInterval(sampler);
       process.stderr.write(`bench ring: node ports ${ring.cluster.nodes.map((n) => `${n.id}:${n.port}`).join(' ')} udp drops ${JSON.stringify(udpSocketDrops())}\n`);
       const batchSum = await metricValue(coordPort, 'ringcast_batch_bytes_sum');
@@ -330,6 +404,8 @@ async function benchRing(args: string[]): Promise<number> {
         rawDatagramBytes: meanDatagram,
         copies,
         efficiency: Number(((payloadMBps * copies) / raw).toFixed(3)),
+        // Share of the machine's CPU time the host stole while the ring ran (a VM waiting for a core).
+        steal,
       };
     } finally {
       await Promise.all(procs.map((p) => stopProcess(p)));

@@ -1,0 +1,40 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawnRingcast, type Spawned } from '@ringcast/psmr-proxy';
+import { stopAll } from './helpers.js';
+
+// The baselines the benchmarks print next to their own numbers, with real processes on 127.0.0.1.
+describe('benchmark baselines', () => {
+  const procs: Spawned[] = [];
+  afterAll(() => stopAll(procs));
+
+  it('udp-ping times round trips through a udp-echo process at the asked rate', async () => {
+    const echo = spawnRingcast(['bench', 'udp-echo']);
+    procs.push(echo);
+    const port = (await echo.waitFor('ready')).port as number;
+    const ping = spawnRingcast(['bench', 'udp-ping', '--to', String(port), '--rate', '500', '--seconds', '1']);
+    procs.push(ping);
+    const r = await ping.waitFor('result', 20_000);
+    // About 500 sent in 1 s (timer granularity loses a few at the end), nearly all answered on loopback.
+    expect(r.sent as number).toBeGreaterThan(400);
+    expect(r.sent as number).toBeLessThanOrEqual(500);
+    expect(r.received as number).toBeGreaterThan((r.sent as number) * 0.9);
+    expect(r.received as number).toBeLessThanOrEqual(r.sent as number);
+    expect(r.p50 as number).toBeGreaterThan(0);
+    expect(r.p99 as number).toBeGreaterThanOrEqual(r.p50 as number);
+    expect(r.max as number).toBeGreaterThanOrEqual(r.p99 as number);
+  });
+
+  it('udp-ping with no echo behind the port reports nothing received, not a crash', async () => {
+    const echo = spawnRingcast(['bench', 'udp-echo']);
+    procs.push(echo);
+    const port = (await echo.waitFor('ready')).port as number;
+    echo.child.kill('SIGTERM');
+    await echo.exited;
+    const ping = spawnRingcast(['bench', 'udp-ping', '--to', String(port), '--rate', '200', '--seconds', '1']);
+    procs.push(ping);
+    const r = await ping.waitFor('result', 20_000);
+    expect(r.sent as number).toBeGreaterThan(100);
+    expect(r.received).toBe(0);
+    expect(r.p99).toBeNull();
+  });
+});
