@@ -167,7 +167,7 @@ async function measure(opts: {
   const groups: Record<string, number> = {};
   for (let r = 0; r < opts.rings; r++) groups[`g${r}`] = r;
   const settings = { ...SETTINGS, maxOutstanding: Math.max(4096, opts.outstandingPerRing) };
-  const ring: LocalRing = await launchLocalRing({ acceptors: 3, rings: opts.rings, groups, mergeM: 1, settings });
+  const ring: LocalRing = await launchLocalRing({ acceptors: 3, rings: opts.rings, groups, mergeM: 1, settings, rotateCoordinators: true });
   const sinks: Spawned[] = [];
   const loads: Spawned[] = [];
   try {
