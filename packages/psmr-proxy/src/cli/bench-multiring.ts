@@ -47,6 +47,17 @@ export function cpuSecondsOf(pid: number | undefined): number {
   }
 }
 
+/** Sum of a metric's samples (all label sets) on a node's /metrics. */
+export async function metricValue(port: number, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    if (l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
 /** Linux: the machine's CPU ticks so far, all and stolen (a VM's vCPUs waiting for the host); zeros elsewhere. */
 export function machineTicks(): { total: number; steal: number } {
   try {
@@ -145,6 +156,8 @@ interface Point {
   windowSeconds: number;
   /** Share of the machine's CPU time the host stole during the window. */
   steal: number;
+  /** Counters summed over the acceptor processes for the whole run. */
+  nodes: Record<string, number>;
   deliveredMB: number;
   lat: number[];
   sinks: Array<Record<string, unknown>>;
@@ -167,7 +180,7 @@ async function measure(opts: {
   const groups: Record<string, number> = {};
   for (let r = 0; r < opts.rings; r++) groups[`g${r}`] = r;
   const settings = { ...SETTINGS, maxOutstanding: Math.max(4096, opts.outstandingPerRing) };
-  const ring: LocalRing = await launchLocalRing({ acceptors: 3, rings: opts.rings, groups, mergeM: 1, settings, rotateCoordinators: true });
+  const ring: LocalRing = await launchLocalRing({ acceptors: 3, rings: opts.rings, groups, mergeM: 1, settings, rotateCoordinators: true, metrics: true });
   const sinks: Spawned[] = [];
   const loads: Spawned[] = [];
   try {
@@ -215,6 +228,20 @@ async function measure(opts: {
     const steal = stealShare(m0, machineTicks());
     const windowSeconds = (performance.now() - t0) / 1000;
     const results = await Promise.all(sinks.map((s) => s.waitFor('result', 60000)));
+    // What the acceptor processes did over the whole run (diagnostics; stderr).
+    const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
+    const sum = async (name: string): Promise<number> => (await Promise.all(ports.map((p) => metricValue(p, name)))).reduce((a, b) => a + b, 0);
+    const instances = await sum('ringcast_batch_bytes_count');
+    const nodes = {
+      instances,
+      meanBatchBytes: Math.round((await sum('ringcast_batch_bytes_sum')) / Math.max(1, instances)),
+      skips: await sum('ringcast_skips'),
+      retransmittedInstances: await sum('ringcast_retransmitted_instances'),
+      phase2Retransmissions: await sum('ringcast_phase2_retransmissions'),
+      datagramsReceived: await sum('ringcast_received_datagrams_total'),
+      datagramsSent: await sum('ringcast_sent_datagrams_total'),
+      dropped: await sum('ringcast_datagrams_dropped_total'),
+    };
     const cpu = { acceptors: c1.acceptors - c0.acceptors, proposers: c1.proposers - c0.proposers, learners: c1.learners - c0.learners, total: 0 };
     cpu.total = cpu.acceptors + cpu.proposers + cpu.learners;
     const bytes = results.reduce((a, r) => a + (r.bytes as number), 0);
@@ -225,6 +252,7 @@ async function measure(opts: {
       cpuSeconds: cpu,
       windowSeconds,
       steal,
+      nodes,
       deliveredMB: bytes / 1e6,
       lat,
       sinks: results.map((r) => ({
@@ -269,7 +297,7 @@ export async function benchMultiring(args: string[]): Promise<number> {
       note(`${k} ring(s), learners ${learners}, ${size}-byte values, ${perRing} in flight per ring, ${warmup}+${seconds} s ...`);
       const p = await measure({ rings: k, loadRings: groups.map((_, r) => r), sinks, size, outstandingPerRing: perRing, warmup, seconds, every });
       one ??= p;
-      note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), sinks: p.sinks })}`);
+      note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), nodes: p.nodes, sinks: p.sinks })}`);
       const cpuPerMB = p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
       const oneCpuPerMB = one.cpuSeconds.total / Math.max(1e-9, one.deliveredMB);
       line({

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { ringsOf } from '@ringcast/multicast';
 import { intFlag, parse, untilSignal } from '../cli.js';
-import { benchMultiring, groupSink, machineTicks, stealShare } from './bench-multiring.js';
+import { benchMultiring, groupSink, machineTicks, metricValue, stealShare } from './bench-multiring.js';
 import { benchPsmr } from './bench-psmr.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
@@ -266,16 +266,6 @@ async function ringLoad(args: string[]): Promise<number> {
   await client.stop();
   line({ event: 'result', acked, failed, resent: client.driver.node.proposer!.stats.resent, drops: Object.fromEntries(client.driver.drops) });
   return 0;
-}
-
-async function metricValue(port: number, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const text = await res.text();
-  let sum = 0;
-  for (const l of text.split('\n')) {
-    if (l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
-  }
-  return sum;
 }
 
 /** Diagnostics (Linux): kernel receive-buffer drops per local UDP port with any drops. */
