@@ -425,6 +425,42 @@ describe('ring cores (fault-free harness)', () => {
     expect(c.stats.skips).toBe(before + 1);
   });
 
+  it('rate leveling skips only a ring that stayed idle for a whole Δ: a busy ring keeps pace through its values', () => {
+    // λ = 1000/s from epoch 0, Δ = 10 ms; a value every 2 ms for 100 ms, then 50 ms idle.
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
+    const l = h.add(90001, { learnerStart: START_OLDEST, records: true });
+    const p = h.add(90002, { proposer: true });
+    h.start();
+    h.advance(20);
+    const c = [...h.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    const tickAll = (): void => {
+      for (const n of h.nodes.values()) {
+        n.tick(h.now);
+        h.collect(n);
+      }
+      h.run();
+    };
+    const busyFrom = c.stats.skips;
+    for (let t = 0; t < 100; t += 2) {
+      h.now += 1;
+      h.submit(p, `v${t}`);
+      // Timers fire between values, as they do on a real event loop.
+      h.now += 1;
+      tickAll();
+    }
+    // Every value was raised to the target when its instance opened: no skip was needed while busy.
+    expect(c.stats.skips).toBe(busyFrom);
+    const busy = l.learner!.records.filter((r) => r.deliveries.length > 0);
+    expect(busy.length).toBe(50);
+    expect(busy.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 2);
+    // Idle: one skip per Δ once a whole Δ passed without a value.
+    h.advance(50);
+    expect(c.stats.skips - busyFrom).toBeGreaterThanOrEqual(3);
+    expect(c.stats.skips - busyFrom).toBeLessThanOrEqual(5);
+    expect(l.learner!.records.at(-1)!.deliveries).toEqual([]);
+    expect(l.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 10);
+  });
+
   it('a skip request is kept until the ring passed the position, and only registered learners may ask', () => {
     const { h, l, c, coordNode, ask } = skipRing();
     // A stranger cannot make the ring skip.

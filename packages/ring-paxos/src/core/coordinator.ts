@@ -153,6 +153,8 @@ export class Coordinator {
    *  above what their ballot's Phase 1 quorum had accepted). */
   private maxNewVid = 0;
   private lastSkipCheckAt = -Infinity;
+  /** A value instance opened since the last Δ check (its position was raised to the target then). */
+  private valueSinceSkipCheck = false;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -538,6 +540,7 @@ export class Coordinator {
     if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
     const pos = this.nextPos(instance, true);
     this.lastPos = pos;
+    this.valueSinceSkipCheck = true;
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
   }
@@ -788,10 +791,13 @@ export class Coordinator {
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
       }
     }
-    // Rate leveling: an idle ring behind the target proposes one skip ending at it.
+    // Rate leveling: a ring idle for the whole Δ and behind the target proposes one skip ending at it. A
+    // ring that opened a value instance since the last check is not behind by more than λΔ: that value's
+    // position was raised to the target when it opened, so a skip would only cost an instance.
     if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
       this.lastSkipCheckAt = now;
-      this.skipIfIdle(now, out);
+      if (!this.valueSinceSkipCheck) this.skipIfIdle(now, out);
+      this.valueSinceSkipCheck = false;
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;
