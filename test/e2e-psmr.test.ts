@@ -66,6 +66,10 @@ describe('P-SMR key-value store, real processes', () => {
     expect(r.gallCommands).toBeGreaterThan(50);
     // Both replicas answer every command; the client keeps the first and drops the other.
     expect(r.duplicateReplies).toBeGreaterThan(r.commands / 2);
+    // The load reports how late its own event loop ran, in order.
+    expect(r.eventLoopDelayMs.p50).toBeGreaterThan(0);
+    expect(r.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(r.eventLoopDelayMs.p50);
+    expect(r.eventLoopDelayMs.max).toBeGreaterThanOrEqual(r.eventLoopDelayMs.p99);
     const [a, b] = await converged(local.metricsPorts);
     expect(a).toEqual(b);
     expect(a!.map((w) => w.executed).reduce((x, y) => x + y, 0)).toBeGreaterThanOrEqual(r.commands);

@@ -3,6 +3,7 @@
  * a share of g_all commands (mget/mput of keys in different partitions), bounded in time and count, with
  * latency percentiles and, optionally, the full history for the linearizability checker.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
 import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
@@ -53,6 +54,11 @@ export interface KvLoadResult {
   duplicateReplies: number;
   /** Proposals the clients sent (commands per proposal = commands / batches). */
   batches: number;
+  /**
+   * How late this process's own event loop ran (after the warm-up): replies wait in the socket while it is
+   * held up, so a high p99 here means the load generator itself added to the latencies it measured.
+   */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
   history?: Array<HistoryOp<KvCheckCommand, KvCheckReply>>;
 }
 
@@ -161,12 +167,15 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
   let t0 = start;
   let doneAtWarmup = 0;
   let errorsAtWarmup = 0;
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
   const warmTimer = warm
     ? setTimeout(() => {
         warm = false;
         t0 = performance.now();
         doneAtWarmup = done;
         errorsAtWarmup = errors;
+        loopDelay.reset();
       }, warmupMs)
     : undefined;
   const deadline = start + warmupMs + o.seconds * 1000;
@@ -253,6 +262,9 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     if (warmTimer) clearTimeout(warmTimer);
   }
   const seconds = (performance.now() - t0) / 1000;
+  loopDelay.disable();
+  const ms = (ns: number): number => (loopDelay.count === 0 ? 0 : Number((ns / 1e6).toFixed(3)));
+  const eventLoopDelayMs = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) };
   done -= doneAtWarmup;
   errors -= errorsAtWarmup;
   const stats = clients.map((c) => c.proxy.stats);
@@ -271,6 +283,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     retries: stats.reduce((a, s) => a + s.retries, 0),
     duplicateReplies: stats.reduce((a, s) => a + s.duplicateReplies, 0),
     batches: stats.reduce((a, s) => a + s.batches, 0),
+    eventLoopDelayMs,
     history,
   };
 }

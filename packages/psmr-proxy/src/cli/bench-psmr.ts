@@ -27,7 +27,16 @@ interface Point {
   gallShare: number;
   commandsPerSec: number;
   latencyMs: { p50: number; p99: number };
-  halfLoad: { rate: number; commandsPerSec: number; p50: number; p99: number; udpPingMs: { p50: number; p99: number } | null; steal: number };
+  halfLoad: {
+    rate: number;
+    commandsPerSec: number;
+    p50: number;
+    p99: number;
+    udpPingMs: { p50: number; p99: number } | null;
+    /** How late the load generator's own event loop ran (its share of the latencies it measured). */
+    loadEventLoopDelayP99Ms: number;
+    steal: number;
+  };
   cpuShare: Record<string, number>;
   /** Share of the machine's CPU time the host stole during the closed-loop run (a VM waiting for a core). */
   steal: number;
@@ -129,7 +138,15 @@ export async function benchPsmr(args: string[]): Promise<number> {
           gallShare: share / 100,
           commandsPerSec: max,
           latencyMs: lat(closed.s),
-          halfLoad: { rate, commandsPerSec: half.s.perSecond as number, p50: lat(half.s).p50, p99: lat(half.s).p99, udpPingMs: half.udpPingMs ?? null, steal: half.steal },
+          halfLoad: {
+            rate,
+            commandsPerSec: half.s.perSecond as number,
+            p50: lat(half.s).p50,
+            p99: lat(half.s).p99,
+            udpPingMs: half.udpPingMs ?? null,
+            loadEventLoopDelayP99Ms: (half.s.eventLoopDelayMs as { p99: number }).p99,
+            steal: half.steal,
+          },
           cpuShare: closed.cpu,
           steal: closed.steal,
         };

@@ -130,7 +130,6 @@ async function udpPing(args: string[]): Promise<number> {
     sentSeq[seq & (RING - 1)] = -1;
     rtts.push(performance.now() - sentAt[seq & (RING - 1)]!);
   });
-  const buf = Buffer.alloc(16);
   const t0 = performance.now();
   let seq = 0;
   await new Promise<void>((resolve) => {
@@ -143,6 +142,8 @@ async function udpPing(args: string[]): Promise<number> {
       }
       const due = Math.min(1000, Math.floor(((now - t0) * rate) / 1000) - seq);
       for (let k = 0; k < due; k++) {
+        // A buffer per datagram: a send the socket queues still refers to its buffer after this loop.
+        const buf = Buffer.alloc(16);
         buf.writeInt32LE(seq, 0);
         sentAt[seq & (RING - 1)] = performance.now();
         sentSeq[seq & (RING - 1)] = seq;
@@ -151,7 +152,8 @@ async function udpPing(args: string[]): Promise<number> {
       }
     }, 1);
   });
-  await sleep(200);
+  // Late replies still count (a busy machine can hold one back for a while): wait up to 1 s for them.
+  for (let w = 0; w < 50 && rtts.length < seq; w++) await sleep(20);
   sock.close();
   rtts.sort((a, b) => a - b);
   const q = (x: number): number | null => (rtts.length > 0 ? percentile(rtts, x) : null);
