@@ -5,7 +5,7 @@ import { intFlag, parse } from '../cli.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';
 
-const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K]
+const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K] [--repeat N]
   Multi-Ring Paxos on 127.0.0.1: 3 acceptor processes in every ring, one proposer process per ring. For
   each k it prints one JSON line per learner layout: one learner subscribed to all k groups ('all') and k
   learners on disjoint rings ('disjoint'), with the aggregate delivered payload MB/s, the CPU seconds of
@@ -13,6 +13,9 @@ const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds 
   measured first in the same run. Then one line for an idle subscribed ring: 2 rings, load on ring 0 only,
   the p99 latency of a learner of {g0,g1} next to a learner of {g0} at the same time.
   --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
+  --repeat N: N rounds, each measuring every layout once in turn (so a slow spell of the machine hits all
+  of them alike); each line is then the round with the median MB/s for that layout, and the ratios divide
+  by the median one-ring figure. The 'runs' field lists every round's MB/s.
 `;
 
 function line(obj: unknown): void {
@@ -278,6 +281,7 @@ export async function benchMultiring(args: string[]): Promise<number> {
     warmup: { type: 'string' },
     outstanding: { type: 'string' },
     every: { type: 'string' },
+    repeat: { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP), 0;
   const ks = [...new Set((typeof o.rings === 'string' ? o.rings : '1,2,4').split(',').map((s, i) => intFlag(s, `rings[${i}]`, 1, 1, 16)))].sort((a, b) => a - b);
@@ -288,36 +292,45 @@ export async function benchMultiring(args: string[]): Promise<number> {
   const every = intFlag(o.every, 'every', 4, 1, 1 << 20);
   // As bench ring: about 2 MiB of payload in flight in total, split over the proposers of the rings.
   const total = intFlag(o.outstanding, 'outstanding', Math.max(64, Math.min(2048, Math.floor((2 << 20) / size))), 1, 65536);
-  let one: Point | undefined;
-  for (const k of ks) {
-    for (const learners of k === 1 ? (['all'] as const) : (['all', 'disjoint'] as const)) {
+  const repeat = intFlag(o.repeat, 'repeat', 1, 1, 9);
+  const layouts = ks.flatMap((k) => (k === 1 ? (['all'] as const) : (['all', 'disjoint'] as const)).map((learners) => ({ k, learners })));
+  const runs: Point[][] = layouts.map(() => []);
+  for (let round_ = 0; round_ < repeat; round_++) {
+    for (const [i, { k, learners }] of layouts.entries()) {
       const groups = Array.from({ length: k }, (_, r) => `g${r}`);
       const sinks = learners === 'all' ? [groups] : groups.map((g) => [g]);
       const perRing = Math.max(16, Math.ceil(total / k));
-      note(`${k} ring(s), learners ${learners}, ${size}-byte values, ${perRing} in flight per ring, ${warmup}+${seconds} s ...`);
+      note(`${repeat > 1 ? `round ${round_ + 1}/${repeat}: ` : ''}${k} ring(s), learners ${learners}, ${size}-byte values, ${perRing} in flight per ring, ${warmup}+${seconds} s ...`);
       const p = await measure({ rings: k, loadRings: groups.map((_, r) => r), sinks, size, outstandingPerRing: perRing, warmup, seconds, every });
-      one ??= p;
       note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), nodes: p.nodes, sinks: p.sinks })}`);
-      const cpuPerMB = p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
-      const oneCpuPerMB = one.cpuSeconds.total / Math.max(1e-9, one.deliveredMB);
-      line({
-        bench: 'multiring',
-        rings: k,
-        learners,
-        valueBytes: size,
-        outstandingPerRing: perRing,
-        payloadMBps: round(p.MBps, 2),
-        cpuCores: round(p.cpuSeconds.total / p.windowSeconds, 2),
-        cpuSecondsPerMB: round(cpuPerMB, 4),
-        oneRingMBps: round(one.MBps, 2),
-        ratioToOneRing: round(p.MBps / one.MBps),
-        // MB per CPU second relative to one ring: the cost target (>= 0.8 at the same CPU).
-        costRatioToOneRing: round(oneCpuPerMB / cpuPerMB),
-        latencyMs: { p50: round(percentile(p.lat, 0.5)), p99: round(percentile(p.lat, 0.99)) },
-        // Share of the machine's CPU time the host stole in the window: high values make the line unreliable.
-        steal: p.steal,
-      });
+      runs[i]!.push(p);
     }
+  }
+  /** The round with the median MB/s of a layout. */
+  const median = (ps: Point[]): Point => [...ps].sort((a, b) => a.MBps - b.MBps)[Math.floor(ps.length / 2)]!;
+  const one = median(runs[0]!);
+  const oneCpuPerMB = one.cpuSeconds.total / Math.max(1e-9, one.deliveredMB);
+  for (const [i, { k, learners }] of layouts.entries()) {
+    const p = median(runs[i]!);
+    const cpuPerMB = p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
+    line({
+      bench: 'multiring',
+      rings: k,
+      learners,
+      valueBytes: size,
+      outstandingPerRing: Math.max(16, Math.ceil(total / k)),
+      payloadMBps: round(p.MBps, 2),
+      cpuCores: round(p.cpuSeconds.total / p.windowSeconds, 2),
+      cpuSecondsPerMB: round(cpuPerMB, 4),
+      oneRingMBps: round(one.MBps, 2),
+      ratioToOneRing: round(p.MBps / one.MBps),
+      // MB per CPU second relative to one ring: the cost target (>= 0.8 at the same CPU).
+      costRatioToOneRing: round(oneCpuPerMB / cpuPerMB),
+      latencyMs: { p50: round(percentile(p.lat, 0.5)), p99: round(percentile(p.lat, 0.99)) },
+      // Share of the machine's CPU time the host stole in the window: high values make the line unreliable.
+      steal: p.steal,
+      ...(repeat > 1 ? { runs: runs[i]!.map((r) => round(r.MBps, 1)) } : {}),
+    });
   }
   // An idle subscribed ring: 2 rings, load on ring 0 only; a learner of {g0,g1} and one of {g0} at once.
   note(`idle ring: 2 rings, load on g0 only, learners {g0,g1} and {g0}, ${warmup}+${seconds} s ...`);
