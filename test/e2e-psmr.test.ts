@@ -59,13 +59,15 @@ describe('P-SMR key-value store, real processes', () => {
       ops: 'all',
       history: true,
       seed: 7,
+      replyFrom: 'one',
     });
     expect(r.noReply).toBe(0);
     expect(r.errors).toBe(0);
     expect(r.commands).toBeGreaterThan(500);
     expect(r.gallCommands).toBeGreaterThan(50);
-    // Both replicas answer every command; the client keeps the first and drops the other.
-    expect(r.duplicateReplies).toBeGreaterThan(r.commands / 2);
+    // replyFrom 'one': each client asks one replica to answer (the first that answered; picked again every
+    // second, so a few batches go to both): most commands get one reply, the other replica withholds its own.
+    expect(r.duplicateReplies).toBeLessThan(r.commands * 0.3);
     // The load reports how late its own event loop ran, in order.
     expect(r.eventLoopDelayMs.p50).toBeGreaterThan(0);
     expect(r.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(r.eventLoopDelayMs.p50);
@@ -82,6 +84,8 @@ describe('P-SMR key-value store, real processes', () => {
     expect(await scrape(port, 'ringcast_psmr_commands_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_psmr_barrier_rounds_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_merge_stall_seconds_total')).toBeGreaterThanOrEqual(0);
+    const withheld = await Promise.all(local.metricsPorts.map((p) => scrape(p, 'ringcast_psmr_replies_left_to_others_total')));
+    expect(withheld[0]! + withheld[1]!).toBeGreaterThan(r.commands * 0.5);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(text.includes('ringcast_psmr_barrier_wait_seconds_total')).toBe(true);
     expect(text).toMatch(/ringcast_psmr_event_loop_delay_seconds\{quantile="0.99",replica="replica-0",worker="1"\} [0-9.e-]+/);
@@ -97,7 +101,7 @@ describe('P-SMR key-value store, real processes', () => {
         else kvService.writeCommand(w, c);
       },
     };
-    const client = await createClientProxy(local!.cluster, { service: raw, mode: 'psmr', workers: 2 });
+    const client = await createClientProxy(local!.cluster, { service: raw, mode: 'psmr', workers: 2, replyFrom: 'all' });
     const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2 });
     try {
       const before = ((await kv.proxy.submit({ op: 'size' })) as { size: number }).size;
@@ -117,6 +121,9 @@ describe('P-SMR key-value store, real processes', () => {
       expect(await bad([2, 1, 0, 0x61, 1, 0, 0, 0, 0, 0x62], { op: 'size' })).toBe('ERR_PSMR_WRONG_GROUP');
       await expect(kv.put('k'.repeat(500), 'v')).rejects.toMatchObject({ code: 'ERR_KV_KEY_TOO_LARGE' });
       expect(((await kv.proxy.submit({ op: 'size' })) as { size: number }).size).toBe(before);
+      // replyFrom 'all': both replicas answered every one of those commands (the second reply is dropped).
+      expect(client.replier).toBe(0);
+      expect(await waitUntil(() => client.stats.duplicateReplies >= 4, 5000)).toBe(true);
     } finally {
       await client.stop();
       await kv.stop();
@@ -142,7 +149,10 @@ describe('P-SMR key-value store, real processes', () => {
   });
 
   it('kill one replica mid-load: clients keep getting replies from the other and nothing acknowledged is lost', async () => {
-    const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2, retryMs: 500, deadlineMs: 10_000 });
+    // Two clients: one with replyFrom 'one', the harder case (it asks one replica to answer, and this test
+    // kills that one), and one with the default 'all'.
+    const kv = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2, retryMs: 500, deadlineMs: 10_000, replyFrom: 'one' });
+    const kvAll = await createKvClient(local!.cluster, { mode: 'psmr', workers: 2, retryMs: 500, deadlineMs: 10_000 });
     const acked = new Map<string, string>();
     let n = 0;
     let failed = 0;
@@ -153,21 +163,30 @@ describe('P-SMR key-value store, real processes', () => {
         const k = `u${l}.${n++}`;
         const v = `v${k}`;
         try {
-          await kv.put(k, v);
+          await (l % 2 === 0 ? kv : kvAll).put(k, v);
           acked.set(k, v);
         } catch {
           failed++;
         }
       }
     };
+    let victim = -1;
     const killer = (async () => {
       await new Promise((r) => setTimeout(r, 1500));
+      // Kill the replica this client asks to answer (replica i has reply tag i + 1): its commands in flight
+      // get no reply, and only the retry, which asks every replica, brings their answers.
+      await waitUntil(() => kv.proxy.replier !== 0, 3000, 1);
+      victim = kv.proxy.replier - 1;
       const before = acked.size;
-      await local!.killReplica(1);
+      await local!.killReplica(victim);
       killedAt = before;
     })();
     await Promise.all([...Array.from({ length: 32 }, (_, l) => lane(l)), killer]);
-    expect(local!.replicas[1]!.child.signalCode).toBe('SIGKILL');
+    expect(victim === 0 || victim === 1).toBe(true);
+    expect(local!.replicas[victim]!.child.signalCode).toBe('SIGKILL');
+    expect(kv.proxy.stats.retries).toBeGreaterThan(0);
+    // The survivor answers now (or, right after a retry, everyone is asked until it answers).
+    expect([0, 2 - victim]).toContain(kv.proxy.replier);
     expect(failed).toBe(0);
     expect(killedAt).toBeGreaterThan(100);
     expect(acked.size).toBeGreaterThan(killedAt + 100); // replies kept coming after the kill
@@ -182,7 +201,9 @@ describe('P-SMR key-value store, real processes', () => {
       });
     }
     expect(missing).toEqual([]);
+    expect(kvAll.proxy.replier).toBe(0);
     await kv.stop();
+    await kvAll.stop();
   });
 });
 

@@ -1,8 +1,8 @@
 /**
  * The client proxy applications embed. `submit(command)` runs the service's C-G function, gives the command
  * (clientId, seq), writes it into the pending batch of its group (one proposal per group per event-loop
- * turn, or sooner when the batch is full), and resolves with the first reply any replica sends; later
- * replies for the same seq are counted and dropped. A command unanswered for `retryMs` is sent again with the
+ * turn, or sooner when the batch is full), and resolves with the first reply any replica sends (or, with
+ * replyFrom 'one', the replica it names by reply tag); later replies for the same seq are counted and dropped. A command unanswered for `retryMs` is sent again with the
  * same id (replicas' session tables run it once); after `deadlineMs` it rejects with NoReplyError.
  * At most `maxOutstanding` commands are in flight; further submits wait (back-pressure), and past
  * `maxWaiting` waiting submits they reject with BackpressureError.
@@ -91,6 +91,14 @@ export interface ClientProxyOptions<C, R> {
   maxBatchBytes?: number;
   /** Register client metrics here (reply latency, retries, duplicate replies dropped, outstanding). */
   registry?: Registry;
+  /**
+   * 'all' (default): every replica answers every command and the client keeps the first reply, so each
+   * command gets the faster replica's answer. 'one': ask one replica to answer, the first that answered
+   * (picked again every second, and whenever a command needs a retry; a retry asks every replica): reply
+   * traffic that does not grow with the replicas, but a command waits for that replica, and for a retry
+   * when it dies. On the 2-core build machine 'all' had the lower latency (bench/README.md).
+   */
+  replyFrom?: 'one' | 'all';
 }
 
 export interface ClientStats {
@@ -129,6 +137,8 @@ export interface ClientProxy<C, R> {
   send(command: C, cb: ReplyCallback<R>): void;
   /** Commands in flight. */
   outstanding(): number;
+  /** The reply tag of the replica asked to answer (0: every replica). */
+  readonly replier: number;
   stop(): Promise<void>;
 }
 
@@ -153,6 +163,9 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
   const maxBatchBytes = num(opts.maxBatchBytes, 'maxBatchBytes', Math.min(cluster.settings.maxValueBytes - 1024, 24_576), COMMAND_HEADER_BYTES + 64, cluster.settings.maxValueBytes - 256);
   const clientId = num(opts.clientId, 'clientId', randomInt(1, 2 ** 47), 1, 2 ** 48 - 1);
+  const replyFrom = opts.replyFrom ?? 'all';
+  if (replyFrom !== 'one' && replyFrom !== 'all') throw new ConfigError('replyFrom', `must be 'one' or 'all', got ${JSON.stringify(replyFrom)}`);
+  const one = replyFrom === 'one';
   const host = opts.host ?? '127.0.0.1';
   if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(host) || host.split('.').some((x) => Number(x) > 255) || host === '0.0.0.0') {
     throw new ConfigError('host', `must be the IPv4 address replicas can reach this client at (not 0.0.0.0), got '${host}'`);
@@ -177,6 +190,14 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   const writers = new Map<string, CommandBatchWriter>();
   const dirty = new Set<string>();
   let flushScheduled = false;
+  // The replica asked to answer (its reply tag; 0: every replica), and when it was picked.
+  let replier = 0;
+  let pickedAt = 0;
+  /** Ask every replica again, the batches being written included; the next reply picks one. */
+  const askEveryone = (): void => {
+    replier = 0;
+    for (const g of dirty) writers.get(g)!.setReplier(0);
+  };
 
   const reg = opts.registry;
   const latency = reg ? new FastHistogram('ringcast_client_reply_latency_seconds', 'Time from submit to the first reply', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5]) : undefined;
@@ -246,7 +267,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       writers.set(group, w);
     }
     if (!dirty.has(group)) {
-      w.begin({ clientId, replyHost: host, replyPort, floor: floor() });
+      w.begin({ clientId, replyHost: host, replyPort, floor: floor(), replier });
       dirty.add(group);
     }
     return w;
@@ -347,6 +368,10 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         }
         outstanding.delete(rd.seq);
         stats.replied++;
+        if (replier === 0 && one && rd.replyByte !== 0) {
+          replier = rd.replyByte;
+          pickedAt = now;
+        }
         const ms = now - p.first;
         latency?.observe(ms / 1000);
         if (err) stats.errors++;
@@ -361,6 +386,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   const timer = setInterval(
     () => {
       const now = performance.now();
+      // Pick the replica to answer again now and then: the one picked may have become the slower one.
+      if (replier !== 0 && now - pickedAt >= 1000) askEveryone();
       for (const p of outstanding.values()) {
         // Map order is seq order: once an entry is younger than retryMs since its first send, so are the rest.
         if (now - p.first < retryMs) break;
@@ -373,6 +400,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         if (now - p.sent >= retryMs) {
           p.sent = now;
           stats.retries++;
+          // The replica asked to answer may be gone: the retry, and what follows it, asks every replica.
+          if (replier !== 0) askEveryone();
           try {
             enqueue(p);
           } catch (e) {
@@ -423,6 +452,9 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     replyPort,
     stats,
     outstanding: () => outstanding.size,
+    get replier() {
+      return replier;
+    },
     submit(cmd: C): Promise<R> {
       return new Promise<R>((resolve, reject) => send(cmd, (err, r) => (err ? reject(err) : resolve(r as R))));
     },

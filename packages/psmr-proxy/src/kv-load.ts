@@ -29,6 +29,8 @@ export interface KvLoadOptions {
   rate?: number;
   /** Record every command for the linearizability checker (at most maxHistory). */
   history?: boolean;
+  /** Who answers (the client proxy's replyFrom): all replicas (default) or one. */
+  replyFrom?: 'one' | 'all';
   maxHistory?: number;
   /** Operations in the mix: 'simple' (get/put, mget/mput) or 'all' (adds delete, cas, scan, size). */
   ops?: 'simple' | 'all';
@@ -118,6 +120,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
         retryMs: o.retryMs,
         deadlineMs: o.deadlineMs,
         registry: i === 0 ? o.registry : undefined,
+        replyFrom: o.replyFrom,
       }),
     );
   }

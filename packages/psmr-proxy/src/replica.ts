@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import { ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 import { SharedBarrier } from './barrier.js';
+import { MAX_REPLY_TAG } from './protocol/wire.js';
 import { ALL_GROUP, groupName, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
 import type { FromWorker, ToWorker, WorkerInit, WorkerState } from './worker.js';
@@ -20,6 +21,12 @@ export interface ReplicaOptions {
   service?: string;
   /** Name in metrics labels and /state. */
   id?: string;
+  /**
+   * This replica's reply tag, 1..255: a client that asks one replica to answer names it by this tag. Give
+   * every replica of a cluster its own; the default is a hash of the id (two replicas that share a tag just
+   * both answer the clients that pick it).
+   */
+  replyTag?: number;
   /** Address the workers bind their sockets to. */
   host?: string;
   /** Serve /metrics and /state here (0: any free port; absent: no HTTP server). */
@@ -43,6 +50,13 @@ export interface Replica {
   /** The Prometheus text of every worker plus the main thread. */
   metricsText(): Promise<string>;
   stop(): Promise<void>;
+}
+
+/** The default reply tag of a replica id: FNV-1a of its UTF-8 bytes, folded into 1..255. */
+export function replyTagOf(id: string): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(id, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return (h % MAX_REPLY_TAG) + 1;
 }
 
 /** Check that the cluster has the groups a replica of this mode and width needs, each on its own ring. */
@@ -75,6 +89,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const stateSab = svc.state === 'shared' ? new SharedArrayBuffer(svc.sharedBytes ?? 0) : undefined;
   if (stateSab) svc.initShared?.(stateSab);
   const id = opts.id ?? `replica-${process.pid}`;
+  const replyTag = opts.replyTag ?? replyTagOf(id);
+  if (!Number.isInteger(replyTag) || replyTag < 1 || replyTag > MAX_REPLY_TAG) throw new ConfigError('replyTag', `must be an integer in 1..${MAX_REPLY_TAG}, got ${String(opts.replyTag)}`);
   const threads: Worker[] = [];
   const pending = new Map<number, (m: FromWorker) => void>();
   let nextId = 1;
@@ -102,6 +118,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
       slotBytes,
       maxClients: opts.maxClients ?? 65536,
       maxReplies: opts.maxReplies ?? 16384,
+      replyTag,
     };
     const t = new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
     threads.push(t);

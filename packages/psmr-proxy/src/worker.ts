@@ -29,6 +29,8 @@ export interface WorkerInit {
   slotBytes: number;
   maxClients: number;
   maxReplies: number;
+  /** The replica's reply tag (1..255). */
+  replyTag: number;
 }
 
 export type ToWorker = { type: 'metrics'; id: number } | { type: 'state'; id: number } | { type: 'stop' };
@@ -94,6 +96,7 @@ async function run(): Promise<void> {
     barrier,
     maxClients: init.maxClients,
     maxReplies: init.maxReplies,
+    replyTag: init.replyTag,
     // As many g_all commands per barrier round as the shared slot holds in the worst case.
     roundSize: Math.max(1, Math.min(1024, Math.floor(init.slotBytes / (service.maxPartBytes ?? 65536)))),
     // The executor reuses its buffer: copy before the asynchronous send.
@@ -112,6 +115,7 @@ async function run(): Promise<void> {
   counterFrom(reg, 'ringcast_psmr_barrier_waits_total', 'Barrier arrivals that had to wait', undefined, () => barrier?.stats.waits ?? 0);
   counterFrom(reg, 'ringcast_psmr_barrier_wait_seconds_total', 'Time spent waiting at the g_all barrier', undefined, () => (barrier?.stats.waitMs ?? 0) / 1000);
   counterFrom(reg, 'ringcast_psmr_reply_batches_total', 'Reply datagrams sent to clients', undefined, () => exec.stats.replyBatches);
+  counterFrom(reg, 'ringcast_psmr_replies_left_to_others_total', 'Replies not sent: the client asked another replica to answer', undefined, () => exec.stats.repliesLeftToOthers);
   counterFrom(reg, 'ringcast_psmr_reply_send_errors_total', 'Reply datagrams the socket refused', undefined, () => sendErrors + exec.stats.sendErrors);
   counterFrom(reg, 'ringcast_psmr_session_evictions_total', 'Session-table evictions (least recently active clients, oldest cached replies)', 'what', () => ({
     clients: exec.own.evictedClients + exec.all.evictedClients,

@@ -16,6 +16,22 @@ async function sendTo(port: number, d: Uint8Array): Promise<void> {
   s.close();
 }
 
+/** A reply batch from the replica with reply tag `tag`: seq answered 'deleted: true'. */
+function deleted(clientId: number, seq: number, tag: number): Buffer {
+  const w = new ReplyBatchWriter();
+  w.begin(clientId, tag);
+  w.beginReply(seq, STATUS_OK);
+  w.w.u8(1);
+  w.endReply();
+  return Buffer.from(w.view());
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  return cond();
+}
+
 describe('client proxy', () => {
   it('refuses a bad host and a C-G answer outside the partitions, naming them', async () => {
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, host: 'localhost' })).rejects.toMatchObject({ field: 'host' });
@@ -63,6 +79,36 @@ describe('client proxy', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(c.stats.duplicateReplies).toBe(1);
     await c.stop();
+  });
+
+  it('asks the replica that answered first to answer alone, and everyone again once a command needs a retry', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, deadlineMs: 60_000, retryMs: 100, replyFrom: 'one' });
+    expect(c.replier).toBe(0);
+    const reply = (seq: number, tag: number): Buffer => deleted(c.clientId, seq, tag);
+    const a = c.submit({ op: 'delete', key: 'a' });
+    await sendTo(c.replyPort, reply(1, 5));
+    await a;
+    expect(c.replier).toBe(5);
+    // A duplicate from another replica changes nothing.
+    await sendTo(c.replyPort, reply(1, 6));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(c.replier).toBe(5);
+    // Replica 5 goes quiet: the retry asks everyone; the next reply, from replica 6, picks it.
+    const b = c.submit({ op: 'delete', key: 'b' });
+    expect(await waitFor(() => c.stats.retries > 0, 3000)).toBe(true);
+    expect(c.replier).toBe(0);
+    await sendTo(c.replyPort, reply(2, 6));
+    await b;
+    expect(c.replier).toBe(6);
+    await c.stop();
+    // 'all' (the default) never picks one.
+    const all = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, deadlineMs: 60_000, retryMs: 60_000 });
+    const p = all.submit({ op: 'delete', key: 'a' });
+    await sendTo(all.replyPort, deleted(all.clientId, 1, 5));
+    await p;
+    expect(all.replier).toBe(0);
+    await all.stop();
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, replyFrom: 'some' as never })).rejects.toMatchObject({ field: 'replyFrom' });
   });
 
   it('waits past maxOutstanding (back-pressure) and rejects past maxWaiting; stop rejects what is in flight', async () => {

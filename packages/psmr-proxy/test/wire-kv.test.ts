@@ -44,7 +44,7 @@ describe('P-SMR wire formats', () => {
   it('round-trips a command batch and a reply batch', () => {
     const b = batch([{ op: 'get', key: 'a' }, { op: 'put', key: 'b', value: 'xyz' }], 41);
     const rd = new CommandBatchReader(b);
-    expect(rd.header).toEqual(header);
+    expect(rd.header).toEqual({ ...header, replier: 0 });
     expect(rd.count).toBe(2);
     const got: unknown[] = [];
     while (rd.next()) got.push([rd.seq, (kvService.readCommand(rd.r) as { op: string }).op]);
@@ -67,6 +67,52 @@ describe('P-SMR wire formats', () => {
       [5, 0, 1],
       [6, 1, 0],
     ]);
+  });
+
+  it('carries the replier a client names and the reply tag a replica signs with', () => {
+    const b = batch([{ op: 'get', key: 'a' }], 1, { ...header, replier: 7 });
+    expect(new CommandBatchReader(b).header.replier).toBe(7);
+    // A retried command joining an open batch asks every replica: the writer patches the batch it holds.
+    const w = new CommandBatchWriter();
+    w.begin({ ...header, replier: 7 });
+    w.beginCommand(1);
+    kvService.writeCommand(w.w, { op: 'get', key: 'a' });
+    w.endCommand();
+    w.setReplier(0);
+    expect(new CommandBatchReader(w.finish()).header.replier).toBe(0);
+    const r = new ReplyBatchWriter();
+    r.begin(99, 200);
+    expect(new ReplyBatchReader(Buffer.from(r.view())).replyByte).toBe(200);
+    expect(() => r.begin(99, 256)).toThrow(WireError);
+    expect(() => new CommandBatchWriter().begin({ ...header, replier: -1 })).toThrow(WireError);
+  });
+
+  it('only the replica a batch names answers it; every replica runs it and a retry asking everyone is answered by all', () => {
+    const replicas = [1, 2].map((tag) => {
+      const sent: Buffer[] = [];
+      const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)), replyTag: tag });
+      return { ex, sent };
+    });
+    const first = batch([{ op: 'put', key: 'k', value: 'v1' }, { op: 'get', key: 'k' }], 1, { ...header, replier: 2 });
+    for (const r of replicas) r.ex.runOwn(first);
+    for (const r of replicas) expect(r.ex.executedTotal).toBe(2);
+    expect(replicas[0]!.sent).toEqual([]);
+    expect(replicas[0]!.ex.stats.repliesLeftToOthers).toBe(2);
+    expect(replicas[1]!.sent.length).toBe(1);
+    expect(new ReplyBatchReader(replicas[1]!.sent[0]!).replyByte).toBe(2);
+    // The client heard nothing (say replica 2 died): it retries seq 2 asking everyone. Replica 1 answers
+    // from its session table, without running the command again.
+    const retry = batch([{ op: 'get', key: 'k' }], 2, { ...header, replier: 0 });
+    for (const r of replicas) r.ex.runOwn(retry);
+    for (const r of replicas) expect(r.ex.executedTotal).toBe(2);
+    const answer = (d: Buffer): unknown[] => {
+      const rd = new ReplyBatchReader(d);
+      const out: unknown[] = [];
+      while (rd.next()) out.push([rd.seq, rd.replyByte, kvService.readReply(rd.r, { op: 'get', key: 'k' })]);
+      return out;
+    };
+    expect(answer(replicas[0]!.sent[0]!)).toEqual([[2, 1, { value: 'v1' }]]);
+    expect(answer(replicas[1]!.sent[1]!)).toEqual([[2, 2, { value: 'v1' }]]);
   });
 
   it('refuses truncated, foreign and trailing-byte batches with a WireError', () => {

@@ -17,6 +17,7 @@ export interface LocalPsmr {
   clusterPath: string;
   mode: Mode;
   workers: number;
+  /** Replica i runs with id replica-i and reply tag i + 1. */
   replicas: Spawned[];
   /** /metrics and /state port of each replica. */
   metricsPorts: number[];
@@ -43,7 +44,7 @@ export async function launchLocalPsmr(opts: { mode: Mode; workers: number; repli
   };
   try {
     for (let i = 0; i < (opts.replicas ?? 2); i++) {
-      replicas.push(spawnRingcast(['replica', '--cluster', ring.clusterPath, '--mode', opts.mode, '--workers', String(workers), '--id', `replica-${i}`, '--metrics-port', '0'], { env: opts.replicaEnv }));
+      replicas.push(spawnRingcast(['replica', '--cluster', ring.clusterPath, '--mode', opts.mode, '--workers', String(workers), '--id', `replica-${i}`, '--reply-tag', String(i + 1), '--metrics-port', '0'], { env: opts.replicaEnv }));
     }
     for (const r of replicas) metricsPorts.push(Number((await r.waitFor('ready', 30_000)).metricsPort));
   } catch (e) {

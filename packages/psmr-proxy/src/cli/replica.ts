@@ -13,6 +13,11 @@ export function modeFlag(v: string | boolean | undefined): Mode {
   return m;
 }
 
+function replyFromFlag(v: string | boolean | undefined): 'one' | 'all' {
+  if (v === undefined || v === 'one' || v === 'all') return v ?? 'all';
+  throw new ConfigError('--reply-from', `must be one or all, got ${JSON.stringify(v)}`);
+}
+
 /** A share flag: a number in [0, 1] or a percentage like 25%. */
 export function shareFlag(v: string | boolean | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -23,11 +28,13 @@ export function shareFlag(v: string | boolean | undefined, name: string, dflt: n
 }
 
 const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--workers N] [--service kv|MODULE] [--id NAME]
-                 [--host H] [--metrics-port P]
+                 [--reply-tag T] [--host H] [--metrics-port P]
   Runs a P-SMR server proxy: N worker threads (psmr; smr runs one), each with its own learner sockets for
   its group g<i> and for gall, executing the service and replying straight to clients. The cluster file
   needs groups g0..g<N-1> and gall, each on its own ring, and lambda > 0 (rate leveling) for psmr.
   --service: 'kv' (built in) or a module whose default export is a Service.
+  --reply-tag: 1..255, how clients name this replica when they ask one replica to answer (default: a hash
+  of --id); give each replica of a cluster its own.
   --metrics-port: serve /metrics (every worker's metrics) and /state (per-worker executed count and state
   digest) on this port (0: any free port).
   Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.
@@ -40,6 +47,7 @@ export async function runReplica(args: string[]): Promise<number> {
     workers: { type: 'string' },
     service: { type: 'string' },
     id: { type: 'string' },
+    'reply-tag': { type: 'string' },
     host: { type: 'string' },
     'metrics-port': { type: 'string' },
   });
@@ -55,6 +63,7 @@ export async function runReplica(args: string[]): Promise<number> {
     workers,
     service: typeof o.service === 'string' ? o.service : 'kv',
     id: typeof o.id === 'string' ? o.id : undefined,
+    replyTag: o['reply-tag'] === undefined ? undefined : intFlag(o['reply-tag'], 'reply-tag', 1, 1, 255),
     host: typeof o.host === 'string' ? o.host : undefined,
     metricsPort,
     onFatal: (e) => {
@@ -80,7 +89,9 @@ export async function runReplica(args: string[]): Promise<number> {
 
 const HELP_LOAD = `ringcast kv-load --cluster FILE [--mode psmr|smr] [--workers N] [--seconds S] [--commands N]
                  [--clients C] [--window W] [--gall-share X] [--rate R] [--keys K] [--warmup S] [--metrics-port P]
+                 [--reply-from one|all]
   Runs a key-value command load against the replicas of a cluster and prints a JSON summary.
+  --reply-from: 'all' (default) has every replica answer (the client keeps the first); 'one' asks one.
   --gall-share: share of g_all commands (mget/mput across partitions), 0..1 or a percentage (default 0).
   --rate: open loop at R commands/s (default: closed loop with W commands in flight per client).
   --warmup: run S seconds more at the start and leave them out of the counts and latencies.
@@ -102,6 +113,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
     'metrics-port': { type: 'string' },
     warmup: { type: 'string' },
     quiet: { type: 'boolean' },
+    'reply-from': { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_LOAD), 0;
   const cluster = loadCluster(need(o.cluster, '--cluster'));
@@ -128,6 +140,7 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
     rate: o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000),
     keys: intFlag(o.keys, 'keys', 100_000, 1, 10_000_000),
     warmupSeconds: intFlag(o.warmup, 'warmup', 0, 0, 600),
+    replyFrom: replyFromFlag(o['reply-from']),
     registry,
     onTick: display ? (n) => display.update(n, 0) : undefined,
   });

@@ -38,6 +38,11 @@ export interface ExecutorOptions<C, R, S> {
   roundSize?: number;
   /** A reply batch is sent once it passes this many bytes. */
   maxReplyBatchBytes?: number;
+  /**
+   * This replica's reply tag (1..255; 0: none). A command batch that names another replica as its replier
+   * is executed and remembered in the session table like any other, but only that replica answers it.
+   */
+  replyTag?: number;
 }
 
 /** Where runAll is in the batches of one g_all instance. */
@@ -67,6 +72,8 @@ export interface ExecutorStats {
   replyBatches: number;
   /** Reply datagrams the sender refused (counted, never thrown). */
   sendErrors: number;
+  /** Replies not sent because the client asked another replica to answer (the outcome is still kept). */
+  repliesLeftToOthers: number;
 }
 
 /** The message of anything thrown (a service may throw null or a string). */
@@ -89,6 +96,7 @@ export class Executor<C, R, S> {
     barrierRounds: 0,
     replyBatches: 0,
     sendErrors: 0,
+    repliesLeftToOthers: 0,
   };
   /** Commands run (new ones, errors included): equal on every replica at the same stream point. */
   executedTotal = 0;
@@ -98,9 +106,11 @@ export class Executor<C, R, S> {
   private readonly service: Service<C, R, S>;
   private readonly roundSize: number;
   private readonly maxReplyBytes: number;
+  private readonly tag: number;
 
   constructor(private readonly o: ExecutorOptions<C, R, S>) {
     this.service = o.service;
+    this.tag = o.replyTag ?? 0;
     this.own = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
     this.all = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
     this.roundSize = o.roundSize ?? 32;
@@ -169,6 +179,10 @@ export class Executor<C, R, S> {
   }
 
   private write(seq: number, out: Outcome<C, R>, h: BatchHeader): void {
+    if (h.replier && h.replier !== this.tag) {
+      this.stats.repliesLeftToOthers++;
+      return;
+    }
     const w = this.reply;
     if (out.code !== undefined) {
       w.beginReply(seq, STATUS_ERROR);
@@ -204,7 +218,7 @@ export class Executor<C, R, S> {
     } catch {
       this.stats.sendErrors++;
     }
-    this.reply.begin(h.clientId);
+    this.reply.begin(h.clientId, this.tag);
   }
 
   /** Run a batch delivered from this worker's own group (smr: the only group). */
@@ -216,7 +230,7 @@ export class Executor<C, R, S> {
     const sess = t.open(h.clientId, h.floor);
     const svc = this.service;
     const n = this.o.mode === 'smr' ? 1 : this.o.workers;
-    this.reply.begin(h.clientId);
+    this.reply.begin(h.clientId, this.tag);
     while (this.next(rd)) {
       const seq = rd.seq;
       const v = t.check(sess, seq);
@@ -351,7 +365,7 @@ export class Executor<C, R, S> {
       if (h !== this.replyTo) {
         if (this.replyTo) this.flush(this.replyTo);
         this.replyTo = h;
-        this.reply.begin(h.clientId);
+        this.reply.begin(h.clientId, this.tag);
       }
       this.write(seqs[i]!, outs[i]!, h);
     }

@@ -2,13 +2,14 @@
  * The two P-SMR datagram formats (little-endian):
  *
  * Command batch: the data of one ring proposal, one client's commands for one group.
- *   u8 magic 0xC5 | u8 version 1 | u8 kind 1 | u8 flags 0
+ *   u8 magic 0xC5 | u8 version 1 | u8 kind 1 | u8 replier (0: every replica answers; else only the replica
+ *   with that reply tag)
  *   u16 clientId high | u32 clientId low | u32 reply IPv4 | u16 reply port
  *   f64 floor (every seq below it has been answered: replicas may forget those replies)
  *   u16 count | count x (f64 seq | u32 length | command bytes)
  *
  * Reply batch: one worker's replies to one client.
- *   u8 magic 0xC5 | u8 version 1 | u8 kind 2 | u8 flags 0
+ *   u8 magic 0xC5 | u8 version 1 | u8 kind 2 | u8 reply tag of the replica (1..255)
  *   u16 clientId high | u32 clientId low | u16 count
  *   count x (f64 seq | u8 status (0 ok, 1 error) | u32 length | reply bytes)
  *
@@ -37,7 +38,12 @@ export interface BatchHeader {
   replyHost: string;
   replyPort: number;
   floor: number;
+  /** The reply tag of the one replica that should answer; 0 (or absent when writing): every replica. */
+  replier?: number;
 }
+
+/** Largest reply tag (a replica's tag is 1..MAX_REPLY_TAG; 0 in a command batch means every replica). */
+export const MAX_REPLY_TAG = 255;
 
 function ipv4ToU32(host: string): number {
   const parts = host.split('.');
@@ -52,13 +58,14 @@ function ipv4ToU32(host: string): number {
 }
 const u32ToIpv4 = (v: number): string => `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
 
-/** The prefix both batch kinds share: magic, version, kind, flags, 48-bit client id. */
-function writePrefix(w: ByteWriter, kind: number, clientId: number): void {
+/** The prefix both batch kinds share: magic, version, kind, the reply byte, 48-bit client id. */
+function writePrefix(w: ByteWriter, kind: number, clientId: number, reply: number): void {
+  if (!Number.isInteger(reply) || reply < 0 || reply > MAX_REPLY_TAG) throw new WireError(`reply tag must be an integer in 0..${MAX_REPLY_TAG}, got ${reply}`);
   w.reset();
   w.u8(PSMR_MAGIC);
   w.u8(PSMR_VERSION);
   w.u8(kind);
-  w.u8(0);
+  w.u8(reply);
   w.u16(Math.floor(clientId / 2 ** 32));
   w.u32(clientId % 2 ** 32);
 }
@@ -72,7 +79,7 @@ export class CommandBatchWriter {
   begin(h: BatchHeader): void {
     const w = this.w;
     this.count = 0;
-    writePrefix(w, KIND_COMMANDS, h.clientId);
+    writePrefix(w, KIND_COMMANDS, h.clientId, h.replier ?? 0);
     w.u32(ipv4ToU32(h.replyHost));
     w.u16(h.replyPort);
     w.f64(h.floor);
@@ -85,6 +92,10 @@ export class CommandBatchWriter {
   endCommand(): void {
     this.w.buf.writeUInt32LE(this.w.pos - this.lenAt - 4, this.lenAt);
     this.count++;
+  }
+  /** Change who should answer the batch being written (a retried command joining it wants everyone). */
+  setReplier(tag: number): void {
+    this.w.buf[3] = tag;
   }
   /** Drop the command begun last (its encoding failed). */
   abortCommand(): void {
@@ -107,6 +118,8 @@ export class CommandBatchWriter {
 abstract class BatchReader {
   readonly r: ByteReader;
   readonly clientId: number;
+  /** The byte after the kind: a command batch's replier, a reply batch's reply tag. */
+  readonly replyByte: number;
   count = 0;
   seq = 0;
   start = 0;
@@ -127,7 +140,7 @@ abstract class BatchReader {
     const v = r.u8('version');
     if (v !== PSMR_VERSION) throw new WireError(`unsupported P-SMR version ${v}`);
     if (r.u8('kind') !== kind) throw new WireError(`not a ${entry} batch`);
-    r.u8('flags');
+    this.replyByte = r.u8('reply tag');
     const hi = r.u16('clientId');
     this.clientId = hi * 2 ** 32 + r.u32('clientId');
   }
@@ -171,7 +184,7 @@ export class CommandBatchReader extends BatchReader {
     if (replyPort === 0) throw new WireError('reply port 0');
     const floor = r.f64('floor');
     if (!Number.isSafeInteger(floor) || floor < 0) throw new WireError('bad floor');
-    this.header = { clientId: this.clientId, replyHost, replyPort, floor };
+    this.header = { clientId: this.clientId, replyHost, replyPort, floor, replier: this.replyByte };
     this.count = r.u16('count');
   }
 }
@@ -182,9 +195,10 @@ export class ReplyBatchWriter {
   count = 0;
   private countAt = 0;
   private lenAt = 0;
-  begin(clientId: number): void {
+  /** Start a batch to `clientId` from the replica with reply tag `tag` (0 in tests and tools: no tag). */
+  begin(clientId: number, tag = 0): void {
     this.count = 0;
-    writePrefix(this.w, KIND_REPLIES, clientId);
+    writePrefix(this.w, KIND_REPLIES, clientId, tag);
     this.countAt = this.w.reserve(2);
   }
   beginReply(seq: number, status: number): void {
