@@ -1,8 +1,9 @@
 /**
  * The client proxy applications embed. `submit(command)` runs the service's C-G function, gives the command
  * (clientId, seq), writes it into the pending batch of its group (one proposal per group per event-loop
- * turn, or sooner when the batch is full), and resolves with the first reply any replica sends (or, with
- * replyFrom 'one', the replica it names by reply tag); later replies for the same seq are counted and dropped. A command unanswered for `retryMs` is sent again with the
+ * turn, or sooner when the batch is full), and resolves with the first reply any replica sends; later replies
+ * for the same seq are counted and dropped. With replyFrom 'one' a batch may name one replica (by reply
+ * tag) to answer, and only that one sends replies for it. A command unanswered for `retryMs` is sent again with the
  * same id (replicas' session tables run it once); after `deadlineMs` it rejects with NoReplyError.
  * At most `maxOutstanding` commands are in flight; further submits wait (back-pressure), and past
  * `maxWaiting` waiting submits they reject with BackpressureError.
@@ -96,7 +97,7 @@ export interface ClientProxyOptions<C, R> {
    * command gets the faster replica's answer. 'one': ask one replica to answer, the first that answered
    * (picked again every second, and whenever a command needs a retry; a retry asks every replica): reply
    * traffic that does not grow with the replicas, but a command waits for that replica, and for a retry
-   * when it dies. On the 2-core build machine 'all' had the lower latency (bench/README.md).
+   * when it dies. On the 2-core build machine 'all' had the lower latency (bench/README.md, session 3).
    */
   replyFrom?: 'one' | 'all';
 }
@@ -122,6 +123,8 @@ interface Pending<C, R> {
   first: number;
   sent: number;
   cb: ReplyCallback<R>;
+  /** Last sent in a batch that asked every replica to answer: its first reply may pick the replier. */
+  askedAll: boolean;
 }
 
 export interface ClientProxy<C, R> {
@@ -289,6 +292,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
 
   /** Write a command into its group's batch (new or retried); a batch never passes maxBatchBytes. */
   const enqueue = (p: Pending<C, R>): void => {
+    p.askedAll = replier === 0;
     let w = writerOf(p.group);
     try {
       append(w, p);
@@ -368,7 +372,9 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
         }
         outstanding.delete(rd.seq);
         stats.replied++;
-        if (replier === 0 && one && rd.replyByte !== 0) {
+        // Pick only from a command every replica was asked to answer: a reply to a batch that named the
+        // old replier would pick it again, whatever the others would have done.
+        if (replier === 0 && one && p.askedAll && rd.replyByte !== 0) {
           replier = rd.replyByte;
           pickedAt = now;
         }
@@ -430,7 +436,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       return cb(e as Error);
     }
     const now = performance.now();
-    const p: Pending<C, R> = { seq: nextSeq, cmd, group, first: now, sent: now, cb };
+    const p: Pending<C, R> = { seq: nextSeq, cmd, group, first: now, sent: now, cb, askedAll: true };
     try {
       enqueue(p);
     } catch (e) {

@@ -106,7 +106,7 @@ async function run(): Promise<void> {
   const reg = metrics.registry;
   counterFrom(reg, 'ringcast_psmr_commands_total', 'Commands executed by this worker, by kind', 'kind', () => exec.stats.executed);
   counterFrom(reg, 'ringcast_psmr_command_errors_total', 'Commands answered with a typed error, by code', 'code', () => exec.stats.errors);
-  counterFrom(reg, 'ringcast_psmr_duplicate_commands_total', 'Retried commands seen again: replied from the session table or dropped as stale', 'action', () => ({
+  counterFrom(reg, 'ringcast_psmr_duplicate_commands_total', 'Retried commands seen again: replayed from the session table (sent if this replica answers the batch) or dropped as stale', 'action', () => ({
     replied: exec.stats.duplicatesReplied,
     dropped: exec.stats.duplicatesDropped,
   }));

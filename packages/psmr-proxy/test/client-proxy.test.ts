@@ -101,6 +101,23 @@ describe('client proxy', () => {
     await b;
     expect(c.replier).toBe(6);
     await c.stop();
+    // Every second the client asks everyone again. A late reply to a batch that named the old replica must
+    // not pick it again: only a reply to a command every replica was asked to answer picks.
+    const c2 = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, deadlineMs: 60_000, retryMs: 60_000, replyFrom: 'one' });
+    const first = c2.submit({ op: 'delete', key: 'a' });
+    await sendTo(c2.replyPort, deleted(c2.clientId, 1, 6));
+    await first;
+    expect(c2.replier).toBe(6);
+    const named = c2.submit({ op: 'delete', key: 'b' }); // sent naming replica 6
+    expect(await waitFor(() => c2.replier === 0, 3000)).toBe(true);
+    await sendTo(c2.replyPort, deleted(c2.clientId, 2, 6));
+    await named;
+    expect(c2.replier).toBe(0);
+    const open = c2.submit({ op: 'delete', key: 'c' }); // sent asking everyone
+    await sendTo(c2.replyPort, deleted(c2.clientId, 3, 7));
+    await open;
+    expect(c2.replier).toBe(7);
+    await c2.stop();
     // 'all' (the default) never picks one.
     const all = await createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, deadlineMs: 60_000, retryMs: 60_000 });
     const p = all.submit({ op: 'delete', key: 'a' });

@@ -425,7 +425,7 @@ describe('ring cores (fault-free harness)', () => {
     expect(c.stats.skips).toBe(before + 1);
   });
 
-  it('rate leveling skips only a ring that stayed idle for a whole Δ: a busy ring keeps pace through its values', () => {
+  it('rate leveling skips a ring only once it has been idle for Δ: a busy ring keeps pace through its values', () => {
     // λ = 1000/s from epoch 0, Δ = 10 ms; a value every 2 ms for 100 ms, then 50 ms idle.
     const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
     const l = h.add(90001, { learnerStart: START_OLDEST, records: true });
@@ -453,9 +453,13 @@ describe('ring cores (fault-free harness)', () => {
     const busy = l.learner!.records.filter((r) => r.deliveries.length > 0);
     expect(busy.length).toBe(50);
     expect(busy.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 2);
-    // Idle: one skip per Δ once a whole Δ passed without a value.
-    h.advance(50);
-    expect(c.stats.skips - busyFrom).toBeGreaterThanOrEqual(3);
+    // Idle: the first skip Δ after the last value (not up to 2Δ), then one per Δ.
+    const lastValueAt = h.now - 1;
+    h.advance(10);
+    expect(c.stats.skips - busyFrom).toBe(1);
+    expect(l.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(lastValueAt + 10);
+    h.advance(40);
+    expect(c.stats.skips - busyFrom).toBeGreaterThanOrEqual(4);
     expect(c.stats.skips - busyFrom).toBeLessThanOrEqual(5);
     expect(l.learner!.records.at(-1)!.deliveries).toEqual([]);
     expect(l.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 10);

@@ -200,7 +200,8 @@ export class Executor<C, R, S> {
       try {
         this.service.writeReply(w.w, out.r as R, out.c as C);
       } catch (e) {
-        // The service cannot encode its own reply: answer with an error instead (same on every replica).
+        // The service cannot encode its own reply: answer with an error instead (every replica that answers
+        // gives the same one).
         w.w.pos = at;
         this.write(seq, this.fail(SERVICE_FAILED, `cannot encode the reply: ${errorText(e)}`), h);
         return;

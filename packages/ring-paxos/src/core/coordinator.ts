@@ -152,9 +152,8 @@ export class Coordinator {
   /** Highest vid of a non-filler value at an instance below next (new batches and skips are placed only
    *  above what their ballot's Phase 1 quorum had accepted). */
   private maxNewVid = 0;
+  /** The last Δ check, or the last value instance opened (its position was raised to the target then). */
   private lastSkipCheckAt = -Infinity;
-  /** A value instance opened since the last Δ check (its position was raised to the target then). */
-  private valueSinceSkipCheck = false;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -540,7 +539,8 @@ export class Coordinator {
     if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
     const pos = this.nextPos(instance, true);
     this.lastPos = pos;
-    this.valueSinceSkipCheck = true;
+    // A value raised to the target counts as a Δ check: the ring is next checked a whole Δ after it.
+    this.lastSkipCheckAt = this.now;
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
   }
@@ -791,13 +791,13 @@ export class Coordinator {
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
       }
     }
-    // Rate leveling: a ring idle for the whole Δ and behind the target proposes one skip ending at it. A
-    // ring that opened a value instance since the last check is not behind by more than λΔ: that value's
-    // position was raised to the target when it opened, so a skip would only cost an instance.
+    // Rate leveling: a ring idle and behind the target proposes one skip ending at it, Δ after its last
+    // check or its last value instance (whose position was raised to the target when it opened). A busy
+    // ring is never checked, so it proposes no skips that would only cost instances; an idle one is skipped
+    // at most Δ after it went quiet, and every Δ after that.
     if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
       this.lastSkipCheckAt = now;
-      if (!this.valueSinceSkipCheck) this.skipIfIdle(now, out);
-      this.valueSinceSkipCheck = false;
+      this.skipIfIdle(now, out);
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;
