@@ -15,6 +15,7 @@ import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicas
 import { BackpressureError, ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 import { WireError } from './protocol/bytes.js';
 import { CommandBatchWriter, COMMAND_HEADER_BYTES, MAX_BATCH_COUNT, ReplyBatchReader, STATUS_OK } from './protocol/wire.js';
+import { SeqWindow } from './core/seq-window.js';
 import { routeGroup, ServiceError, type Mode, type Service } from './service.js';
 import { checkReplicaGroups } from './replica.js';
 
@@ -160,7 +161,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   // Replicas cache the replies of every seq from the client's floor up (maxReplies, 16384 by default, per
   // stream). A retry must find its reply, so a new command is admitted only while its seq is less than
   // maxSpan past the oldest command still waiting.
-  const maxSpan = num(opts.maxSpan, 'maxSpan', 16384, maxOutstanding, 1 << 24);
+  const maxSpan = num(opts.maxSpan, 'maxSpan', 16384, maxOutstanding, 1 << 20);
   const maxWaiting = num(opts.maxWaiting, 'maxWaiting', 65536, 0, 1 << 24);
   const retryMs = num(opts.retryMs, 'retryMs', 1000, 1, 600_000);
   const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
@@ -185,7 +186,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   const mc: Multicaster = createMulticaster(cluster);
 
   const stats: ClientStats = { submitted: 0, replied: 0, errors: 0, retries: 0, duplicateReplies: 0, noReply: 0, batches: 0, malformedReplies: 0 };
-  const outstanding = new Map<number, Pending<C, R>>();
+  // In flight by seq: a ring of maxSpan slots (room() keeps every new seq within maxSpan of the oldest).
+  const outstanding = new SeqWindow<Pending<C, R>>(maxSpan);
   const waiting: Array<() => void> = [];
   let waitHead = 0;
   let nextSeq = 1;
@@ -242,10 +244,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     }
   };
 
-  const floor = (): number => {
-    for (const k of outstanding.keys()) return k;
-    return nextSeq;
-  };
+  const floor = (): number => outstanding.oldest() ?? nextSeq;
 
   const flushGroup = (group: string): void => {
     const w = writers.get(group)!;
@@ -394,14 +393,14 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       const now = performance.now();
       // Pick the replica to answer again now and then: the one picked may have become the slower one.
       if (replier !== 0 && now - pickedAt >= 1000) askEveryone();
-      for (const p of outstanding.values()) {
-        // Map order is seq order: once an entry is younger than retryMs since its first send, so are the rest.
-        if (now - p.first < retryMs) break;
+      outstanding.forEach((p) => {
+        // Oldest first: once an entry is younger than retryMs since its first send, so are the rest.
+        if (now - p.first < retryMs) return false;
         if (now - p.first >= deadlineMs) {
           outstanding.delete(p.seq);
           stats.noReply++;
           settle(p, new NoReplyError(p.seq, deadlineMs));
-          continue;
+          return true;
         }
         if (now - p.sent >= retryMs) {
           p.sent = now;
@@ -416,7 +415,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
             settle(p, e as Error);
           }
         }
-      }
+        return true;
+      });
       admit();
     },
     Math.max(5, Math.min(50, Math.floor(retryMs / 4))),
@@ -444,7 +444,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     }
     nextSeq++;
     stats.submitted++;
-    outstanding.set(p.seq, p);
+    outstanding.add(p);
   };
 
   const send = (cmd: C, cb: ReplyCallback<R>): void => {
@@ -471,8 +471,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       clearInterval(timer);
       dirty.clear();
       const err = new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy stopped before a reply');
-      for (const p of outstanding.values()) settle(p, err);
-      outstanding.clear();
+      for (const p of outstanding.clear()) settle(p, err);
       for (let i = waitHead; i < waiting.length; i++) waiting[i]!();
       waiting.length = 0;
       await mc.stop();
