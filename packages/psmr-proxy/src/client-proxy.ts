@@ -15,7 +15,7 @@ import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicas
 import { BackpressureError, ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 import { WireError } from './protocol/bytes.js';
 import { CommandBatchWriter, COMMAND_HEADER_BYTES, MAX_BATCH_COUNT, ReplyBatchReader, STATUS_OK } from './protocol/wire.js';
-import { SeqWindow } from './core/seq-window.js';
+import { MAX_SPAN, SeqWindow } from './core/seq-window.js';
 import { routeGroup, ServiceError, type Mode, type Service } from './service.js';
 import { checkReplicaGroups } from './replica.js';
 
@@ -161,7 +161,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   // Replicas cache the replies of every seq from the client's floor up (maxReplies, 16384 by default, per
   // stream). A retry must find its reply, so a new command is admitted only while its seq is less than
   // maxSpan past the oldest command still waiting.
-  const maxSpan = num(opts.maxSpan, 'maxSpan', 16384, maxOutstanding, 1 << 20);
+  const maxSpan = num(opts.maxSpan, 'maxSpan', 16384, maxOutstanding, MAX_SPAN);
   const maxWaiting = num(opts.maxWaiting, 'maxWaiting', 65536, 0, 1 << 24);
   const retryMs = num(opts.retryMs, 'retryMs', 1000, 1, 600_000);
   const deadlineMs = num(opts.deadlineMs, 'deadlineMs', 10_000, retryMs, 3_600_000);
@@ -319,8 +319,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     }
   };
 
-  // The floor only rises, so a floor read earlier is a safe lower bound: read it again (an iterator) only
-  // when the span from the old one reaches maxSpan, not on every command.
+  // The floor only rises, so a floor read earlier is a safe lower bound: read it again only when the span
+  // from the old one reaches maxSpan, not on every command.
   let knownFloor = 1;
   const room = (): boolean => {
     if (outstanding.size >= maxOutstanding) return false;

@@ -36,6 +36,7 @@ describe('client proxy', () => {
   it('refuses a bad host and a C-G answer outside the partitions, naming them', async () => {
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, host: 'localhost' })).rejects.toMatchObject({ field: 'host' });
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxOutstanding: 1 << 20 })).rejects.toMatchObject({ field: 'maxOutstanding' });
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxSpan: 2 ** 21 })).rejects.toMatchObject({ field: 'maxSpan' });
     const odd: Service<KvCommand, KvReply, unknown> = { ...(kvService as unknown as Service<KvCommand, KvReply, unknown>), group: () => 1.5 };
     const c = await createClientProxy(cluster, { service: odd, mode: 'psmr', workers: 2 });
     await expect(c.submit({ op: 'get', key: 'a' })).rejects.toMatchObject({ code: 'ERR_PSMR_BAD_GROUP' });

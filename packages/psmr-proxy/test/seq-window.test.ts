@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Prng } from '@ringcast/ring-paxos';
-import { SeqWindow } from '../src/core/seq-window.js';
+import { MAX_SPAN, SeqWindow } from '../src/core/seq-window.js';
 
 describe('SeqWindow (a client’s commands in flight)', () => {
   it('agrees with a Map over random adds, deletes and visits within the span', () => {
@@ -48,13 +48,30 @@ describe('SeqWindow (a client’s commands in flight)', () => {
     }
   });
 
-  it('refuses a seq a whole ring past the oldest, and a bad span', () => {
-    const w = new SeqWindow<{ seq: number }>(4);
+  it('refuses a seq a span past the oldest or not above the last, and a bad span', () => {
+    const w = new SeqWindow<{ seq: number }>(3); // a ring of 4 slots, a span of 3
     w.add({ seq: 10 });
-    expect(() => w.add({ seq: 14 })).toThrow(RangeError);
-    w.add({ seq: 13 });
+    expect(() => w.add({ seq: 13 })).toThrow(RangeError);
+    w.add({ seq: 12 });
+    expect(() => w.add({ seq: 12 })).toThrow(RangeError);
+    expect(() => w.add({ seq: 11 })).toThrow(RangeError);
     expect(w.get(9)).toBeUndefined();
     expect(() => new SeqWindow(0)).toThrow(RangeError);
-    expect(() => new SeqWindow(2 ** 25)).toThrow(RangeError);
+    expect(() => new SeqWindow(MAX_SPAN + 1)).toThrow(RangeError);
+  });
+
+  it('a visit survives its callback clearing the window or adding newer entries', () => {
+    const w = new SeqWindow<{ seq: number }>(8);
+    for (let s = 1; s <= 5; s++) w.add({ seq: s });
+    const seen: number[] = [];
+    w.forEach((p) => {
+      seen.push(p.seq);
+      if (p.seq === 2) w.add({ seq: 6 }); // newer: not visited
+      if (p.seq === 3) w.clear(); // e.g. a settled caller stops the client
+      return true;
+    });
+    expect(seen).toEqual([1, 2, 3]);
+    expect(w.size).toBe(0);
+    expect(w.oldest()).toBeUndefined();
   });
 });

@@ -4,6 +4,9 @@
  * (rounded up to a power of two) holds them all: no hash table to grow, shrink and copy as the number in
  * flight moves (a Map did that at every swing, and the garbage collector copied its tables).
  */
+/** The largest span (slots are allocated up front: 2^20 of them take 8 MB). */
+export const MAX_SPAN = 1 << 20;
+
 export interface Sequenced {
   readonly seq: number;
 }
@@ -14,12 +17,16 @@ export class SeqWindow<T extends Sequenced> {
   private n = 0;
   /** No seq below this is in the window (the oldest one is at or above it). */
   private low = 0;
+  /** The highest seq ever added (-1: none): seqs only go up. */
+  private high = -1;
 
   constructor(readonly span: number) {
-    if (!Number.isInteger(span) || span < 1 || span > 1 << 24) throw new RangeError(`span must be an integer in 1..${1 << 24}, got ${span}`);
+    if (!Number.isInteger(span) || span < 1 || span > MAX_SPAN) throw new RangeError(`span must be an integer in 1..${MAX_SPAN}, got ${span}`);
     let size = 1;
     while (size < span) size *= 2;
-    this.slots = new Array<T | undefined>(size).fill(undefined);
+    // Filled one by one: a packed array (a large `new Array(n)` may start out as a dictionary).
+    this.slots = [];
+    for (let i = 0; i < size; i++) this.slots.push(undefined);
     this.mask = size - 1;
   }
 
@@ -33,11 +40,13 @@ export class SeqWindow<T extends Sequenced> {
     return p !== undefined && p.seq === seq ? p : undefined;
   }
 
-  /** Add `p`; its seq must be above every seq added before and within `span` of the oldest in the window. */
+  /** Add `p`; its seq must be above every seq added before and less than `span` past the oldest in the window. */
   add(p: T): void {
+    if (!Number.isSafeInteger(p.seq) || p.seq <= this.high) throw new RangeError(`seq ${p.seq} is not above the last one added (${this.high})`);
     if (this.n === 0) this.low = p.seq;
-    else if (p.seq - this.oldest()! >= this.slots.length) throw new RangeError(`seq ${p.seq} is ${this.slots.length} or more past the oldest one in flight`);
+    else if (p.seq - this.oldest()! >= this.span) throw new RangeError(`seq ${p.seq} is ${this.span} or more past the oldest one in flight`);
     this.slots[p.seq & this.mask] = p;
+    this.high = p.seq;
     this.n++;
   }
 
@@ -57,16 +66,17 @@ export class SeqWindow<T extends Sequenced> {
     return this.low;
   }
 
-  /** Visit entries oldest first until `fn` returns false; `fn` may delete the entry it is given. */
+  /**
+   * Visit the entries there at the start, oldest first, until `fn` returns false. `fn` may delete entries,
+   * add newer ones (not visited) or clear the window (the visit then ends).
+   */
   forEach(fn: (p: T) => boolean): void {
     const first = this.oldest();
     if (first === undefined) return;
-    let seen = 0;
-    const total = this.n;
-    for (let s = first; seen < total; s++) {
+    const last = this.high;
+    for (let s = first; s <= last && this.n > 0; s++) {
       const p = this.slots[s & this.mask];
       if (p === undefined || p.seq !== s) continue;
-      seen++;
       if (!fn(p)) return;
     }
   }
