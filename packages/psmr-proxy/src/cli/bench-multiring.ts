@@ -6,7 +6,8 @@ import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawn
 import { percentile } from './progress.js';
 
 const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K] [--repeat N]
-  Multi-Ring Paxos on 127.0.0.1: 3 acceptor processes in every ring, one proposer process per ring. For
+  Multi-Ring Paxos on 127.0.0.1: the same 3 acceptor processes in every ring (the rings' coordinators spread
+  over them), one proposer process per ring. For
   each k it prints one JSON line per learner layout: one learner subscribed to all k groups ('all') and k
   learners on disjoint rings ('disjoint'), with the aggregate delivered payload MB/s, the CPU seconds of
   every process (acceptors, proposers, learners) per delivered MB, and the ratio to the one-ring figure
