@@ -319,15 +319,8 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
     }
   };
 
-  // The floor only rises, so a floor read earlier is a safe lower bound: read it again only when the span
-  // from the old one reaches maxSpan, not on every command.
-  let knownFloor = 1;
-  const room = (): boolean => {
-    if (outstanding.size >= maxOutstanding) return false;
-    if (nextSeq - knownFloor < maxSpan) return true;
-    knownFloor = floor();
-    return nextSeq - knownFloor < maxSpan;
-  };
+  // The oldest seq in flight is a slot lookup (amortized): no cached floor to keep in step.
+  const room = (): boolean => outstanding.size < maxOutstanding && nextSeq - floor() < maxSpan;
   const admit = (): void => {
     while (waitHead < waiting.length && room()) waiting[waitHead++]!();
     if (waitHead > 1024 && waitHead * 2 > waiting.length) {

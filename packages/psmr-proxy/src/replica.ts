@@ -9,6 +9,7 @@ import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import { ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 import { SharedBarrier } from './barrier.js';
 import { MAX_REPLY_TAG } from './protocol/wire.js';
+import { kvKeyHash } from './services/kv.js';
 import { ALL_GROUP, groupName, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
 import type { FromWorker, ToWorker, WorkerInit, WorkerState } from './worker.js';
@@ -52,11 +53,9 @@ export interface Replica {
   stop(): Promise<void>;
 }
 
-/** The default reply tag of a replica id: FNV-1a of its UTF-8 bytes, folded into 1..255. */
+/** The default reply tag of a replica id: FNV-1a of its UTF-8 bytes (kv's key hash), folded into 1..255. */
 export function replyTagOf(id: string): number {
-  let h = 0x811c9dc5;
-  for (const b of Buffer.from(id, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return (h % MAX_REPLY_TAG) + 1;
+  return (kvKeyHash(id) % MAX_REPLY_TAG) + 1;
 }
 
 /** Check that the cluster has the groups a replica of this mode and width needs, each on its own ring. */

@@ -60,7 +60,7 @@ export async function runBenchCommand(args: string[]): Promise<number> {
 async function udpSink(args: string[]): Promise<number> {
   const o = parse(args, { seconds: { type: 'string' } });
   const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
-  const sock = createSocket('udp4');
+  const sock = await loopbackSocket();
   let bytes = 0;
   let datagrams = 0;
   let t0 = 0n;
@@ -75,7 +75,6 @@ async function udpSink(args: string[]): Promise<number> {
     bytes += m.length;
     datagrams++;
   });
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   try {
     sock.setRecvBufferSize(8 << 20);
   } catch {

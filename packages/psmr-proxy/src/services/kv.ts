@@ -71,29 +71,26 @@ function latin1Hash(key: string): number {
 
 const bad = (code: string, msg: string): ServiceError => new ServiceError(code, msg);
 
+/** Write a key's or a value's bytes (a string as UTF-8); returns how many, refusing more than `max`. */
+function writeBody(w: ByteWriter, x: KvBytes, what: 'key' | 'value', max: number): number {
+  let n: number;
+  if (typeof x === 'string') n = w.utf8(x);
+  else if (x instanceof Uint8Array) {
+    n = x.length;
+    w.bytes(x);
+  } else throw bad(`ERR_KV_BAD_${what.toUpperCase()}`, `a ${what} must be a string or a Uint8Array`);
+  if (n > max) throw bad(`ERR_KV_${what.toUpperCase()}_TOO_LARGE`, `${what} of ${n} bytes exceeds ${max}`);
+  return n;
+}
 
 function writeKey(w: ByteWriter, key: KvBytes): void {
-  let n: number;
   const at = w.reserve(2);
-  if (typeof key === 'string') n = w.utf8(key);
-  else if (key instanceof Uint8Array) {
-    n = key.length;
-    w.bytes(key);
-  } else throw bad('ERR_KV_BAD_KEY', 'a key must be a string or a Uint8Array');
-  if (n > KV_LIMITS.maxKeyBytes) throw bad('ERR_KV_KEY_TOO_LARGE', `key of ${n} bytes exceeds ${KV_LIMITS.maxKeyBytes}`);
-  w.buf.writeUInt16LE(n, at);
+  w.buf.writeUInt16LE(writeBody(w, key, 'key', KV_LIMITS.maxKeyBytes), at);
 }
 
 function writeValue(w: ByteWriter, v: KvBytes): void {
-  let n: number;
   const at = w.reserve(5);
-  if (typeof v === 'string') n = w.utf8(v);
-  else if (v instanceof Uint8Array) {
-    n = v.length;
-    w.bytes(v);
-  } else throw bad('ERR_KV_BAD_VALUE', 'a value must be a string or a Uint8Array');
-  if (n > KV_LIMITS.maxValueBytes) throw bad('ERR_KV_VALUE_TOO_LARGE', `value of ${n} bytes exceeds ${KV_LIMITS.maxValueBytes}`);
-  w.buf.writeUInt32LE(n, at);
+  w.buf.writeUInt32LE(writeBody(w, v, 'value', KV_LIMITS.maxValueBytes), at);
   w.buf[at + 4] = typeof v === 'string' ? 0 : 1;
 }
 
