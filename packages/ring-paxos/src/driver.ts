@@ -87,16 +87,34 @@ export class Driver {
   private readonly hooks: DriverHooks;
   private readonly opts: DriverOptions;
   private turnScheduled = false;
+  /** The interval fired: tick at the end of this turn. */
+  private tickDue = false;
   private timer: unknown;
   private stopped = false;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private readonly blocked: Array<() => void> = [];
+  // A turn ends once every datagram already received is stepped (Clock.defer). The tick runs there too,
+  // after the flush: a process that was not scheduled for a while finds its timer due and proposals waiting
+  // in its socket, and the coordinator's rate-leveling check must see the value instance those open, not
+  // propose a skip the ring does not need.
   private readonly endTurn = (): void => {
     this.turnScheduled = false;
     if (this.stopped) return;
-    this.node.flush(this.clock.now());
+    const now = this.clock.now();
+    this.node.flush(now);
+    if (this.tickDue) {
+      this.tickDue = false;
+      this.node.tick(now);
+    }
     this.drain();
   };
+
+  private scheduleTurnEnd(): void {
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      this.clock.defer(this.endTurn);
+    }
+  }
 
   constructor(opts: DriverOptions) {
     this.opts = opts;
@@ -113,8 +131,8 @@ export class Driver {
     this.drain();
     this.timer = this.clock.setInterval(() => {
       if (this.stopped) return;
-      this.node.tick(this.clock.now());
-      this.drain();
+      this.tickDue = true;
+      this.scheduleTurnEnd();
     }, this.opts.tickMs);
   }
 
@@ -147,10 +165,7 @@ export class Driver {
     const before = this.node.unexpected;
     this.node.step(m, this.clock.now());
     if (this.node.unexpected !== before) this.drop('role');
-    if (!this.turnScheduled) {
-      this.turnScheduled = true;
-      this.clock.defer(this.endTurn);
-    }
+    this.scheduleTurnEnd();
   }
 
   private learnAddress(id: number, addr: Address): void {
@@ -261,10 +276,7 @@ export class Driver {
     }
     const seq = p.propose(data, this.clock.now(), this.node.out);
     const done = new Promise<void>((resolve, reject) => this.waiting.set(seq, { resolve, reject }));
-    if (!this.turnScheduled) {
-      this.turnScheduled = true;
-      this.clock.defer(this.endTurn);
-    }
+    this.scheduleTurnEnd();
     return done;
   }
 }

@@ -7,7 +7,7 @@ import { percentile } from './progress.js';
 
 const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds S] [--warmup W] [--outstanding K] [--repeat N]
   Multi-Ring Paxos on 127.0.0.1: the same 3 acceptor processes in every ring (the rings' coordinators spread
-  over them), one proposer process per ring. For
+  over them), one proposer process with a proposer on every ring. For
   each k it prints one JSON line per learner layout: one learner subscribed to all k groups ('all') and k
   learners on disjoint rings ('disjoint'), with the aggregate delivered payload MB/s, the CPU seconds of
   every process (acceptors, proposers, learners) per delivered MB, and the ratio to the one-ring figure
@@ -193,24 +193,24 @@ async function measure(opts: {
     }
     await Promise.all(sinks.map((s) => s.waitFor('ready', 30000)));
     await sleep(200);
-    for (const r of opts.loadRings) {
-      loads.push(
-        spawnRingcast([
-          'bench',
-          'ring-load',
-          '--cluster',
-          ring.clusterPath,
-          '--group',
-          `g${r}`,
-          '--size',
-          String(opts.size),
-          '--outstanding',
-          String(opts.outstandingPerRing),
-          '--seconds',
-          String(opts.warmup + opts.seconds + 30),
-        ]),
-      );
-    }
+    // One proposer process for all loaded rings (an application multicasting to k groups), so every k
+    // runs the same processes apart from the rings themselves.
+    loads.push(
+      spawnRingcast([
+        'bench',
+        'ring-load',
+        '--cluster',
+        ring.clusterPath,
+        '--group',
+        opts.loadRings.map((r) => `g${r}`).join(','),
+        '--size',
+        String(opts.size),
+        '--outstanding',
+        String(opts.outstandingPerRing * opts.loadRings.length),
+        '--seconds',
+        String(opts.warmup + opts.seconds + 30),
+      ]),
+    );
     await Promise.all(loads.map((l) => l.waitFor('ready', 30000)));
     await sleep(opts.warmup * 1000);
     const pids = {

@@ -244,18 +244,21 @@ async function ringLoad(args: string[]): Promise<number> {
   const o = parse(args, { cluster: { type: 'string' }, group: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
   if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
   const cluster = loadCluster(o.cluster);
-  const ring = typeof o.group === 'string' ? ringsOf(cluster, [o.group])[0] : undefined;
+  // --group g0,g1,...: one proposer per ring in this process, the values in flight split over them in turn
+  // (as one application multicasting to several groups). Without it: the cluster's first ring.
+  const rings: Array<number | undefined> = typeof o.group === 'string' ? ringsOf(cluster, o.group.split(',')) : [undefined];
   const size = intFlag(o.size, 'size', 1024, 8, cluster.settings.maxValueBytes);
   const seconds = intFlag(o.seconds, 'seconds', 6, 1, 3600);
-  const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding);
-  const client = await startClient(cluster, { ring, propose: true });
-  line({ event: 'ready', id: client.id });
+  const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding * rings.length);
+  const clients = await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true })));
+  line({ event: 'ready', id: clients[0]!.id });
   const end = performance.now() + seconds * 1000;
   // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
   // Propose datagram is a copy, so the next value of this worker may overwrite it.
   const bufs = Array.from({ length: outstanding }, () => Buffer.alloc(size, 0x63));
+  // Worker w proposes to ring w mod k.
   const { acked, failed } = await proposeLoop(
-    (d) => client.propose(d),
+    (d, w) => clients[w % clients.length]!.propose(d),
     outstanding,
     (_k, w) => {
       if (performance.now() >= end) return undefined;
@@ -264,8 +267,11 @@ async function ringLoad(args: string[]): Promise<number> {
       return b;
     },
   );
-  await client.stop();
-  line({ event: 'result', acked, failed, resent: client.driver.node.proposer!.stats.resent, drops: Object.fromEntries(client.driver.drops) });
+  await Promise.all(clients.map((c) => c.stop()));
+  const resent = clients.reduce((a, c) => a + c.driver.node.proposer!.stats.resent, 0);
+  const drops: Record<string, number> = {};
+  for (const c of clients) for (const [k, v] of c.driver.drops) drops[k] = (drops[k] ?? 0) + v;
+  line({ event: 'result', acked, failed, resent, drops });
   return 0;
 }
 

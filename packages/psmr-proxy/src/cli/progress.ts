@@ -44,7 +44,7 @@ export interface LoopResult {
  * stops it), proposes it and waits for the acknowledgement; `onAck` gets each latency in milliseconds.
  */
 export async function proposeLoop(
-  propose: (data: Uint8Array) => Promise<void>,
+  propose: (data: Uint8Array, worker: number) => Promise<void>,
   workers: number,
   make: (k: number, worker: number) => Uint8Array | undefined,
   onAck?: (ms: number) => void,
@@ -64,7 +64,7 @@ export async function proposeLoop(
       r.proposed++;
       const t = performance.now();
       try {
-        await propose(data);
+        await propose(data, w);
         r.acked++;
         onAck?.(performance.now() - t);
       } catch {
