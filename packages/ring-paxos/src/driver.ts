@@ -1,6 +1,7 @@
 import { DYNAMIC_ID_BASE, MessageType, type Message } from './core/messages.js';
 import type { PersistRecord } from './core/outbox.js';
 import type { RingNode } from './core/ring-node.js';
+import { clientTickMs } from './core/settings.js';
 import type { Delivery, InstanceRecord } from './core/learner.js';
 import type { DecidedInfo } from './core/coordinator.js';
 import { CodecError, type Codec, type DropReason } from './wire/codec.js';
@@ -129,11 +130,12 @@ export class Driver {
   start(): void {
     this.node.start(this.clock.now());
     this.drain();
+    const ms = this.node.acceptor ? this.opts.tickMs : clientTickMs(this.node.cfg.settings, this.opts.tickMs);
     this.timer = this.clock.setInterval(() => {
       if (this.stopped) return;
       this.tickDue = true;
       this.scheduleTurnEnd();
-    }, this.opts.tickMs);
+    }, ms);
   }
 
   stop(): void {

@@ -1,7 +1,7 @@
 // Public API of @ringcast/ring-paxos. Curated: add names here on purpose, never `export *`.
 export { MessageType, MESSAGE_SHAPES, START_NEXT, START_OLDEST, DYNAMIC_ID_BASE, makeBallot } from './core/messages.js';
 export type { Message } from './core/messages.js';
-export { DEFAULT_RING_SETTINGS } from './core/settings.js';
+export { DEFAULT_RING_SETTINGS, clientTickMs } from './core/settings.js';
 export type { RingSettings } from './core/settings.js';
 export { RingNode } from './core/ring-node.js';
 export type { RingNodeConfig } from './core/ring-node.js';

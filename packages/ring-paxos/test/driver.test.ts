@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Codec, DEFAULT_RING_SETTINGS, Driver, RingNode, type Address, type Clock } from '@ringcast/ring-paxos';
+import { Codec, DEFAULT_RING_SETTINGS, Driver, RingNode, clientTickMs, type Address, type Clock } from '@ringcast/ring-paxos';
 
 /**
  * One real Driver (the coordinator's) among plain cores, over an in-memory network, with a clock whose
@@ -105,5 +105,25 @@ describe('driver', () => {
     const before = c.stats.skips;
     loopRound(70, () => {});
     expect(c.stats.skips).toBe(before + 1);
+  });
+
+  it('acceptors tick at the cluster tick; learners and proposers at a third of their shortest timeout', () => {
+    const s = { ...DEFAULT_RING_SETTINGS }; // gap 30, progress 50, retry 200
+    const intervalOf = (n: RingNode): number => {
+      let ms = -1;
+      const clock: Clock = { now: () => 0, setInterval: (_fn, m) => ((ms = m), 1), clearInterval: () => {}, defer: () => {} };
+      const d = new Driver({ node: n, codec: new Codec({ maxDatagramBytes: s.maxDatagramBytes }), clock, peers: new Map(), tickMs: 5, maxDynamicPeers: 4, transport: { send: () => {}, close: async () => {} } });
+      d.start();
+      d.stop();
+      return ms;
+    };
+    const base = { ring: 0, ringOrder: [1, 2], acceptors: [1, 2, 3] };
+    expect(intervalOf(new RingNode({ ...base, id: 1, settings: s }))).toBe(5);
+    expect(intervalOf(new RingNode({ ...base, id: 90001, settings: s, learnerStart: 0 }))).toBe(10);
+    expect(intervalOf(new RingNode({ ...base, id: 90002, settings: s, proposer: true }))).toBe(10);
+    // A proposer linger sets the pace; the cluster tick is the floor.
+    expect(clientTickMs({ ...s, proposerLingerMs: 4 }, 2)).toBe(4);
+    expect(clientTickMs({ ...s, proposerLingerMs: 1 }, 5)).toBe(5);
+    expect(clientTickMs({ ...s, gapTimeoutMs: 300, progressIntervalMs: 300, retryTimeoutMs: 300 }, 5)).toBe(100);
   });
 });

@@ -91,6 +91,18 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   epochMs: 1_700_000_000_000,
 });
 
+/**
+ * How often a node without an acceptor role (a learner, a proposer or both) needs its timers: a third of its
+ * shortest timeout (gap, progress report, proposer retry), or the proposer linger when one is set, and never
+ * more often than the cluster's tick. A timer wake-up costs a process about 0.1 ms of CPU on a busy machine,
+ * and clients are the processes there are many of. Acceptors keep the cluster's tick: the coordinator's Δ
+ * check and Phase 2 retransmissions need it.
+ */
+export function clientTickMs(s: RingSettings, tickMs: number): number {
+  const need = Math.min(s.gapTimeoutMs / 3, s.progressIntervalMs / 3, s.retryTimeoutMs / 3, s.proposerLingerMs > 0 ? s.proposerLingerMs : Infinity);
+  return Math.max(tickMs, Math.floor(need));
+}
+
 /** Bytes the wire adds around a value in Phase 2A / Learn, decisions included (see wire/codec.ts). */
 export const DATAGRAM_OVERHEAD = 1024;
 /** Bytes a batch adds per entry around its data (seq and length headers). */
