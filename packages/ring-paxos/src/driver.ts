@@ -94,10 +94,11 @@ export class Driver {
   private stopped = false;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private readonly blocked: Array<() => void> = [];
-  // A turn ends once every datagram already received is stepped (Clock.defer). The tick runs there too,
-  // after the flush: a process that was not scheduled for a while finds its timer due and proposals waiting
-  // in its socket, and the coordinator's rate-leveling check must see the value instance those open, not
-  // propose a skip the ring does not need.
+  // A turn ends after the datagrams read in this loop iteration are stepped (Clock.defer: setImmediate runs
+  // after libuv's poll phase). The tick runs there too, after the flush: a process that was not scheduled for
+  // a while finds its timer due and proposals waiting in its socket, and the coordinator's rate-leveling
+  // check must see the value instance those open, not propose a skip the ring does not need. (A backlog
+  // deeper than one read burst can still cost a skip: one instance, never safety.)
   private readonly endTurn = (): void => {
     this.turnScheduled = false;
     if (this.stopped) return;
@@ -130,7 +131,7 @@ export class Driver {
   start(): void {
     this.node.start(this.clock.now());
     this.drain();
-    const ms = this.node.acceptor ? this.opts.tickMs : clientTickMs(this.node.cfg.settings, this.opts.tickMs);
+    const ms = this.node.acceptor ? this.opts.tickMs : clientTickMs(this.node.cfg.settings, this.opts.tickMs, { learner: this.node.learner !== undefined, proposer: this.node.proposer !== undefined });
     this.timer = this.clock.setInterval(() => {
       if (this.stopped) return;
       this.tickDue = true;

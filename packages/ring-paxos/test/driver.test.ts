@@ -21,6 +21,7 @@ function rig() {
     defer: (fn) => void deferred.push(fn),
   };
   const inbox: Array<{ buf: Uint8Array; to: Address; from: Address }> = [];
+  let driverSends = 0;
   const cores = new Map<number, RingNode>();
   for (const id of [1, 3]) cores.set(id, new RingNode({ ring: 0, id, ringOrder: order, acceptors: ids, settings }));
   const proposer = new RingNode({ ring: 0, id: 90001, ringOrder: order, acceptors: ids, settings, proposer: true });
@@ -34,7 +35,13 @@ function rig() {
     peers,
     tickMs: 5,
     maxDynamicPeers: 4,
-    transport: { send: (buf, to) => void inbox.push({ buf: Uint8Array.from(buf), to, from: 'n2' }), close: async () => {} },
+    transport: {
+      send: (buf, to) => {
+        driverSends++;
+        inbox.push({ buf: Uint8Array.from(buf), to, from: 'n2' });
+      },
+      close: async () => {},
+    },
   });
   const addr = (id: number): Address => (id === 90001 ? 'p' : `n${id}`);
   /** Send what a plain core has queued. */
@@ -77,7 +84,7 @@ function rig() {
   for (const [id, n] of cores) collect(n, addr(id));
   driver.start();
   for (let t = 5; t <= 50; t += 5) loopRound(t, () => {});
-  return { driver, coordNode, proposer, collect, network, loopRound, settle };
+  return { driver, coordNode, proposer, collect, network, loopRound, settle, sends: () => driverSends };
 }
 
 describe('driver', () => {
@@ -107,7 +114,7 @@ describe('driver', () => {
     expect(c.stats.skips).toBe(before + 1);
   });
 
-  it('acceptors tick at the cluster tick; learners and proposers at a third of their shortest timeout', () => {
+  it('acceptors tick at the cluster tick; learners and proposers at a third of the shortest wait their roles time', () => {
     const s = { ...DEFAULT_RING_SETTINGS }; // gap 30, progress 50, retry 200
     const intervalOf = (n: RingNode): number => {
       let ms = -1;
@@ -120,10 +127,25 @@ describe('driver', () => {
     const base = { ring: 0, ringOrder: [1, 2], acceptors: [1, 2, 3] };
     expect(intervalOf(new RingNode({ ...base, id: 1, settings: s }))).toBe(5);
     expect(intervalOf(new RingNode({ ...base, id: 90001, settings: s, learnerStart: 0 }))).toBe(10);
-    expect(intervalOf(new RingNode({ ...base, id: 90002, settings: s, proposer: true }))).toBe(10);
+    expect(intervalOf(new RingNode({ ...base, id: 90002, settings: s, proposer: true }))).toBe(66);
+    expect(intervalOf(new RingNode({ ...base, id: 90003, settings: s, proposer: true, learnerStart: 0 }))).toBe(10);
     // A proposer linger sets the pace; the cluster tick is the floor.
-    expect(clientTickMs({ ...s, proposerLingerMs: 4 }, 2)).toBe(4);
-    expect(clientTickMs({ ...s, proposerLingerMs: 1 }, 5)).toBe(5);
-    expect(clientTickMs({ ...s, gapTimeoutMs: 300, progressIntervalMs: 300, retryTimeoutMs: 300 }, 5)).toBe(100);
+    const proposer = { learner: false, proposer: true };
+    expect(clientTickMs({ ...s, proposerLingerMs: 12 }, 2, proposer)).toBe(4);
+    expect(clientTickMs({ ...s, proposerLingerMs: 1 }, 5, proposer)).toBe(5);
+    expect(clientTickMs({ ...s, gapTimeoutMs: 300, progressIntervalMs: 300 }, 5, { learner: true, proposer: false })).toBe(100);
+  });
+
+  it('a stopped driver neither ticks nor sends, even with a turn end already scheduled', () => {
+    const { driver, coordNode, loopRound, sends } = rig();
+    const c = coordNode.coordinator!;
+    const skips = c.stats.skips;
+    const sent = sends();
+    // The interval fires (a skip is due: idle since 50 ms, Δ = 10) and schedules a turn end; the driver
+    // stops before the turn end runs.
+    loopRound(70, () => driver.stop());
+    loopRound(200, () => {});
+    expect(c.stats.skips).toBe(skips);
+    expect(sends()).toBe(sent);
   });
 });

@@ -239,7 +239,7 @@ async function ringSink(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Hidden: a proposer process (of the first ring, or `--group`'s) that keeps `outstanding` values in flight for `seconds`. */
+/** Hidden: a proposer process (of the first ring, or one proposer per ring of `--group g0,g1,...`) that keeps `outstanding` values in flight for `seconds`. */
 async function ringLoad(args: string[]): Promise<number> {
   const o = parse(args, { cluster: { type: 'string' }, group: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
   if (typeof o.cluster !== 'string') throw new ConfigError('--cluster', 'is required');
@@ -251,7 +251,7 @@ async function ringLoad(args: string[]): Promise<number> {
   const seconds = intFlag(o.seconds, 'seconds', 6, 1, 3600);
   const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding * rings.length);
   const clients = await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true })));
-  line({ event: 'ready', id: clients[0]!.id });
+  line({ event: 'ready', ids: clients.map((c) => c.id) });
   const end = performance.now() + seconds * 1000;
   // One buffer per worker, reused: the proposer holds it only until the value is acknowledged, and the
   // Propose datagram is a copy, so the next value of this worker may overwrite it.

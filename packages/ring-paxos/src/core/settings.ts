@@ -92,15 +92,17 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
 });
 
 /**
- * How often a node without an acceptor role (a learner, a proposer or both) needs its timers: a third of its
- * shortest timeout (gap, progress report, proposer retry), or the proposer linger when one is set, and never
- * more often than the cluster's tick. A timer wake-up costs a process about 0.1 ms of CPU on a busy machine,
- * and clients are the processes there are many of. Acceptors keep the cluster's tick: the coordinator's Δ
- * check and Phase 2 retransmissions need it.
+ * How often a node without an acceptor role needs its timers: a third of the shortest wait its roles time
+ * (a learner: gapTimeoutMs and progressIntervalMs; a proposer: retryTimeoutMs, and proposerLingerMs when
+ * set), never more often than the cluster's tick. A timer wake-up costs a process about 0.1 ms of CPU on a
+ * busy machine, and clients are the processes there are many of. Acceptors keep the cluster's tick: the
+ * coordinator's Δ check and Phase 2 retransmissions need it.
  */
-export function clientTickMs(s: RingSettings, tickMs: number): number {
-  const need = Math.min(s.gapTimeoutMs / 3, s.progressIntervalMs / 3, s.retryTimeoutMs / 3, s.proposerLingerMs > 0 ? s.proposerLingerMs : Infinity);
-  return Math.max(tickMs, Math.floor(need));
+export function clientTickMs(s: RingSettings, tickMs: number, roles: { learner: boolean; proposer: boolean }): number {
+  let need = Infinity;
+  if (roles.learner) need = Math.min(need, s.gapTimeoutMs, s.progressIntervalMs);
+  if (roles.proposer) need = Math.min(need, s.retryTimeoutMs, s.proposerLingerMs > 0 ? s.proposerLingerMs : Infinity);
+  return need === Infinity ? tickMs : Math.max(tickMs, Math.floor(need / 3));
 }
 
 /** Bytes the wire adds around a value in Phase 2A / Learn, decisions included (see wire/codec.ts). */
