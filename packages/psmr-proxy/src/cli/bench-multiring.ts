@@ -13,6 +13,8 @@ const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds 
   every process (acceptors, proposers, learners) per delivered MB, and the ratio to the one-ring figure
   measured first in the same run. Then one line for an idle subscribed ring: 2 rings, load on ring 0 only,
   the p99 latency of a learner of {g0,g1} next to a learner of {g0} at the same time.
+  --warmup W --seconds S: each point runs W s before a window of S s (default 2 + 6; with 1 + 3 the k = 4
+  points swung by a third between rounds).
   --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
   --repeat N: N rounds, each measuring every layout once in turn (so a slow spell of the machine hits all
   of them alike); each line is then the round with the median MB/s for that layout, and the ratios divide
@@ -288,8 +290,8 @@ export async function benchMultiring(args: string[]): Promise<number> {
   const ks = [...new Set((typeof o.rings === 'string' ? o.rings : '1,2,4').split(',').map((s, i) => intFlag(s, `rings[${i}]`, 1, 1, 16)))].sort((a, b) => a - b);
   if (ks[0] !== 1) ks.unshift(1); // the one-ring figure is always measured first
   const size = intFlag(o.size, 'size', 8192, 8, SETTINGS.maxValueBytes);
-  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
-  const warmup = intFlag(o.warmup, 'warmup', 1, 0, 60);
+  const seconds = intFlag(o.seconds, 'seconds', 6, 1, 600);
+  const warmup = intFlag(o.warmup, 'warmup', 2, 0, 60);
   const every = intFlag(o.every, 'every', 4, 1, 1 << 20);
   // As bench ring: about 2 MiB of payload in flight in total, split over the proposers of the rings.
   const total = intFlag(o.outstanding, 'outstanding', Math.max(64, Math.min(2048, Math.floor((2 << 20) / size))), 1, 65536);
