@@ -18,7 +18,7 @@ function validSamples(ring: number): Message[] {
     { t: MessageType.Propose, ring, from: 70000, floor: 0, seqs: [1, 2], datas: [v(10), v(20)] },
     { t: MessageType.Phase2A, ring, from: 2, ballot: 1, instance: 5, vid: 1, value: v(100), decisions: [1, 2, 1], safe: 0 },
     { t: MessageType.Phase2B, ring, from: 1, ballot: 1, instance: 5, vid: 1, votes: 1 },
-    { t: MessageType.Progress, ring, from: 70001, delivered: 3, start: -1 },
+    { t: MessageType.Progress, ring, from: 70001, delivered: 3, start: -1, paced: 0 },
     { t: MessageType.RetransmitRequest, ring, from: 70001, lo: 0, hi: 5 },
     { t: MessageType.Learn, ring, from: 1, trimmed: 0, insts: [1], vids: [1], values: [v(5)] },
     { t: MessageType.SkipRequest, ring, from: 70001, pos: 12345 },

@@ -230,6 +230,8 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       ring,
       learnFrom: opts.from === 'start' ? 0 : START_NEXT,
       records: true,
+      // Merging several rings, or waiting for a stop position, needs idle rings to skip.
+      paced: rings.length > 1 || opts.stopRound !== undefined,
       metrics: opts.metrics,
       hooks: { onInstances: (rs) => onRecords(ring, rs), onGapTrimmed: (needed, oldest) => opts.onError?.(new TrimmedGapError(needed, oldest)) },
     });

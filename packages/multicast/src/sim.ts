@@ -95,7 +95,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   });
   // Addresses "r<ring>:<node>": one socket per node per ring, as in production.
   const addr = (ring: number, node: number): Address => `r${ring}:${node}`;
-  const makeDriver = (ring: number, id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean }, hooks: DriverHooks): Driver => {
+  const makeDriver = (ring: number, id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean; paced?: boolean }, hooks: DriverHooks): Driver => {
     const node = new RingNode({ ring, id, ringOrder: [1, 2], acceptors: acceptorIds, settings, ...extra });
     const peers = new Map(acceptorIds.map((a) => [a, addr(ring, a)]));
     const driver = new Driver({ node, codec, transport: transportFor(addr(ring, id), id), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64 });
@@ -165,7 +165,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
       askForSkip();
     };
     for (const r of rings) {
-      const d = makeDriver(r, nextId++, { learnerStart: START_NEXT, records: true }, {
+      const d = makeDriver(r, nextId++, { learnerStart: START_NEXT, records: true, paced: rings.length > 1 }, {
         onInstances: (rs) => {
           if (!l.merger) {
             early.get(r)!.push(...rs);

@@ -226,6 +226,12 @@ export interface ClientOptions {
   propose?: boolean;
   /** Learner keeps per-instance records with positions (hooks.onInstances), for a multi-ring merge. */
   records?: boolean;
+  /**
+   * The learner needs the ring's position to keep pace with λ: it merges this ring with others, or waits
+   * for an agreed stop position. An idle ring proposes rate-leveling skips only while such a learner is
+   * registered with its coordinator.
+   */
+  paced?: boolean;
   /** Identity; default a random id in the dynamic range. */
   id?: number;
   host?: string;
@@ -256,6 +262,7 @@ export async function startClient(cluster: ClusterConfig, opts: ClientOptions): 
     learnerStart: opts.learnFrom,
     proposer: opts.propose,
     records: opts.records,
+    paced: opts.paced,
   });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
   let driver: Driver | undefined;

@@ -19,7 +19,7 @@ const samples: Message[] = [
   { t: MessageType.Phase2A, ring: 1, from: 2, ballot: 65538, instance: 9, vid: 65538, value: b('value'), decisions: [5, 3, 65538], safe: 2, layout: [1, 2] },
   { t: MessageType.Phase2B, ring: 1, from: 1, ballot: 65538, instance: 9, vid: 65538, votes: 1 },
   { t: MessageType.Decision, ring: 1, from: 2, ballot: 65538, decisions: [], safe: 0 },
-  { t: MessageType.Progress, ring: 1, from: 70001, delivered: -1, start: -2 },
+  { t: MessageType.Progress, ring: 1, from: 70001, delivered: -1, start: -2, paced: 1 },
   { t: MessageType.Status, ring: 1, from: 2, oldest: 0, next: 10, ballot: 65538 },
   { t: MessageType.RetransmitRequest, ring: 1, from: 70001, lo: 3, hi: 9 },
   { t: MessageType.Learn, ring: 1, from: 1, trimmed: 0, insts: [3], vids: [65538], values: [b('v3')] },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RING_SETTINGS, MessageType, RingNode, START_OLDEST, type Message, type RingSettings } from '@ringcast/ring-paxos';
+import { DEFAULT_RING_SETTINGS, MessageType, RingNode, START_NEXT, START_OLDEST, type Message, type RingSettings } from '@ringcast/ring-paxos';
 
 /** A synchronous, fault-free harness around the pure cores: FIFO delivery, a filter to lose messages. */
 class Harness {
@@ -19,7 +19,7 @@ class Harness {
   ringOrder: number[];
   acceptorIds: number[];
 
-  add(id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean }): RingNode {
+  add(id: number, extra: { learnerStart?: number; proposer?: boolean; records?: boolean; paced?: boolean }): RingNode {
     const n = new RingNode({ ring: 0, id, ringOrder: this.ringOrder, acceptors: this.acceptorIds, settings: this.settings, ...extra });
     this.nodes.set(id, n);
     return n;
@@ -396,7 +396,7 @@ describe('ring cores (fault-free harness)', () => {
   /** A ring with λ = 1000/s from epoch 0 (a position is a time in ms), Δ never, and a learner with records. */
   function skipRing(): { h: Harness; l: RingNode; coordNode: RingNode; c: NonNullable<RingNode['coordinator']>; ask: (pos: number) => void } {
     const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 1_000_000, epochMs: 0 });
-    const l = h.add(90001, { learnerStart: START_OLDEST, records: true });
+    const l = h.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
     h.start();
     h.advance(50);
     const coordNode = [...h.nodes.values()].find((n) => n.coordinator)!;
@@ -428,7 +428,7 @@ describe('ring cores (fault-free harness)', () => {
   it('rate leveling skips a ring only once it has been idle for Δ: a busy ring keeps pace through its values', () => {
     // λ = 1000/s from epoch 0, Δ = 10 ms; a value every 2 ms for 100 ms, then 50 ms idle.
     const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
-    const l = h.add(90001, { learnerStart: START_OLDEST, records: true });
+    const l = h.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
     const p = h.add(90002, { proposer: true });
     h.start();
     h.advance(20);
@@ -463,6 +463,33 @@ describe('ring cores (fault-free harness)', () => {
     expect(c.stats.skips - busyFrom).toBeLessThanOrEqual(5);
     expect(l.learner!.records.at(-1)!.deliveries).toEqual([]);
     expect(l.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 10);
+  });
+
+  it('an idle ring skips only while a registered learner needs the pace (merges it, or waits for a stop position)', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
+    const alone = h.add(90001, { learnerStart: START_OLDEST, records: true });
+    h.start();
+    h.advance(200);
+    const c = [...h.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    // Only a learner that reads this ring alone: 200 ms idle, no skip at all.
+    expect(c.stats.skips).toBe(0);
+    expect(alone.learner!.records.length).toBe(0);
+    // A learner that merges this ring registers (its first Progress): skips every Δ from then on.
+    const merging = h.add(90002, { learnerStart: START_NEXT, records: true, paced: true });
+    merging.start(h.now);
+    h.collect(merging);
+    h.run();
+    h.advance(100);
+    expect(c.stats.skips).toBeGreaterThanOrEqual(8);
+    expect(c.stats.skips).toBeLessThanOrEqual(11);
+    // Both learners deliver the same skips (positions at the target), whatever they asked for.
+    expect(alone.learner!.records.at(-1)!.pos).toBeGreaterThanOrEqual(h.now - 10);
+    // It goes away (silent past learnerTimeoutMs): the coordinator drops it and the skips stop.
+    h.nodes.delete(90002);
+    h.advance(DEFAULT_RING_SETTINGS.learnerTimeoutMs + 100);
+    const after = c.stats.skips;
+    h.advance(200);
+    expect(c.stats.skips).toBe(after);
   });
 
   it('a skip request is kept until the ring passed the position, and only registered learners may ask', () => {

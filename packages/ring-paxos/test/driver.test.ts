@@ -28,6 +28,8 @@ function rig() {
   cores.set(90001, proposer);
   const peers = new Map(ids.map((id) => [id, `n${id}`]));
   const coordNode = new RingNode({ ring: 0, id: 2, ringOrder: order, acceptors: ids, settings });
+  // A learner that merges this ring with others: the coordinator keeps it in pace (rate-leveling skips).
+  cores.set(90003, new RingNode({ ring: 0, id: 90003, ringOrder: order, acceptors: ids, settings, learnerStart: 0, paced: true }));
   const driver = new Driver({
     node: coordNode,
     codec,
@@ -43,7 +45,7 @@ function rig() {
       close: async () => {},
     },
   });
-  const addr = (id: number): Address => (id === 90001 ? 'p' : `n${id}`);
+  const addr = (id: number): Address => (id === 90001 ? 'p' : id === 90003 ? 'l' : `n${id}`);
   /** Send what a plain core has queued. */
   const collect = (n: RingNode, from: Address): void => {
     for (const s of n.out.drain().sends) {

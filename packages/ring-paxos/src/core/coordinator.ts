@@ -39,6 +39,8 @@ interface PendingEntry {
 interface LearnerInfo {
   delivered: number;
   lastSeen: number;
+  /** It needs this ring's position to keep pace with λ (Progress.paced). */
+  paced: boolean;
 }
 
 /** Something the driver records as a metric when an instance is decided. */
@@ -678,6 +680,11 @@ export class Coordinator {
     this.lastSentAt = this.now;
   }
 
+  private pacedLearner(): boolean {
+    for (const l of this.learners.values()) if (l.paced) return true;
+    return false;
+  }
+
   /** One skip ending at the target, if this ring is idle and behind it. True if it proposed one. */
   private skipIfIdle(_now: number, out: Outbox): boolean {
     const t = this.target();
@@ -717,10 +724,11 @@ export class Coordinator {
       }
       // A new learner holds back trimming from where it starts.
       const from = m.start === START_OLDEST ? oldest : m.start === START_NEXT ? this.frontier : Math.max(m.start, oldest);
-      l = { delivered: from - 1, lastSeen: now };
+      l = { delivered: from - 1, lastSeen: now, paced: false };
       this.learners.set(m.from, l);
     }
     l.lastSeen = now;
+    l.paced = m.paced === 1;
     if (m.delivered > l.delivered) l.delivered = Math.min(m.delivered, this.frontier - 1);
     this.updateSafe();
     out.send(m.from, {
@@ -794,10 +802,12 @@ export class Coordinator {
     // Rate leveling: a ring idle and behind the target proposes one skip ending at it, Δ after its last
     // check or its last value instance (whose position was raised to the target when it opened). A busy
     // ring is never checked, so it proposes no skips that would only cost instances; an idle one is skipped
-    // at most Δ after it went quiet, and every Δ after that.
+    // at most Δ after it went quiet, and every Δ after that, while some registered learner needs the pace
+    // (merges this ring with others, or waits for a stop position). Learners that read this ring alone
+    // only ever wait for values, so for them the skips would be instances for nothing.
     if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
       this.lastSkipCheckAt = now;
-      this.skipIfIdle(now, out);
+      if (this.pacedLearner()) this.skipIfIdle(now, out);
     }
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;

@@ -55,6 +55,8 @@ export interface LearnerConfig {
   settings: RingSettings;
   /** Also keep one InstanceRecord per delivered instance (a multi-ring learner merges them). */
   records?: boolean;
+  /** This learner needs the ring's position to keep pace with λ (see Progress.paced). */
+  paced?: boolean;
 }
 
 /**
@@ -301,6 +303,7 @@ export class Learner {
       ring: this.cfg.ring,
       from: this.cfg.id,
       delivered: this.started ? this.next - 1 : -1,
+      paced: this.cfg.paced ? 1 : 0,
       // Once started, re-registering (after a silence the coordinator timed out) holds trimming from here.
       start: this.started ? this.next : this.cfg.start,
     };

@@ -119,7 +119,9 @@ export interface Decision {
 /**
  * Learner -> coordinator: subscribe / keep-alive / safe-instance report. `delivered` is the highest
  * instance delivered in order (-1 for none). `start` is only read on the first report: -1 next, -2 oldest,
- * otherwise an instance number.
+ * otherwise an instance number. `paced` is 1 when the learner needs the ring's position to keep pace with
+ * λ (it merges this ring with others, or waits for an agreed stop position): only then does an idle ring
+ * propose rate-leveling skips.
  */
 export interface Progress {
   t: typeof MessageType.Progress;
@@ -127,6 +129,7 @@ export interface Progress {
   from: number;
   delivered: number;
   start: number;
+  paced: number;
 }
 
 /** Coordinator -> learner: the ring's oldest retained instance and its contiguous decided frontier. */
@@ -270,7 +273,7 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Phase2A]: shape('ring:u from:u ballot:u instance:u vid:u value:b decisions:u[] safe:u layout:u[]'),
   [MessageType.Phase2B]: shape('ring:u from:u ballot:u instance:u vid:u votes:u'),
   [MessageType.Decision]: shape('ring:u from:u ballot:u decisions:u[] safe:u'),
-  [MessageType.Progress]: shape('ring:u from:u delivered:i start:i'),
+  [MessageType.Progress]: shape('ring:u from:u delivered:i start:i paced:u'),
   [MessageType.Status]: shape('ring:u from:u oldest:u next:u ballot:u'),
   [MessageType.RetransmitRequest]: shape('ring:u from:u lo:u hi:u'),
   [MessageType.Learn]: shape('ring:u from:u trimmed:u insts:u[] vids:u[] values:b[]'),

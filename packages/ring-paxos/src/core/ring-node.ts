@@ -30,6 +30,8 @@ export interface RingNodeConfig {
   incarnation?: number;
   /** The learner also keeps per-instance records with positions (Multi-Ring Paxos merging). */
   records?: boolean;
+  /** The learner needs the ring's position to keep pace with λ (it merges rings or waits for a stop position). */
+  paced?: boolean;
 }
 
 /** Message types any sender may send (the rest must come from an acceptor of the ring). */
@@ -79,6 +81,7 @@ export class RingNode {
         start: cfg.learnerStart,
         settings,
         records: cfg.records,
+        paced: cfg.paced,
       };
       this.learner = new Learner(lc);
     }

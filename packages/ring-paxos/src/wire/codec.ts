@@ -12,7 +12,7 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  *   last 16     HMAC-SHA256 over everything before it, truncated (only with a cluster secret)
  * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count.
  */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 export const HEADER_BYTES = 3;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
@@ -75,7 +75,7 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7], layout: f[8] }),
   6: (f) => ({ t: 6, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], votes: f[5] }),
   7: (f) => ({ t: 7, ring: f[0], from: f[1], ballot: f[2], decisions: f[3], safe: f[4] }),
-  8: (f) => ({ t: 8, ring: f[0], from: f[1], delivered: f[2], start: f[3] }),
+  8: (f) => ({ t: 8, ring: f[0], from: f[1], delivered: f[2], start: f[3], paced: f[4] }),
   9: (f) => ({ t: 9, ring: f[0], from: f[1], oldest: f[2], next: f[3], ballot: f[4] }),
   10: (f) => ({ t: 10, ring: f[0], from: f[1], lo: f[2], hi: f[3] }),
   11: (f) => ({ t: 11, ring: f[0], from: f[1], trimmed: f[2], insts: f[3], vids: f[4], values: f[5] }),
@@ -175,7 +175,7 @@ export class Codec {
 
 /**
  * Rules the per-field kinds cannot say: parallel arrays of equal length, decision triples, and the signed
- * fields' ranges (Progress: delivered >= -1, start is START_NEXT, START_OLDEST or an instance).
+ * fields' ranges (Progress: delivered >= -1, start is START_NEXT, START_OLDEST or an instance, paced 0 or 1).
  */
 function fieldsAgree(m: Message): boolean {
   switch (m.t) {
@@ -188,7 +188,7 @@ function fieldsAgree(m: Message): boolean {
     case 7:
       return m.decisions.length % 3 === 0;
     case 8:
-      return m.delivered >= -1 && m.start >= -2;
+      return m.delivered >= -1 && m.start >= -2 && m.paced <= 1;
     case 11:
       return m.insts.length === m.vids.length && m.insts.length === m.values.length;
     default:
