@@ -17,8 +17,9 @@ const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds 
   points swung by a third between rounds).
   --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
   --repeat N: N rounds, each measuring every layout once in turn (so a slow spell of the machine hits all
-  of them alike); each line is then the round with the median MB/s for that layout, and the ratios divide
-  by the median one-ring figure. The 'runs' field lists every round's MB/s.
+  of them alike); each line is then the round with the median MB/s for that layout, and each ratio is the
+  median over rounds of that round's ratio to its own one-ring point. 'runs', 'ratioRuns' and
+  'costRatioRuns' list every round's figures.
 `;
 
 function line(obj: unknown): void {
@@ -311,11 +312,17 @@ export async function benchMultiring(args: string[]): Promise<number> {
   }
   /** The round with the median MB/s of a layout. */
   const median = (ps: Point[]): Point => [...ps].sort((a, b) => a.MBps - b.MBps)[Math.floor(ps.length / 2)]!;
+  const mid = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const cpuPerMBOf = (p: Point): number => p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
   const one = median(runs[0]!);
-  const oneCpuPerMB = one.cpuSeconds.total / Math.max(1e-9, one.deliveredMB);
   for (const [i, { k, learners }] of layouts.entries()) {
     const p = median(runs[i]!);
-    const cpuPerMB = p.cpuSeconds.total / Math.max(1e-9, p.deliveredMB);
+    const cpuPerMB = cpuPerMBOf(p);
+    // Each ratio is taken within a round (this layout against the one-ring point of the same round, minutes
+    // apart at most), then the median over rounds: the machine's speed drifts between rounds by more than
+    // the differences measured.
+    const ratios = runs[i]!.map((r, j) => r.MBps / runs[0]![j]!.MBps);
+    const costRatios = runs[i]!.map((r, j) => cpuPerMBOf(runs[0]![j]!) / cpuPerMBOf(r));
     line({
       bench: 'multiring',
       rings: k,
@@ -326,13 +333,13 @@ export async function benchMultiring(args: string[]): Promise<number> {
       cpuCores: round(p.cpuSeconds.total / p.windowSeconds, 2),
       cpuSecondsPerMB: round(cpuPerMB, 4),
       oneRingMBps: round(one.MBps, 2),
-      ratioToOneRing: round(p.MBps / one.MBps),
+      ratioToOneRing: round(mid(ratios)),
       // MB per CPU second relative to one ring: the cost target (>= 0.8 at the same CPU).
-      costRatioToOneRing: round(oneCpuPerMB / cpuPerMB),
+      costRatioToOneRing: round(mid(costRatios)),
       latencyMs: { p50: round(percentile(p.lat, 0.5)), p99: round(percentile(p.lat, 0.99)) },
       // Share of the machine's CPU time the host stole in the window: high values make the line unreliable.
       steal: p.steal,
-      ...(repeat > 1 ? { runs: runs[i]!.map((r) => round(r.MBps, 1)) } : {}),
+      ...(repeat > 1 ? { runs: runs[i]!.map((r) => round(r.MBps, 1)), ratioRuns: ratios.map((x) => round(x)), costRatioRuns: costRatios.map((x) => round(x)) } : {}),
     });
   }
   // An idle subscribed ring: 2 rings, load on ring 0 only; a learner of {g0,g1} and one of {g0} at once.
