@@ -12,7 +12,7 @@ import { randomInt } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicast';
-import { BackpressureError, ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
+import { BackpressureError, ConfigError, RingcastError, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
 import { WireError } from './protocol/bytes.js';
 import { CommandBatchWriter, COMMAND_HEADER_BYTES, MAX_BATCH_COUNT, ReplyBatchReader, STATUS_OK } from './protocol/wire.js';
 import { MAX_SPAN, SeqWindow } from './core/seq-window.js';
@@ -176,7 +176,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
   }
   for (const g of mode === 'smr' ? ['g0'] : [...Array.from({ length: partitions }, (_, i) => `g${i}`), 'gall']) ringsOf(cluster, [g]);
 
-  const sock: Socket = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+  const sock: Socket = createSocket({ type: 'udp4', recvBufferSize: 8 << 20, lookup: ipv4Lookup });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
     sock.bind(0, host, () => resolve());

@@ -7,7 +7,7 @@ import { createSocket } from 'node:dgram';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
-import { RingMetrics, type ClusterConfig } from '@ringcast/ring-paxos';
+import { RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
 import { startGroupLearner } from '@ringcast/multicast';
 import { SharedBarrier } from './barrier.js';
 import { Executor } from './core/executor.js';
@@ -76,7 +76,7 @@ async function run(): Promise<void> {
   const service = await loadService(init.service);
   const partitions = init.mode === 'smr' ? 1 : init.workers;
   const state = service.createPartition(init.worker, partitions, init.stateSab);
-  const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
+  const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20, lookup: ipv4Lookup });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
     sock.bind(0, init.host, () => resolve());

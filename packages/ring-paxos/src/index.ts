@@ -18,7 +18,7 @@ export { RingcastError, ConfigError, TrimmedGapError } from './errors.js';
 export { parseCluster, loadCluster, localCluster, parseSettings } from './config.js';
 export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
 export { RingMetrics } from './metrics.js';
-export { realClock, UdpTransport, startNode, startClient, ringPort } from './runtime.js';
+export { realClock, UdpTransport, startNode, startClient, ringPort, ipv4Lookup } from './runtime.js';
 export type { RunningNode, RingClient, ClientOptions } from './runtime.js';
 export { runSimulation } from './sim/simulator.js';
 export type { SimOptions, SimResult } from './sim/simulator.js';

@@ -1,5 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { RemoteInfo } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIPv4 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
 import type { ClusterConfig, RingSpec } from './config.js';
@@ -20,6 +22,16 @@ export const realClock: Clock = {
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
   defer: (fn) => setImmediate(fn),
 };
+
+/**
+ * The address lookup for ringcast's UDP sockets (dgram's `lookup` option): an IPv4 literal is answered at
+ * once, a host name goes to dns.lookup. Node's default answers even a literal on the next tick, so every
+ * datagram sent paid a deferral: about 1.5 µs of CPU per send here, out of 13-15.
+ */
+export function ipv4Lookup(host: string, options: LookupOneOptions, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  if (isIPv4(host)) cb(null, host, 4);
+  else dnsLookup(host, options, cb);
+}
 
 /** Socket buffer size asked of the kernel (capped by net.core.rmem_max / wmem_max). */
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -43,7 +55,7 @@ export class UdpTransport implements Transport {
     multicast?: { group: string; port: number; interface: string },
   ): Promise<UdpTransport> {
     const open = async (bindHost: string, bindPort: number, reuseAddr: boolean): Promise<SocketAsPromised> => {
-      const sock = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr }, (msg: Buffer, r: RemoteInfo) =>
+      const sock = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr, lookup: ipv4Lookup }, (msg: Buffer, r: RemoteInfo) =>
         onMessage(msg, `${r.address}:${r.port}`),
       );
       // A send error on one datagram (e.g. ICMP refusal from a dead peer) must never take the process down.
