@@ -83,4 +83,31 @@ describe('Multi-Ring Paxos, real processes', () => {
     expect(a.length).toBeGreaterThan(100);
     expect(delivered(late).map((x) => x.d)).toEqual(a);
   });
+
+  it('a learner of one idle ring with a start round gets the values proposed after that round, not a passed-round error', async () => {
+    // Its own ring, read by nobody else: the ring skips only because this learner needs the pace. Without
+    // skips, the first instance it saw would be the first value, at a position past the start round.
+    const solo = await launchLocalRing({ acceptors: 3, rings: 1, settings: SETTINGS, groups: { g0: 0 }, mergeM: 1 });
+    const mine: Spawned[] = [];
+    try {
+      const epoch = 1_700_000_000_000;
+      const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - epoch)) / 1000);
+      const start = roundAt(Date.now() + 3000);
+      const learner = spawnRingcast(['learn', '--cluster', solo.clusterPath, '--groups', 'g0', '--start-round', String(start), '--count', '5']);
+      mine.push(learner);
+      await learner.waitFor('ready');
+      // Propose only once the start round has passed.
+      expect(await waitUntil(() => roundAt(Date.now()) > start + 2 * SETTINGS.lambda, 15000)).toBe(true);
+      const load = spawnRingcast(['propose', '--cluster', solo.clusterPath, '--group', 'g0', '--count', '5', '--outstanding', '1', '--prefix', 'late']);
+      mine.push(load);
+      expect(await load.exited).toBe(0);
+      expect(await learner.exited, `learner: ${learner.stderr()}`).toBe(0);
+      const ds = delivered(learner);
+      expect(ds.map((x) => x.d)).toHaveLength(5);
+      expect(ds.every((x) => x.d.startsWith('late'))).toBe(true);
+    } finally {
+      await stopAll(mine);
+      await solo.stop();
+    }
+  });
 });

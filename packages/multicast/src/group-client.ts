@@ -1,6 +1,6 @@
 import { ConfigError, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
 import { Counter, Gauge } from 'prom-client';
-import { Merger, type Merged } from './merge.js';
+import { Merger, joinRound, type Merged } from './merge.js';
 
 /** Resolve group names to ring ids; an unknown group is a ConfigError naming it. */
 export function ringsOf(cluster: ClusterConfig, groups: readonly string[]): number[] {
@@ -203,10 +203,7 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       if (!early.has(ring)) return; // gave up (start round passed)
       early.get(ring)!.push(...rs);
       if ([...early.values()].some((x) => x.length === 0)) return;
-      // Start after the first round every ring has fully reached.
-      let highest = 0;
-      for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
-      const earliest = Math.ceil(highest / m);
+      const earliest = joinRound([...early.values()].map((xs) => xs[0]!.pos), m);
       if (opts.from === 'start') {
         // Every ring is delivered from instance 0: nothing before round 0 is missing.
       } else if (opts.startRound !== undefined && opts.startRound < earliest) {
@@ -230,8 +227,9 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       ring,
       learnFrom: opts.from === 'start' ? 0 : START_NEXT,
       records: true,
-      // Merging several rings, or waiting for a stop position, needs idle rings to skip.
-      paced: rings.length > 1 || opts.stopRound !== undefined,
+      // Merging several rings, or an agreed start or stop round, needs idle rings to skip: a ring whose
+      // position stood still would make a start round look passed at its next value, or never reach a stop.
+      paced: rings.length > 1 || opts.startRound !== undefined || opts.stopRound !== undefined,
       metrics: opts.metrics,
       hooks: { onInstances: (rs) => onRecords(ring, rs), onGapTrimmed: (needed, oldest) => opts.onError?.(new TrimmedGapError(needed, oldest)) },
     });

@@ -30,7 +30,7 @@ export type {
   Announcer,
   AnnouncerOptions,
 } from './registry/index.js';
-export { Merger, MergeError } from './merge.js';
+export { Merger, MergeError, joinRound } from './merge.js';
 export type { MergerOptions, Merged, PositionedInstance } from './merge.js';
 export { startGroupLearner, createMulticaster, ringsOf } from './group-client.js';
 export type { GroupLearner, GroupLearnerOptions, GroupDelivery, Multicaster } from './group-client.js';

@@ -33,6 +33,17 @@ export interface MergerOptions {
   maxBuffered: number;
 }
 
+/**
+ * The round a learner joining where the rings are now starts at, from the end position of the first instance
+ * it received from each ring. Several rings: the first round every ring has fully reached (a ring's first
+ * instance may have skipped over earlier windows it did not see). One ring: the round its first instance
+ * ends in, so that instance is delivered even when M > 1.
+ */
+export function joinRound(firstPositions: readonly number[], m: number): number {
+  const highest = Math.max(0, ...firstPositions.map((p) => p - 1));
+  return firstPositions.length === 1 ? Math.floor(highest / m) : Math.ceil(highest / m);
+}
+
 export class MergeError extends Error {
   readonly code = 'ERR_RINGCAST_MERGE';
 }

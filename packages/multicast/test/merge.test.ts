@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Merger, MergeError, type PositionedInstance } from '@ringcast/multicast';
+import { Merger, MergeError, joinRound, type PositionedInstance } from '@ringcast/multicast';
 import { Prng } from '@ringcast/ring-paxos';
 
 type Inst = PositionedInstance<string>;
@@ -137,5 +137,19 @@ describe('agreed subscription points', () => {
     m.push(0, { pos: 6, items: [] }); // a skip of ring 0
     expect(m.take().map((x) => x.item)).toEqual(['b5']);
     expect(m.stall).toBeUndefined();
+  });
+
+  it('a learner joining where the rings are: one ring starts at its first instance, several at the first round all reached', () => {
+    // One ring, M = 4: the first instance ends at 6, the round (4, 8] is delivered from it.
+    expect(joinRound([6], 4)).toBe(1);
+    const one = new Merger<string>({ rings: [0], m: 4, startRound: joinRound([6], 4), maxBuffered: 16 });
+    one.push(0, { pos: 6, items: ['first'] });
+    one.push(0, { pos: 9, items: ['second'] });
+    expect(one.take().map((x) => x.item)).toEqual(['first', 'second']);
+    // Several rings: ring 1 first ended at 6, maybe skipping over positions 5-6 another learner saw
+    // other rings' items beside; start after round (4, 8] rather than deliver it partly.
+    expect(joinRound([3, 6], 4)).toBe(2);
+    expect(joinRound([9, 5], 4)).toBe(2);
+    expect(joinRound([1], 1)).toBe(0);
   });
 });

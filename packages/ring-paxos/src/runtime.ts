@@ -239,9 +239,9 @@ export interface ClientOptions {
   /** Learner keeps per-instance records with positions (hooks.onInstances), for a multi-ring merge. */
   records?: boolean;
   /**
-   * The learner needs the ring's position to keep pace with λ: it merges this ring with others, or waits
-   * for an agreed stop position. An idle ring proposes rate-leveling skips only while such a learner is
-   * registered with its coordinator.
+   * The learner needs the ring's position to keep pace with λ: it merges this ring with others, or starts
+   * or stops at an agreed position. An idle ring proposes rate-leveling skips only while such a learner
+   * is registered with its coordinator.
    */
   paced?: boolean;
   /** Identity; default a random id in the dynamic range. */

@@ -73,6 +73,8 @@ describe('wire codec', () => {
     expect(c.decode(badStart)).toEqual({ ok: false, reason: 'shape' });
     const badDelivered = c.encode({ ...samples[7]!, delivered: -2 } as Message);
     expect(c.decode(badDelivered)).toEqual({ ok: false, reason: 'shape' });
+    const badPaced = c.encode({ ...samples[7]!, paced: 2 } as Message);
+    expect(c.decode(badPaced)).toEqual({ ok: false, reason: 'shape' });
   });
 
   it('refuses untagged, mistagged and tampered datagrams when a secret is set', () => {

@@ -12,9 +12,15 @@ describe('UDP runtime', () => {
     });
     expect(literal).toBe('127.0.0.1'); // synchronously: no deferral per datagram
     let named: string | undefined;
-    const resolved = new Promise<string>((resolve, reject) => ipv4Lookup('localhost', { family: 4 }, (err, address) => (err ? reject(err) : resolve(address))));
-    expect(named).toBeUndefined();
-    named = await resolved;
+    const resolved = new Promise<void>((resolve, reject) =>
+      ipv4Lookup('localhost', { family: 4 }, (err, address) => {
+        named = address;
+        if (err) reject(err);
+        else resolve();
+      }),
+    );
+    expect(named).toBeUndefined(); // a host name is resolved asynchronously, by DNS
+    await resolved;
     expect(named).toBe('127.0.0.1');
   });
 

@@ -803,8 +803,8 @@ export class Coordinator {
     // check or its last value instance (whose position was raised to the target when it opened). A busy
     // ring is never checked, so it proposes no skips that would only cost instances; an idle one is skipped
     // at most Δ after it went quiet, and every Δ after that, while some registered learner needs the pace
-    // (merges this ring with others, or waits for a stop position). Learners that read this ring alone
-    // only ever wait for values, so for them the skips would be instances for nothing.
+    // (merges this ring with others, or starts or stops at an agreed position). Learners that read this
+    // ring alone only ever wait for values, so for them the skips would be instances for nothing.
     if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
       this.lastSkipCheckAt = now;
       if (this.pacedLearner()) this.skipIfIdle(now, out);

@@ -120,7 +120,7 @@ export interface Decision {
  * Learner -> coordinator: subscribe / keep-alive / safe-instance report. `delivered` is the highest
  * instance delivered in order (-1 for none). `start` is only read on the first report: -1 next, -2 oldest,
  * otherwise an instance number. `paced` is 1 when the learner needs the ring's position to keep pace with
- * λ (it merges this ring with others, or waits for an agreed stop position): only then does an idle ring
+ * λ (it merges this ring with others, or starts or stops at an agreed position): only then does an idle ring
  * propose rate-leveling skips.
  */
 export interface Progress {

@@ -30,7 +30,7 @@ export interface RingNodeConfig {
   incarnation?: number;
   /** The learner also keeps per-instance records with positions (Multi-Ring Paxos merging). */
   records?: boolean;
-  /** The learner needs the ring's position to keep pace with λ (it merges rings or waits for a stop position). */
+  /** The learner needs the ring's position to keep pace with λ (it merges rings, or starts or stops at an agreed position). */
   paced?: boolean;
 }
 

@@ -153,7 +153,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   });
   const peers = new Map<number, Address>(acceptorIds.map((id) => [id, `a${id}`]));
 
-  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number; records?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
+  const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number; records?: boolean; paced?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
     const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
@@ -195,7 +195,10 @@ export function runSimulation(opts: SimOptions): SimResult {
     const id = nextDynamic++;
     const l: SimLearner = { id, driver: undefined as unknown as Driver, alive: true, original, seq: [], seen: new Set() };
     let lastPos = -1;
-    l.driver = makeDriver(id, `l${id}`, { learnerStart: original ? 0 : START_OLDEST, records: true }, {
+    // With rate leveling on, every other learner needs the pace (the first one always does), so the skips
+    // and their positions run through failovers while unpaced learners read the same stream.
+    const paced = settings.lambda > 0 && id % 2 === 1;
+    l.driver = makeDriver(id, `l${id}`, { learnerStart: original ? 0 : START_OLDEST, records: true, paced }, {
       onInstances: (rs) => {
         for (const r of rs) {
           if (r.pos <= lastPos) violate(`learner ${id}: instance ${r.instance} ends at position ${r.pos}, not after ${lastPos}`);
