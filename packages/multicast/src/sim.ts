@@ -12,7 +12,7 @@ import {
   type DriverHooks,
   type Transport,
 } from '@ringcast/ring-paxos';
-import { Merger } from './merge.js';
+import { Merger, joinRound } from './merge.js';
 
 /**
  * Deterministic simulation of Multi-Ring Paxos: several rings over the same acceptors on one seeded lossy
@@ -170,9 +170,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
           if (!l.merger) {
             early.get(r)!.push(...rs);
             if ([...early.values()].some((x) => x.length === 0)) return;
-            let highest = 0;
-            for (const xs of early.values()) highest = Math.max(highest, xs[0]!.pos - 1);
-            l.merger = new Merger<Delivery>({ rings, m: M, startRound: Math.ceil(highest / M), maxBuffered });
+            l.merger = new Merger<Delivery>({ rings, m: M, startRound: joinRound([...early.values()].map((xs) => xs[0]!.pos), M), maxBuffered });
             l.startedAt = vt.now;
             for (const [rr, xs] of early) {
               overflow.get(rr)!.push(...xs);
