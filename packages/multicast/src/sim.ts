@@ -18,8 +18,10 @@ import { Merger, joinRound } from './merge.js';
  * Deterministic simulation of Multi-Ring Paxos: several rings over the same acceptors on one seeded lossy
  * network (drops, duplicates, reordering, delays, partitions) under a virtual clock, rate leveling on,
  * proposers multicasting to each ring, and learners with overlapping subscriptions merging their rings
- * with the same Merger production uses. Checkers: no value delivered twice by a learner; every value
- * acknowledged after the learners started is delivered by every learner of its ring; the union of all
+ * with the same Merger production uses; on some seeds a learner crashes and another joins mid-stream.
+ * Checkers: no value delivered twice by a learner; every value acknowledged after a live learner started
+ * is delivered by it when it subscribes to that ring; a learner that joined delivers exactly what one of
+ * the same groups there from the start delivers from that point on; the union of all
  * learners' delivery orders has no cycle (so common messages come in the same relative order); the merge
  * never had to refuse an instance (bounded backlog with idle rings).
  */
@@ -42,6 +44,9 @@ export interface MultiRingSimResult {
   maxBacklog: number;
   /** Skips coordinators proposed because a learner asked (even seeds only). */
   demandSkips: number;
+  /** Learners that crashed, and that joined mid-stream, in this run. */
+  crashed: number;
+  joined: number;
   replay: string;
 }
 
@@ -127,13 +132,22 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     merger?: Merger<Delivery>;
     startedAt: number;
     maxBacklog: number;
+    /** Crashed at this virtual time (its drivers stopped, its sockets gone); Infinity while alive. */
+    crashedAt: number;
+    /** Joined mid-stream (not one of the learners started with the rings). */
+    joined: boolean;
+    /** End position of each delivery in `order`. */
+    orderPos: number[];
+    /** Its merge delivers positions above this (start round x M). */
+    floor: number;
+    drivers: Map<number, Driver>;
   }
   // Even seeds: learners ask for skips on demand when their merge holds a value back (as group learners do);
   // odd seeds: only the periodic Δ skips.
   const skipRequests = opts.seed % 2 === 0;
-  const learners: SimLearner[] = subs.map((rings) => {
-    const l: SimLearner = { rings, order: [], seen: new Set(), startedAt: -1, maxBacklog: 0 };
-    const drivers = new Map<number, Driver>();
+  const startLearner = (rings: number[], joined = false): SimLearner => {
+    const l: SimLearner = { rings, order: [], seen: new Set(), startedAt: -1, maxBacklog: 0, crashedAt: Infinity, joined, drivers: new Map(), orderPos: [], floor: 0 };
+    const drivers = l.drivers;
     let lastAskAt = -Infinity;
     const askForSkip = (): void => {
       const st = l.merger?.stall;
@@ -152,6 +166,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
         if (l.seen.has(key)) violate(`learner [${rings}] delivered ${key} twice`);
         l.seen.add(key);
         l.order.push(key);
+        l.orderPos.push(x.pos);
       }
     };
     const feed = (ring: number): void => {
@@ -170,7 +185,9 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
           if (!l.merger) {
             early.get(r)!.push(...rs);
             if ([...early.values()].some((x) => x.length === 0)) return;
-            l.merger = new Merger<Delivery>({ rings, m: M, startRound: joinRound([...early.values()].map((xs) => xs[0]!.pos), M), maxBuffered });
+            const startRound = joinRound([...early.values()].map((xs) => xs[0]!.pos), M);
+            l.merger = new Merger<Delivery>({ rings, m: M, startRound, maxBuffered });
+            l.floor = startRound * M;
             l.startedAt = vt.now;
             for (const [rr, xs] of early) {
               overflow.get(rr)!.push(...xs);
@@ -186,7 +203,31 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
       d.start();
     }
     return l;
-  });
+  };
+  const learners: SimLearner[] = subs.map((rings) => startLearner(rings));
+  // Learners come and go while faults run: one crashes (its drivers stop, its sockets go away) and a new
+  // learner of a random subscription joins mid-stream, where the rings are then.
+  const crashAt = rng.chance(0.5) ? 300 + rng.float() * (faultMs - 300) : Infinity;
+  const victim = rng.int(0, learners.length - 1);
+  if (crashAt < Infinity) {
+    q.push(crashAt, () => {
+      const l = learners[victim]!;
+      l.crashedAt = vt.now;
+      for (const [r, d] of l.drivers) {
+        d.stop();
+        receivers.delete(addr(r, d.node.cfg.id));
+      }
+      trace(`${vt.now.toFixed(1)} learner [${l.rings}] crashed`);
+    });
+  }
+  if (rng.chance(0.5)) {
+    const rings = rng.pick(subs);
+    q.push(300 + rng.float() * (faultMs - 300), () => {
+      learners.push(startLearner(rings, true));
+      trace(`${vt.now.toFixed(1)} learner [${rings}] joined`);
+    });
+  }
+
 
   // Proposers, one per ring; load starts once every learner has started merging.
   const proposers = ringIds.map((r) => {
@@ -231,13 +272,35 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   const end = faultMs + healMs;
   if (!vt.run(end)) violate('event budget exhausted');
 
-  // No loss: every value acknowledged, proposed after every learner started merging, is delivered by every
-  // learner of its ring.
-  const started = Math.max(...learners.map((l) => l.startedAt));
-  if (learners.some((l) => l.startedAt < 0)) violate('a learner never started merging (an idle ring without skips?)');
+  // No loss: every value acknowledged, proposed once a learner had started merging, is delivered by that
+  // learner if it is still alive (its start round may lie up to a window of positions ahead of the slowest
+  // ring's target: a margin of that many ms).
+  const margin = (settings.window * 1000) / settings.lambda + 5;
+  const alive = learners.filter((l) => l.crashedAt === Infinity);
+  if (alive.some((l) => l.startedAt < 0)) violate('a learner never started merging (an idle ring without skips?)');
   for (const [key, ring] of acked) {
-    if ((proposedAt.get(key) ?? 0) <= started) continue;
-    for (const l of learners) if (l.rings.includes(ring) && !l.seen.has(key)) violate(`acknowledged ${key} (ring ${ring}) not delivered by learner [${l.rings}]`);
+    const at = proposedAt.get(key) ?? 0;
+    for (const l of alive) {
+      if (l.rings.includes(ring) && at > l.startedAt + margin && !l.seen.has(key)) violate(`acknowledged ${key} (ring ${ring}) not delivered by learner [${l.rings}]`);
+    }
+  }
+  // A learner that joined mid-stream delivers exactly what a learner of the same groups that was there from
+  // the start delivers past the joiner's start round: no partial round at its start, nothing skipped or
+  // reordered after it.
+  for (const j of learners) {
+    if (!j.joined || j.startedAt < 0) continue;
+    for (const o of alive) {
+      if (o.joined || o.rings.join() !== j.rings.join()) continue;
+      let i = 0;
+      while (i < o.orderPos.length && o.orderPos[i]! <= j.floor) i++;
+      const n = Math.min(j.order.length, o.order.length - i);
+      for (let k = 0; k < n; k++) {
+        if (o.order[i + k] !== j.order[k]) {
+          violate(`learner [${j.rings}] that joined delivered ${j.order[k]} where a learner there from the start delivered ${o.order[i + k]}`);
+          break;
+        }
+      }
+    }
   }
   // Acyclic: the union of all delivery orders (edges between consecutive deliveries) has no cycle.
   const edges = new Map<string, Set<string>>();
@@ -287,6 +350,8 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     acked: acked.size,
     maxBacklog: Math.max(...learners.map((l) => l.maxBacklog)),
     demandSkips: acceptorDrivers.reduce((n, d) => n + (d.node.coordinator?.stats.demandSkips ?? 0), 0),
+    crashed: learners.filter((l) => l.crashedAt < Infinity).length,
+    joined: learners.filter((l) => l.joined).length,
     replay: `npx ringcast sim --multiring --seed ${opts.seed}`,
   };
 }
