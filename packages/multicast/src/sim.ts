@@ -228,7 +228,6 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
     });
   }
 
-
   // Proposers, one per ring; load starts once every learner has started merging.
   const proposers = ringIds.map((r) => {
     const id = nextId++;
