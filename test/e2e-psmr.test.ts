@@ -84,6 +84,8 @@ describe('P-SMR key-value store, real processes', () => {
     expect(await scrape(port, 'ringcast_psmr_commands_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_psmr_barrier_rounds_total', 'worker="1"')).toBeGreaterThan(0);
     expect(await scrape(port, 'ringcast_merge_stall_seconds_total')).toBeGreaterThanOrEqual(0);
+    // Merge hold: every instance with commands that worker 1 delivered went through the histogram.
+    expect(await scrape(port, 'ringcast_merge_hold_seconds_count', 'worker="1"')).toBeGreaterThan(0);
     const withheld = await Promise.all(local.metricsPorts.map((p) => scrape(p, 'ringcast_psmr_replies_left_to_others_total')));
     expect(withheld[0]! + withheld[1]!).toBeGreaterThan(r.commands * 0.5);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

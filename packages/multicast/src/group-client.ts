@@ -1,5 +1,5 @@
 import { ConfigError, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { Merger, joinRound, type Merged } from './merge.js';
 
 /** Resolve group names to ring ids; an unknown group is a ConfigError naming it. */
@@ -92,6 +92,22 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
 
   const emit = (ms: Merged<Delivery>[]): void => {
     if (ms.length === 0) return;
+    if (holdSeconds) {
+      const t = performance.now();
+      for (const x of ms) {
+        const a = arrived.get(x.ring)!;
+        // Positions arrive in order: those below this one (before a start round) will never be released.
+        for (const k of a.keys()) {
+          if (k >= x.pos) break;
+          a.delete(k);
+        }
+        const at = a.get(x.pos);
+        if (at !== undefined) {
+          a.delete(x.pos);
+          holdSeconds.observe({ ring: String(x.ring) }, (t - at) / 1000);
+        }
+      }
+    }
     const ds = ms.map((x) => ({ ring: x.ring, pos: x.pos, delivery: x.item }));
     opts.onDeliver?.(ds);
     if (!opts.onDeliver) {
@@ -130,6 +146,17 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       },
     });
   }
+  // Merge hold: from an instance's arrival (decided, in order on its ring) to its release by the merge.
+  const holdSeconds = opts.metrics
+    ? new Histogram({
+        name: 'ringcast_merge_hold_seconds',
+        help: 'Time a decided instance with deliveries waited in the multi-ring merge for the other rings',
+        labelNames: ['ring'],
+        buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+        registers: [opts.metrics.registry],
+      })
+    : undefined;
+  const arrived = new Map<number, Map<number, number>>(rings.map((r) => [r, new Map()]));
   // Skips on demand: when the merge holds deliveries back for a ring, ask that ring's coordinator for a skip
   // now instead of waiting for its next Δ check (at most one request per ring per millisecond).
   const lastAsk = new Map<number, { at: number; pos: number }>();
@@ -199,6 +226,11 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
     });
   const onRecords = (ring: number, raw: InstanceRecord[]): void => {
     const rs = clamp(ring, raw);
+    if (holdSeconds) {
+      const a = arrived.get(ring)!;
+      const t = performance.now();
+      for (const r of rs) if (r.deliveries.length > 0 && a.size < 2 * maxBuffered) a.set(r.pos, t);
+    }
     if (!merger) {
       if (!early.has(ring)) return; // gave up (start round passed)
       early.get(ring)!.push(...rs);
