@@ -24,6 +24,21 @@ describe('benchmark baselines', () => {
     expect(r.max as number).toBeGreaterThanOrEqual(r.p99 as number);
   });
 
+  it('bench ring prints its line with the raw one-hop and the no-protocol skeleton baselines of the same run', async () => {
+    const bench = spawnRingcast(['bench', 'ring', '--sizes', '2048', '--seconds', '1', '--warmup', '0']);
+    procs.push(bench);
+    expect(await bench.exited).toBe(0);
+    const r = bench.lines.find((l) => (l as Record<string, unknown>).bench === 'ring') as Record<string, unknown>;
+    expect(r).toBeDefined();
+    expect(r.valueBytes).toBe(2048);
+    expect(r.valuesPerSec as number).toBeGreaterThan(0);
+    expect(r.rawUdpMBps as number).toBeGreaterThan(0);
+    expect(r.skeletonMBps as number).toBeGreaterThan(0);
+    // Both ratios are computed from the printed figures (not constants).
+    expect(r.skeletonEfficiency).toBeCloseTo(((r.skeletonMBps as number) * (r.copies as number)) / (r.rawUdpMBps as number), 2);
+    expect(r.ofSkeleton).toBeCloseTo((r.payloadMBps as number) / (r.skeletonMBps as number), 2);
+  });
+
   it('udp-ping with no echo behind the port reports nothing received, not a crash', async () => {
     const echo = spawnRingcast(['bench', 'udp-echo']);
     procs.push(echo);

@@ -1,6 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
+import { ConfigError, ipv4Lookup, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { ringsOf } from '@ringcast/multicast';
 import { intFlag, parse, untilSignal } from '../cli.js';
 import { benchMultiring, groupSink, machineTicks, metricValue, stealShare } from './bench-multiring.js';
@@ -46,6 +46,12 @@ export async function runBenchCommand(args: string[]): Promise<number> {
       return udpEcho(rest);
     case 'udp-ping':
       return udpPing(rest);
+    case 'hop-fanout':
+      return hopFanout(rest);
+    case 'hop-vote':
+      return hopVote(rest);
+    case 'hop-source':
+      return hopSource(rest);
     case 'ring-sink':
       return ringSink(rest);
     case 'ring-load':
@@ -88,11 +94,22 @@ async function udpSink(args: string[]): Promise<number> {
   return 0;
 }
 
-/** A UDP socket bound to a free port on 127.0.0.1; socket errors (e.g. ICMP unreachable) are ignored. */
-async function loopbackSocket(): Promise<Socket> {
-  const sock = createSocket('udp4');
+/**
+ * A UDP socket bound to a free port on 127.0.0.1; socket errors (e.g. ICMP unreachable) are ignored. With
+ * `big`, 8 MiB socket buffers (as ring nodes ask for) and the lookup ring nodes use.
+ */
+async function loopbackSocket(big = false): Promise<Socket> {
+  const sock = big ? createSocket({ type: 'udp4', lookup: ipv4Lookup }) : createSocket('udp4');
   sock.on('error', () => {});
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  if (big) {
+    try {
+      sock.setRecvBufferSize(8 << 20);
+      sock.setSendBufferSize(8 << 20);
+    } catch {
+      /* the kernel's limit */
+    }
+  }
   return sock;
 }
 
@@ -158,6 +175,103 @@ async function udpPing(args: string[]): Promise<number> {
   const q = (x: number): number | null => (rtts.length > 0 ? percentile(rtts, x) : null);
   line({ event: 'result', sent: seq, received: rtts.length, p50: q(0.5), p99: q(0.99), max: rtts[rtts.length - 1] ?? null });
   return 0;
+}
+
+/*
+ * The ring's hop pattern with no protocol in it (the skeleton baseline of `bench ring`): a source sends one
+ * datagram per instance to a fan-out process (the coordinator), which sends the same bytes to a vote
+ * process (the other ring acceptor) and to two udp-sink processes (the learners); the vote process answers
+ * with a 16-byte datagram, and the fan-out process then sends a 16-byte acknowledgement to the source. No
+ * encoding, no log, no decisions: an upper bound for any implementation of the pattern on this machine.
+ */
+
+/** Hidden: skeleton coordinator. Sends every datagram of 100 bytes or more to each --fan port; a shorter one (a vote) is acknowledged to the source. */
+async function hopFanout(args: string[]): Promise<number> {
+  const o = parse(args, { fan: { type: 'string' } });
+  if (typeof o.fan !== 'string') throw new ConfigError('--fan', 'is required (comma-separated ports)');
+  const fan = o.fan.split(',').map((x, i) => intFlag(x, `fan[${i}]`, 0, 1, 65535));
+  const sock = await loopbackSocket(true);
+  const ack = Buffer.alloc(16);
+  let source: { port: number; address: string } | undefined;
+  sock.on('message', (m, r) => {
+    if (m.length >= 100) {
+      source = r;
+      for (const port of fan) sock.send(m, port, '127.0.0.1');
+    } else if (source) sock.send(ack, source.port, source.address);
+  });
+  line({ event: 'ready', port: sock.address().port });
+  await untilSignal();
+  sock.close();
+  return 0;
+}
+
+/** Hidden: skeleton ring acceptor. Answers every datagram of 100 bytes or more with a 16-byte vote. */
+async function hopVote(_args: string[]): Promise<number> {
+  const sock = await loopbackSocket(true);
+  const vote = Buffer.alloc(16);
+  sock.on('message', (m, r) => {
+    if (m.length >= 100) sock.send(vote, r.port, r.address);
+  });
+  line({ event: 'ready', port: sock.address().port });
+  await untilSignal();
+  sock.close();
+  return 0;
+}
+
+/**
+ * Hidden: skeleton proposer. Keeps --outstanding datagrams of --size bytes (a fresh buffer each, as values
+ * are) unacknowledged at --to, for --seconds; a window with no acknowledgement for 50 ms is refilled.
+ */
+async function hopSource(args: string[]): Promise<number> {
+  const o = parse(args, { to: { type: 'string' }, size: { type: 'string' }, seconds: { type: 'string' }, outstanding: { type: 'string' } });
+  const port = intFlag(o.to, 'to', 0, 1, 65535);
+  const size = intFlag(o.size, 'size', 24000, 100, 65507);
+  const seconds = intFlag(o.seconds, 'seconds', 3, 1, 600);
+  const outstanding = intFlag(o.outstanding, 'outstanding', 64, 1, 4096);
+  const sock = await loopbackSocket(true);
+  let inflight = 0;
+  let lastAck = performance.now();
+  let sent = 0;
+  const fill = (): void => {
+    for (; inflight < outstanding; inflight++, sent++) sock.send(Buffer.allocUnsafe(size).fill(sent & 0xff), port, '127.0.0.1');
+  };
+  sock.on('message', () => {
+    inflight = Math.max(0, inflight - 1);
+    lastAck = performance.now();
+    fill();
+  });
+  const watchdog = setInterval(() => {
+    if (performance.now() - lastAck > 50) {
+      inflight = 0;
+      lastAck = performance.now();
+      fill();
+    }
+  }, 25);
+  fill();
+  await sleep(seconds * 1000);
+  clearInterval(watchdog);
+  sock.close();
+  line({ event: 'result', sent });
+  return 0;
+}
+
+/** Payload MB/s of the skeleton (as seen by the slower of its two sinks) with `size`-byte datagrams. */
+async function skeletonRing(size: number, seconds: number): Promise<number> {
+  const procs: Spawned[] = [];
+  try {
+    const sinks = [0, 1].map(() => spawnRingcast(['bench', 'udp-sink', '--seconds', String(seconds)]));
+    const vote = spawnRingcast(['bench', 'hop-vote']);
+    procs.push(...sinks, vote);
+    const ports = await Promise.all([vote, ...sinks].map(async (p) => (await p.waitFor('ready')).port as number));
+    const fanout = spawnRingcast(['bench', 'hop-fanout', '--fan', ports.join(',')]);
+    procs.push(fanout);
+    const coord = (await fanout.waitFor('ready')).port as number;
+    procs.push(spawnRingcast(['bench', 'hop-source', '--to', String(coord), '--size', String(size), '--seconds', String(seconds + 2)]));
+    const results = await Promise.all(sinks.map((p) => p.waitFor('result', (seconds + 30) * 1000)));
+    return Math.min(...results.map((r) => r.MBps as number));
+  } finally {
+    await Promise.all(procs.map((p) => stopProcess(p)));
+  }
 }
 
 /** Hidden: send datagrams of `size` bytes to `to` as fast as the socket takes them, for `seconds`. */
@@ -381,6 +495,7 @@ async function benchRing(args: string[]): Promise<number> {
       const values = Math.min(...results.map((r) => (r.values as number) / (r.seconds as number)));
       const payloadMBps = (values * size) / 1e6;
       const raw = await rawUdp(meanDatagram, Math.max(2, Math.min(seconds, 4)));
+      const skeleton = await skeletonRing(meanDatagram, Math.max(2, Math.min(seconds, 4)));
       const ringMembers = ring.cluster.rings[0]!.ring.length;
       const copies = 1 + (ringMembers - 1) + 2;
       result = {
@@ -401,6 +516,12 @@ async function benchRing(args: string[]): Promise<number> {
         rawDatagramBytes: meanDatagram,
         copies,
         efficiency: Number(((payloadMBps * copies) / raw).toFixed(3)),
+        // The same hops with no protocol (hop-source -> hop-fanout -> hop-vote + 2 udp-sinks, 16-byte votes
+        // and acknowledgements), same datagram size, same run: the part of the gap to 1.0 that is the
+        // machine's (a datagram that wakes a sleeping process costs several times one that does not).
+        skeletonMBps: Number(skeleton.toFixed(2)),
+        skeletonEfficiency: Number(((skeleton * copies) / raw).toFixed(3)),
+        ofSkeleton: Number((payloadMBps / skeleton).toFixed(3)),
         // Share of the machine's CPU time the host stole while the ring ran (a VM waiting for a core).
         steal,
       };
