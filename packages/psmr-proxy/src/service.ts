@@ -69,6 +69,13 @@ export interface Service<C, R, S, P = unknown> {
   combine?(command: C, parts: P[]): R;
   /** A digest of this worker's state, equal on every replica that executed the same commands. */
   digest(state: S): string;
+  /**
+   * Checkpoints (optional; a replica can start from another's checkpoint only when both are given): this
+   * worker's state as bytes, and the state of worker `index` of `partitions` rebuilt from them. Restoring
+   * what `snapshot` returned must give a state with the same digest that behaves the same.
+   */
+  snapshot?(state: S): Uint8Array;
+  restore?(bytes: Uint8Array, index: number, partitions: number): S;
 }
 
 /** The group name of partition `i`, and of g_all. */

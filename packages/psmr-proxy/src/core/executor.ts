@@ -10,6 +10,7 @@
  *   and validation decisions are made before the barrier from the stream alone, so all workers agree.
  */
 import { pack, unpack } from 'msgpackr';
+import { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
 import { ServiceError, type Mode, type Service } from '../service.js';
 import { SessionTable, type Session } from './session.js';
@@ -119,6 +120,66 @@ export class Executor<C, R, S> {
     if (o.service.state === 'partitioned' && (!o.service.executePart || !o.service.combine)) {
       throw new ServiceError('ERR_PSMR_SERVICE', `service '${o.service.name}' is partitioned but lacks executePart/combine`);
     }
+  }
+
+  /**
+   * The session tables and the executed count as bytes (a checkpoint's part besides the service state).
+   * Outcomes are kept with the service's own command and reply codecs: [seq, 1, command, reply | null] or
+   * [seq, 0, error code, message].
+   */
+  sessionsSnapshot(): Uint8Array {
+    const w = new ByteWriter(256);
+    const enc = (t: SessionTable<Outcome<C, R>>): unknown[] =>
+      [...t.entries()].map(([c, floor, replies]) => [
+        c,
+        floor,
+        replies.map(([seq, o]) => {
+          if (o.code !== undefined || o.c === undefined) return [seq, 0, o.code ?? SERVICE_FAILED, o.msg ?? ''];
+          w.reset();
+          this.service.writeCommand(w, o.c);
+          const cmd = w.take();
+          let reply: Buffer | null = null;
+          if (o.r !== undefined) {
+            try {
+              w.reset();
+              this.service.writeReply(w, o.r, o.c);
+              reply = w.take();
+            } catch {
+              // Not encodable now, not encodable on a replay either: the replay answers with an error.
+            }
+          }
+          return [seq, 1, cmd, reply];
+        }),
+      ]);
+    return pack({ v: 1, executed: this.executedTotal, own: enc(this.own), all: enc(this.all) });
+  }
+
+  /** Load what `sessionsSnapshot` gave (before anything runs). Throws ServiceError on bytes it cannot read. */
+  restoreSessions(bytes: Uint8Array): void {
+    const bad = (why: string): ServiceError => new ServiceError('ERR_PSMR_BAD_SNAPSHOT', `session snapshot: ${why}`);
+    let v: { v?: unknown; executed?: unknown; own?: unknown; all?: unknown };
+    try {
+      v = unpack(bytes) as typeof v;
+    } catch (e) {
+      throw bad(errorText(e));
+    }
+    if (!v || v.v !== 1 || typeof v.executed !== 'number' || !Array.isArray(v.own) || !Array.isArray(v.all)) throw bad('not a version 1 snapshot');
+    const dec = (rows: unknown[]): Array<[number, number, Array<[number, Outcome<C, R>]>]> =>
+      rows.map((row) => {
+        if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'number' || typeof row[1] !== 'number' || !Array.isArray(row[2])) throw bad('a session is [client, floor, replies]');
+        const replies = (row[2] as unknown[]).map((x): [number, Outcome<C, R>] => {
+          if (!Array.isArray(x) || x.length !== 4 || typeof x[0] !== 'number') throw bad('a cached reply is [seq, kind, a, b]');
+          if (x[1] === 0) return [x[0], { c: undefined, r: undefined, code: String(x[2]), msg: String(x[3]) }];
+          if (!(x[2] instanceof Uint8Array)) throw bad('a cached command is bytes');
+          const c = this.service.readCommand(new ByteReader(x[2]));
+          const r = x[3] instanceof Uint8Array ? this.service.readReply(new ByteReader(x[3]), c) : undefined;
+          return [x[0], { c, r }];
+        });
+        return [row[0], row[1], replies];
+      });
+    this.own.load(dec(v.own));
+    this.all.load(dec(v.all));
+    this.executedTotal = v.executed;
   }
 
   private header(data: Uint8Array): CommandBatchReader | undefined {

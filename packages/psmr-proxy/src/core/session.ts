@@ -73,6 +73,20 @@ export class SessionTable<R> {
     }
   }
 
+  /** Every session, least recently active first, with its cached replies in insertion order (for checkpoints). */
+  *entries(): Generator<[clientId: number, floor: number, replies: Array<[seq: number, reply: R]>]> {
+    for (const [c, s] of this.sessions) yield [c, s.floor, [...s.replies]];
+  }
+
+  /** Replace the table with `entries` (as `entries()` gave them: the order is the recency order). */
+  load(entries: Iterable<[number, number, Array<[number, R]>]>): void {
+    this.sessions.clear();
+    for (const [c, floor, replies] of entries) {
+      if (this.sessions.size >= this.maxClients) break;
+      this.sessions.set(c, { floor, replies: new Map(replies.slice(-this.maxReplies)) });
+    }
+  }
+
   /** A digest of the table (clients, floors, cached seqs) for comparing replicas. */
   digest(): string {
     let h = 0;

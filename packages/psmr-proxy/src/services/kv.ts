@@ -8,6 +8,7 @@
  */
 import type { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { WireError } from '../protocol/bytes.js';
+import { pack, unpack } from 'msgpackr';
 import { ServiceError, type GroupChoice, type Service } from '../service.js';
 
 export type KvBytes = string | Uint8Array;
@@ -424,6 +425,22 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
       default:
         return OK;
     }
+  },
+  snapshot(s): Uint8Array {
+    // Entries in the map's order, so a restored partition iterates as this one does.
+    return pack([...s.map]);
+  },
+  restore(bytes, index, partitions): KvState {
+    const st = new KvState(index, partitions);
+    const entries = unpack(bytes) as unknown;
+    if (!Array.isArray(entries)) throw new ServiceError('ERR_PSMR_BAD_SNAPSHOT', 'a kv snapshot is a list of [key, value] pairs');
+    for (const e of entries) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string') {
+        throw new ServiceError('ERR_PSMR_BAD_SNAPSHOT', 'a kv snapshot entry is a [key, value] pair of strings');
+      }
+      st.map.set(e[0], e[1]);
+    }
+    return st;
   },
   digest(s): string {
     // Order-independent: a sum and an xor of per-entry hashes, plus the count.
