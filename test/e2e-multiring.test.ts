@@ -1,4 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadCluster } from '@ringcast/ring-paxos';
+import { startGroupLearner, type GroupDelivery } from '@ringcast/multicast';
 import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
 import { delivered, stopAll, waitUntil } from './helpers.js';
 
@@ -82,6 +84,44 @@ describe('Multi-Ring Paxos, real processes', () => {
     const a = delivered(early).map((x) => x.d);
     expect(a.length).toBeGreaterThan(100);
     expect(delivered(late).map((x) => x.d)).toEqual(a);
+  });
+
+  it('a learner started at another one\'s resume point delivers exactly what that one delivers from there', async () => {
+    expect(ring).toBeDefined();
+    const cluster = loadCluster(ring!.clusterPath);
+    const got = (into: string[]) => (ds: GroupDelivery[]) => {
+      for (const d of ds) into.push(`${d.ring}:${d.pos}:${Buffer.from(d.delivery.data).toString()}`);
+    };
+    const aSeen: string[] = [];
+    const errors: Error[] = [];
+    const a = await startGroupLearner(cluster, { groups: ['g0', 'gall'], onDeliver: got(aSeen), onError: (e) => errors.push(e) });
+    const learners = [a];
+    try {
+      const load = (['g0', 'gall'] as const).map((g) =>
+        spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '1200', '--rate', '400', '--outstanding', '4', '--prefix', `resume-${g}`]),
+      );
+      procs.push(...load);
+      expect(await waitUntil(() => aSeen.length > 200, 20_000)).toBe(true);
+      // No resume point for a round the rings have not reached, nor for one before this learner's history.
+      expect(a.resumePoint(a.mergedRound()! + 1_000_000)).toBeUndefined();
+      const round = a.mergedRound()!;
+      const rp = a.resumePoint(round)!;
+      expect(rp.round).toBe(round);
+      expect(rp.rings.map((x) => x.ring).sort()).toEqual([0, 2]);
+      const bSeen: string[] = [];
+      const b = await startGroupLearner(cluster, { groups: ['g0', 'gall'], resume: rp, onDeliver: got(bSeen), onError: (e) => errors.push(e) });
+      learners.push(b);
+      for (const l of load) expect(await l.exited).toBe(0);
+      const last = aSeen.length > 0 ? aSeen[aSeen.length - 1] : '';
+      expect(await waitUntil(() => bSeen.includes(last!), 20_000)).toBe(true);
+      // What a delivered after the round's start (each ring's positions past round * M, M = 1).
+      const after = aSeen.filter((x) => Number(x.split(':')[1]) > round);
+      expect(after.length).toBeGreaterThan(100);
+      expect(bSeen).toEqual(after);
+      expect(errors).toEqual([]);
+    } finally {
+      await Promise.all(learners.map((l) => l.stop()));
+    }
   });
 
   it('a learner of one idle ring with a start round gets the values proposed after that round, not a passed-round error', async () => {

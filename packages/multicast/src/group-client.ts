@@ -41,6 +41,12 @@ export interface GroupLearnerOptions {
    */
   from?: 'next' | 'start';
   /**
+   * Resume where a checkpoint was taken (`resumePoint` of a learner of the same groups): merge from its
+   * round, each ring's learner starting at the instance given (the acceptors must still hold it, else
+   * onError gets a TrimmedGapError). Overrides `from` and `startRound`.
+   */
+  resume?: ResumePoint;
+  /**
    * Ask a ring's coordinator for a skip as soon as the merge holds deliveries back for that ring (default
    * true). The ring then catches up in about one round trip instead of at its next Δ check, so Δ can be
    * long (an idle ring costs less) while a busy ring next to it waits less.
@@ -51,8 +57,28 @@ export interface GroupLearnerOptions {
   metrics?: RingMetrics;
 }
 
+/**
+ * Where a learner of some groups can start so that it delivers exactly what another one delivers from merge
+ * round `round` on: per ring, the first instance ending after `round * M`, and the position the instance
+ * before it ended at (null: none, the ring's first instance).
+ */
+export interface ResumePoint {
+  round: number;
+  rings: Array<{ ring: number; instance: number; prevPos: number | null }>;
+}
+
+/** Instances (number and end position) remembered per ring for resumePoint: far more than the merge buffers. */
+const HISTORY = 1 << 15;
+
 export interface GroupLearner {
   rings: number[];
+  /** Every delivery of a round before this one has been released (undefined: not merging yet). */
+  mergedRound(): number | undefined;
+  /**
+   * The resume point of merge round `round` from the instances this learner received, or undefined when
+   * they do not tell it (a ring has not reached that round's start yet, or the round is too far back).
+   */
+  resumePoint(round: number): ResumePoint | undefined;
   /** The ring the merge waits on now, if any (a merge stall). */
   waitingOn(): number | undefined;
   /** Instances buffered for a ring (learner backlog). */
@@ -224,8 +250,38 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       lastPos.set(ring, pos);
       return pos === r.pos ? r : { ...r, pos };
     });
+  // The last HISTORY instances of each ring (number, end position), for resumePoint.
+  const history = new Map(rings.map((r) => [r, { inst: new Float64Array(HISTORY), pos: new Float64Array(HISTORY), n: 0, first: -1 }]));
+  const remember = (ring: number, rs: InstanceRecord[]): void => {
+    const h = history.get(ring)!;
+    for (const r of rs) {
+      if (h.n === 0) h.first = r.instance;
+      h.inst[h.n % HISTORY] = r.instance;
+      h.pos[h.n % HISTORY] = r.pos;
+      h.n++;
+    }
+  };
+  const resumePoint = (round: number): ResumePoint | undefined => {
+    const edge = round * m;
+    const out: ResumePoint['rings'] = [];
+    for (const ring of rings) {
+      const h = history.get(ring)!;
+      if (h.n === 0) return undefined;
+      // The ring must have passed the edge (its instance there decided), or the start instance is a guess.
+      if (h.pos[(h.n - 1) % HISTORY]! < edge) return undefined;
+      const oldest = Math.max(0, h.n - HISTORY);
+      let k = h.n - 1;
+      while (k >= oldest && h.pos[k % HISTORY]! > edge) k--;
+      if (k >= oldest) out.push({ ring, instance: h.inst[k % HISTORY]! + 1, prevPos: h.pos[k % HISTORY]! });
+      // Nothing at or before the edge: fine only if this learner saw the ring from its very first instance.
+      else if (oldest === 0 && h.first === 0 && opts.from === 'start' && !opts.resume) out.push({ ring, instance: 0, prevPos: null });
+      else return undefined;
+    }
+    return { round, rings: out };
+  };
   const onRecords = (ring: number, raw: InstanceRecord[]): void => {
     const rs = clamp(ring, raw);
+    remember(ring, rs);
     if (holdSeconds) {
       const a = arrived.get(ring)!;
       const t = performance.now();
@@ -254,14 +310,27 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
     feed(ring, rs);
   };
 
+  if (opts.resume) {
+    const rp = opts.resume;
+    const given = new Set(rp.rings.map((x) => x.ring));
+    if (rp.rings.length !== rings.length || rings.some((r) => !given.has(r))) {
+      throw new ConfigError('resume.rings', `a resume point for rings ${[...given].join(',')} does not fit a learner of rings ${rings.join(',')}`);
+    }
+    for (const x of rp.rings) if (x.prevPos !== null) lastPos.set(x.ring, x.prevPos);
+    merger = new Merger<Delivery>({ rings, m, startRound: rp.round, stopRound: opts.stopRound, maxBuffered });
+  }
+  const learnFromOf = (ring: number): number => {
+    if (opts.resume) return opts.resume.rings.find((x) => x.ring === ring)!.instance;
+    return opts.from === 'start' ? 0 : START_NEXT;
+  };
   for (const ring of rings) {
     const c = await startClient(cluster, {
       ring,
-      learnFrom: opts.from === 'start' ? 0 : START_NEXT,
+      learnFrom: learnFromOf(ring),
       records: true,
       // Merging several rings, or an agreed start or stop round, needs idle rings to skip: a ring whose
       // position stood still would make a start round look passed at its next value, or never reach a stop.
-      paced: rings.length > 1 || opts.startRound !== undefined || opts.stopRound !== undefined,
+      paced: rings.length > 1 || opts.startRound !== undefined || opts.stopRound !== undefined || opts.resume !== undefined,
       metrics: opts.metrics,
       hooks: { onInstances: (rs) => onRecords(ring, rs), onGapTrimmed: (needed, oldest) => opts.onError?.(new TrimmedGapError(needed, oldest)) },
     });
@@ -276,6 +345,8 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
   };
   return {
     rings,
+    mergedRound: () => merger?.currentRound,
+    resumePoint,
     peek: () => queue[0],
     poll: () => (queue.length > 0 ? shift() : undefined),
     waitingOn: () => merger?.waitingOn,

@@ -33,6 +33,6 @@ export type {
 export { Merger, MergeError, joinRound } from './merge.js';
 export type { MergerOptions, Merged, PositionedInstance } from './merge.js';
 export { startGroupLearner, createMulticaster, ringsOf } from './group-client.js';
-export type { GroupLearner, GroupLearnerOptions, GroupDelivery, Multicaster } from './group-client.js';
+export type { GroupLearner, GroupLearnerOptions, GroupDelivery, Multicaster, ResumePoint } from './group-client.js';
 export { runMultiRingSimulation } from './sim.js';
 export type { MultiRingSimOptions, MultiRingSimResult } from './sim.js';
