@@ -207,6 +207,44 @@ describe('P-SMR key-value store, real processes', () => {
     await kv.stop();
     await kvAll.stop();
   });
+
+  it('a replica that replaces the killed one starts from the survivor\'s checkpoint under load and ends equal to it', async () => {
+    const dead = local!.replicas.findIndex((r) => r.child.signalCode === 'SIGKILL');
+    expect(dead).toBeGreaterThanOrEqual(0);
+    const survivor = local!.metricsPorts[1 - dead]!;
+    const load = runKvLoad({ cluster: local!.cluster, mode: 'psmr', workers: 2, clients: 4, window: 6, seconds: 4, maxCommands: 12_000, gallShare: 0.25, seed: 5 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const fresh = spawnRingcast(['replica', '--cluster', local!.clusterPath, '--mode', 'psmr', '--workers', '2', '--id', 'replica-new', '--reply-tag', '9', '--metrics-port', '0', '--from-replica', `http://127.0.0.1:${survivor}`]);
+    local!.replicas.push(fresh); // stopped with the others
+    const ready = await fresh.waitFor('ready', 30_000);
+    expect(ready.resumedRound as number).toBeGreaterThan(0);
+    const r = await load;
+    expect(r.errors).toBe(0);
+    expect(r.noReply).toBe(0);
+    const port = Number(ready.metricsPort);
+    // Executed counts and state digests (service, own and g_all session tables) agree per worker.
+    const view = async (p: number): Promise<string> => JSON.stringify((await states(p)).map((w) => [w.worker, w.executed, w.digest]));
+    expect(await waitUntil(async () => (await view(port)) === (await view(survivor)), 15_000, 100)).toBe(true);
+    // It did not replay the rings from their first instance: it delivered less than the survivor did.
+    const delivered = async (p: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${p}/state`)).json()) as { workers: Array<{ delivered: number }> }).workers.reduce((a, w) => a + w.delivered, 0);
+    expect(await delivered(port)).toBeLessThan(await delivered(survivor));
+    // A checkpoint from the newcomer itself works too (it can be the survivor next time).
+    const again = await fetch(`http://127.0.0.1:${port}/checkpoint`);
+    expect(again.status).toBe(200);
+    expect((await again.arrayBuffer()).byteLength).toBeGreaterThan(100);
+  });
+
+  it('a replica refuses a checkpoint of another shape, naming the flag', async () => {
+    const survivor = local!.metricsPorts[local!.replicas.findIndex((r) => r.child.signalCode === null && r.child.exitCode === null)]!;
+    const wrong = spawnRingcast(['replica', '--cluster', local!.clusterPath, '--mode', 'smr', '--id', 'replica-wrong', '--from-replica', `http://127.0.0.1:${survivor}`]);
+    local!.replicas.push(wrong);
+    expect(await wrong.exited).not.toBe(0);
+    expect(wrong.stderr()).toMatch(/resume.*psmr replica with 2 worker/);
+    const nobody = spawnRingcast(['replica', '--cluster', local!.clusterPath, '--mode', 'psmr', '--workers', '2', '--from-replica', 'http://127.0.0.1:1']);
+    local!.replicas.push(nobody);
+    expect(await nobody.exited).not.toBe(0);
+    expect(nobody.stderr()).toMatch(/--from-replica.*cannot reach/);
+  });
 });
 
 describe('P-SMR retries', () => {

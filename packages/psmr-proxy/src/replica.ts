@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Worker } from 'node:worker_threads';
+import { pack, unpack } from 'msgpackr';
 import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import { ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 import { SharedBarrier } from './barrier.js';
@@ -12,7 +13,7 @@ import { MAX_REPLY_TAG } from './protocol/wire.js';
 import { kvKeyHash } from './services/kv.js';
 import { ALL_GROUP, groupName, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
-import type { FromWorker, ToWorker, WorkerInit, WorkerState } from './worker.js';
+import type { FromWorker, ToWorker, WorkerCheckpoint, WorkerInit, WorkerState } from './worker.js';
 
 export interface ReplicaOptions {
   mode: Mode;
@@ -39,6 +40,41 @@ export interface ReplicaOptions {
   maxReplies?: number;
   /** Called when a worker fails (the replica cannot go on without it). */
   onFatal?: (e: RingcastError) => void;
+  /**
+   * Start from another replica's checkpoint (the bytes its `checkpoint()` or `GET /checkpoint` gave) instead
+   * of replaying the rings from their first instance: for a replica that replaces one that crashed once the
+   * acceptors have trimmed their logs. Same mode, workers and service as the replica it came from.
+   */
+  resume?: Uint8Array;
+}
+
+/** What a replica checkpoint holds (msgpack): every worker's part, taken at the same merge round. */
+export interface ReplicaCheckpoint {
+  format: 'ringcast-psmr-checkpoint';
+  version: 1;
+  replica: string;
+  service: string;
+  mode: Mode;
+  workers: number;
+  round: number;
+  parts: WorkerCheckpoint[];
+}
+
+/** Decode and check a checkpoint against the replica that would start from it (errors name `resume`). */
+export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: number; service: string }): ReplicaCheckpoint {
+  let c: ReplicaCheckpoint;
+  try {
+    c = unpack(bytes) as ReplicaCheckpoint;
+  } catch (e) {
+    throw new ConfigError('resume', `not a checkpoint: ${(e as Error).message}`);
+  }
+  if (!c || c.format !== 'ringcast-psmr-checkpoint' || c.version !== 1 || !Array.isArray(c.parts)) throw new ConfigError('resume', 'not a version 1 ringcast checkpoint');
+  if (c.mode !== want.mode || c.workers !== want.workers) {
+    throw new ConfigError('resume', `the checkpoint is of a ${c.mode} replica with ${c.workers} worker(s); this one is ${want.mode} with ${want.workers}`);
+  }
+  if (c.service !== want.service) throw new ConfigError('resume', `the checkpoint is of service '${c.service}', this replica runs '${want.service}'`);
+  if (c.parts.length !== c.workers || c.parts.some((p, w) => !p || p.worker !== w)) throw new ConfigError('resume', 'the checkpoint lacks a worker\'s part');
+  return c;
 }
 
 export interface Replica {
@@ -46,10 +82,17 @@ export interface Replica {
   mode: Mode;
   workers: number;
   metricsPort?: number;
+  /** The merge round of the checkpoint this replica started from (ReplicaOptions.resume). */
+  resumedRound?: number;
   /** Per-worker executed count and state digest (equal across replicas at the same stream point). */
   state(): Promise<WorkerState[]>;
   /** The Prometheus text of every worker plus the main thread. */
   metricsText(): Promise<string>;
+  /**
+   * A checkpoint of this replica (ReplicaCheckpoint, msgpack): each worker's state and sessions at one merge
+   * round just ahead of where the workers are, and where their learners resume. The replica keeps running.
+   */
+  checkpoint(): Promise<Uint8Array>;
   stop(): Promise<void>;
 }
 
@@ -82,6 +125,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   checkReplicaGroups(cluster, mode, workers);
   const service = opts.service ?? 'kv';
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
+  const resume = opts.resume ? readCheckpoint(opts.resume, { mode, workers, service }) : undefined;
+  if (resume && (!svc.snapshot || !svc.restore)) throw new ConfigError('resume', `service '${service}' has no snapshot/restore`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
   const sab = SharedBarrier.allocate(workers, slotBytes);
   // A shared-state service gets memory of its own, laid out once here before any worker runs.
@@ -118,6 +163,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
       maxClients: opts.maxClients ?? 65536,
       maxReplies: opts.maxReplies ?? 16384,
       replyTag,
+      resume: resume?.parts[w],
     };
     const t = new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
     threads.push(t);
@@ -129,7 +175,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
             const e = new RingcastError(m.code, `worker ${w}: ${m.message}`);
             reject(e);
             fail(e);
-          } else if (m.type === 'metrics' || m.type === 'state') pending.get(m.id)?.(m);
+          } else if (m.type === 'metrics' || m.type === 'state' || m.type === 'round' || m.type === 'checkpoint') pending.get(m.id)?.(m);
         });
         t.on('error', (e) => {
           const err = new RingcastError('ERR_PSMR_WORKER', `worker ${w}: ${e.message}`);
@@ -187,6 +233,37 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     const parts = await Promise.all(threads.map((t) => (exited.has(t) ? undefined : ask<Extract<FromWorker, { type: 'state' }>>(t, (rid) => ({ type: 'state', id: rid })))));
     return parts.map((p, w) => p?.state ?? { worker: w, executed: -1, digest: 'unavailable', delivered: -1 });
   };
+  // One checkpoint at a time. The round asked for is a little ahead of the furthest worker (workers are never
+  // asked for a round they passed); a worker that passed it anyway makes the next try look further ahead.
+  let checkpointing: Promise<unknown> = Promise.resolve();
+  const takeCheckpoint = async (): Promise<Uint8Array> => {
+    const ahead = Math.max(1, Math.ceil((cluster.settings.lambda * 0.02) / cluster.mergeM));
+    let why = '';
+    for (let attempt = 0; attempt < 6; attempt++) {
+      if (failed) throw failed;
+      const rounds = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'round' }>>(t, (rid) => ({ type: 'round', id: rid }))));
+      if (rounds.some((r) => r === undefined || r.round === null)) {
+        why = 'a worker is not merging yet';
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      const round = Math.max(...rounds.map((r) => r!.round!)) + ahead * 4 ** attempt;
+      const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'checkpoint' }>>(t, (rid) => ({ type: 'checkpoint', id: rid, round }), 10_000)));
+      const missing = parts.findIndex((p) => !p?.checkpoint);
+      if (missing < 0) {
+        const c: ReplicaCheckpoint = { format: 'ringcast-psmr-checkpoint', version: 1, replica: id, service, mode, workers, round, parts: parts.map((p) => p!.checkpoint!) };
+        return pack(c);
+      }
+      const p = parts[missing];
+      why = `worker ${missing}: ${p === undefined ? 'no answer within 10 s' : p.passed ? `already past round ${round}` : p.error}`;
+    }
+    throw new RingcastError('ERR_PSMR_CHECKPOINT', `no checkpoint after 6 tries (${why})`);
+  };
+  const checkpoint = (): Promise<Uint8Array> => {
+    const p = checkpointing.then(takeCheckpoint, takeCheckpoint);
+    checkpointing = p.catch(() => undefined);
+    return p;
+  };
   let server: Server | undefined;
   let metricsPort: number | undefined;
   if (opts.metricsPort !== undefined) {
@@ -197,9 +274,14 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           (text) => res.writeHead(200, { 'content-type': main.contentType }).end(text),
           (e: Error) => res.writeHead(500).end(e.message),
         );
+      } else if (path === '/checkpoint' && req.method === 'GET') {
+        checkpoint().then(
+          (bytes) => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length }).end(bytes),
+          (e: Error) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
+        );
       } else if (path === '/state') {
         state().then((s) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: id, mode, workers: s })));
-      } else res.writeHead(404).end('try /metrics or /state\n');
+      } else res.writeHead(404).end('try /metrics, /state or /checkpoint\n');
     });
     await new Promise<void>((resolve, reject) => {
       server!.once('error', reject);
@@ -213,8 +295,10 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     mode,
     workers,
     metricsPort,
+    resumedRound: resume?.round,
     state,
     metricsText,
+    checkpoint,
     async stop() {
       await Promise.all(
         threads.filter((t) => !exited.has(t)).map(

@@ -8,10 +8,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
 import { RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
-import { startGroupLearner } from '@ringcast/multicast';
+import { startGroupLearner, type ResumePoint } from '@ringcast/multicast';
 import { SharedBarrier } from './barrier.js';
 import { Executor } from './core/executor.js';
-import { groupName, workerGroups, type Mode } from './service.js';
+import { groupName, ServiceError, workerGroups, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
 
 export interface WorkerInit {
@@ -31,13 +31,28 @@ export interface WorkerInit {
   maxReplies: number;
   /** The replica's reply tag (1..255). */
   replyTag: number;
+  /** Start from this worker's part of another replica's checkpoint instead of the rings' first instance. */
+  resume?: WorkerCheckpoint;
 }
 
-export type ToWorker = { type: 'metrics'; id: number } | { type: 'state'; id: number } | { type: 'stop' };
+/**
+ * One worker's part of a replica checkpoint, taken between merge rounds: the state after every command of
+ * the rounds before `resume.round` and none after, and where its learner picks up from there.
+ */
+export interface WorkerCheckpoint {
+  worker: number;
+  resume: ResumePoint;
+  state: Uint8Array;
+  sessions: Uint8Array;
+}
+
+export type ToWorker = { type: 'metrics'; id: number } | { type: 'state'; id: number } | { type: 'round'; id: number } | { type: 'checkpoint'; id: number; round: number } | { type: 'stop' };
 export type FromWorker =
   | { type: 'ready'; replyPort: number }
   | { type: 'metrics'; id: number; json: unknown }
   | { type: 'state'; id: number; state: WorkerState }
+  | { type: 'round'; id: number; round: number | null }
+  | { type: 'checkpoint'; id: number; checkpoint?: WorkerCheckpoint; passed?: boolean; error?: string }
   | { type: 'fatal'; code: string; message: string }
   | { type: 'stopped' };
 
@@ -75,7 +90,8 @@ async function run(): Promise<void> {
   };
   const service = await loadService(init.service);
   const partitions = init.mode === 'smr' ? 1 : init.workers;
-  const state = service.createPartition(init.worker, partitions, init.stateSab);
+  if (init.resume && (!service.snapshot || !service.restore)) throw new ServiceError('ERR_PSMR_NO_SNAPSHOT', `service '${service.name}' has no snapshot/restore`);
+  const state = init.resume ? service.restore!(init.resume.state, init.worker, partitions) : service.createPartition(init.worker, partitions, init.stateSab);
   const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20, lookup: ipv4Lookup });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
@@ -102,6 +118,7 @@ async function run(): Promise<void> {
     // The executor reuses its buffer: copy before the asynchronous send.
     send: (host, p, d) => sock.send(Buffer.from(d), p, host, onSent),
   });
+  if (init.resume) exec.restoreSessions(init.resume.sessions);
   const metrics = new RingMetrics({ replica: init.replica, worker: String(init.worker) });
   const reg = metrics.registry;
   counterFrom(reg, 'ringcast_psmr_commands_total', 'Commands executed by this worker, by kind', 'kind', () => exec.stats.executed);
@@ -157,13 +174,53 @@ async function run(): Promise<void> {
   const learner = await startGroupLearner(init.cluster, {
     groups: workerGroups(init.mode, init.worker),
     from: 'start',
+    resume: init.resume?.resume,
     metrics,
     onError: (e) => fatal(e),
   });
+  // Checkpoints: the merge round of the last delivery executed, and the one asked for (at most one at a time).
+  const m = init.cluster.mergeM;
+  const roundOf = (pos: number): number => Math.floor((pos - 1) / m);
+  let lastRound = init.resume ? init.resume.resume.round - 1 : -1;
+  let busy = false;
+  let asked: { id: number; round: number } | undefined;
+  let idleCheck: NodeJS.Timeout | undefined;
+  const answer = (reply: Omit<Extract<FromWorker, { type: 'checkpoint' }>, 'type' | 'id'>): void => {
+    post({ type: 'checkpoint', id: asked!.id, ...reply });
+    asked = undefined;
+    if (idleCheck) clearInterval(idleCheck);
+    idleCheck = undefined;
+  };
+  /** Take the checkpoint asked for now: every delivery before its round has run and none after. */
+  const snapshotNow = (): void => {
+    const round = asked!.round;
+    try {
+      const resume = learner.resumePoint(round);
+      if (!resume) return answer({ error: `no resume point for round ${round} in what this worker's learner kept` });
+      answer({ checkpoint: { worker: init.worker, resume, state: service.snapshot!(state), sessions: exec.sessionsSnapshot() } });
+    } catch (e) {
+      answer({ error: (e as Error).message });
+    }
+  };
+  const onCheckpoint = (id: number, round: number): void => {
+    if (asked) post({ type: 'checkpoint', id: asked.id, error: 'superseded by a newer request' });
+    asked = { id, round };
+    if (!service.snapshot || !service.restore) return answer({ error: `service '${service.name}' has no snapshot/restore` });
+    if (lastRound >= round) return answer({ passed: true });
+    // No delivery of that round may ever come (an idle worker): take it once the merge has passed the round
+    // and everything it released has run.
+    idleCheck = setInterval(() => {
+      if (asked && !busy && learner.peek() === undefined && (learner.mergedRound() ?? -1) >= asked.round) snapshotNow();
+    }, 2);
+  };
   const ownRing = init.cluster.groups[groupName(init.mode === 'smr' ? 0 : init.worker)];
   port.on('message', (m: ToWorker) => {
     if (m.type === 'metrics') {
       void reg.getMetricsAsJSON().then((json) => post({ type: 'metrics', id: m.id, json }));
+    } else if (m.type === 'round') {
+      post({ type: 'round', id: m.id, round: learner.mergedRound() ?? null });
+    } else if (m.type === 'checkpoint') {
+      onCheckpoint(m.id, m.round);
     } else if (m.type === 'state') {
       const digest = `${service.digest(state)}/${exec.own.digest()}/${exec.all.digest()}`;
       post({ type: 'state', id: m.id, state: { worker: init.worker, executed: exec.executedTotal, digest, delivered } });
@@ -178,11 +235,16 @@ async function run(): Promise<void> {
   shutdown = () =>
     (closed ??= (async () => {
       stopping = true;
+      if (idleCheck) clearInterval(idleCheck);
       await learner.stop();
       sock.close();
     })());
   post({ type: 'ready', replyPort: sock.address().port });
   for await (const d of learner) {
+    const round = roundOf(d.pos);
+    if (asked && round >= asked.round) snapshotNow();
+    busy = true;
+    lastRound = round;
     delivered++;
     if (d.ring === ownRing) exec.runOwn(d.delivery.data);
     else {
@@ -195,6 +257,7 @@ async function run(): Promise<void> {
       const p = exec.runAll(batches);
       if (p) await p;
     }
+    busy = false;
     if (stopping) break;
   }
 }

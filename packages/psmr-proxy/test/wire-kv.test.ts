@@ -447,14 +447,24 @@ describe('checkpoints of a worker', () => {
     for (let i = 0; i < 300; i++) {
       const key = `k${rng.int(40)}`;
       const pick = rng.int(4);
-      cmds.push(pick === 0 ? { op: 'get', key } : pick === 1 ? { op: 'delete', key } : { op: 'put', key, value: Buffer.from([i & 0xff, 0xfe, 0x80]) });
+      const other = `k${rng.int(40)}`;
+      cmds.push(
+        pick === 0
+          ? { op: 'get', key }
+          : pick === 1
+            ? { op: 'delete', key }
+            : pick === 2
+              ? { op: 'mput', entries: [[key, Buffer.from([i & 0xff, 0xfe, 0x80])], [other, `s${i}`]] }
+              : { op: 'put', key, value: Buffer.from([i & 0xff, 0xfe, 0x80]) },
+      );
+      if (i % 50 === 0) cmds.push({ op: 'mget', keys: [key, other] }, { op: 'scan', prefix: 'k1', limit: 5 }, { op: 'size' });
     }
     runSmr(cmds, a, 1);
-    // An error outcome is cached too: a command with an unknown operation (seq 301).
+    // An error outcome is cached too: a command with an unknown operation (seq 1000).
     const unknownOp = (ex: Executor<KvCommand, KvReply, unknown>): string[] => {
       const w = new CommandBatchWriter();
       w.begin(header);
-      w.beginCommand(301);
+      w.beginCommand(1000);
       w.w.bytes(Uint8Array.of(99));
       w.endCommand();
       const sent: Buffer[] = [];
@@ -465,6 +475,7 @@ describe('checkpoints of a worker', () => {
       while (rd.next()) codes.push(rd.status === STATUS_ERROR ? rd.r.latin1(rd.r.u16()) : 'ok');
       return codes;
     };
+    expect(cmds.length).toBe(300 + 18);
     expect(unknownOp(a)).toEqual(['ERR_KV_UNKNOWN_OP']);
     const state = kvService.snapshot!((a as unknown as { o: { state: never } }).o.state);
     const sessions = a.sessionsSnapshot();
@@ -473,14 +484,16 @@ describe('checkpoints of a worker', () => {
     const digest = (e: Executor<KvCommand, KvReply, unknown>): string =>
       `${kvService.digest((e as unknown as { o: { state: never } }).o.state)}/${e.own.digest()}/${e.all.digest()}/${e.executedTotal}`;
     expect(digest(b)).toBe(digest(a));
-    // A retry of commands 290..301 gets what the original run answered, from the cache, on both.
-    const retry = cmds.slice(289);
-    expect(runSmr(retry, b, 290)).toEqual(runSmr(retry, a, 290));
+    // The cached outcomes themselves (decoded commands and replies) came back as they were.
+    expect([...b.own.entries()]).toEqual([...a.own.entries()]);
+    // A retry of the last 30 commands gets what the original run answered, from the cache, on both.
+    const retry = cmds.slice(cmds.length - 30);
+    expect(runSmr(retry, b, cmds.length - 29)).toEqual(runSmr(retry, a, cmds.length - 29));
     expect(unknownOp(b)).toEqual(['ERR_KV_UNKNOWN_OP']);
-    expect(b.stats.duplicatesReplied).toBe(12);
+    expect(b.stats.duplicatesReplied).toBe(31);
     expect(b.stats.errors.ERR_KV_UNKNOWN_OP).toBeUndefined();
     const next: KvCommand[] = [{ op: 'get', key: 'k3' }, { op: 'cas', key: 'k4', expected: null, value: 'n' }, { op: 'size' }];
-    expect(runSmr(next, b, 400)).toEqual(runSmr(next, a, 400));
+    expect(runSmr(next, b, 1001)).toEqual(runSmr(next, a, 1001));
     expect(digest(b)).toBe(digest(a));
   });
 

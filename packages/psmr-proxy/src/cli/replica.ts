@@ -1,5 +1,6 @@
 import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
 import { Registry } from 'prom-client';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { intFlag, need, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
@@ -35,10 +36,35 @@ const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--worke
   --service: 'kv' (built in) or a module whose default export is a Service.
   --reply-tag: 1..255, how clients name this replica when they ask one replica to answer (default: a hash
   of --id); give each replica of a cluster its own.
-  --metrics-port: serve /metrics (every worker's metrics) and /state (per-worker executed count and state
-  digest) on this port (0: any free port).
+  --metrics-port: serve /metrics (every worker's metrics), /state (per-worker executed count and state
+  digest) and /checkpoint (GET: a checkpoint of this replica, for another to start from) on this port (0:
+  any free port).
+  --from-replica URL|FILE: start from a checkpoint instead of the rings' first instance (a replica that
+  replaces a crashed one after the acceptors trimmed their logs): URL is another replica's metrics address
+  (http://host:port; its /checkpoint is fetched), FILE a checkpoint saved from there. Same --mode,
+  --workers and --service as that replica.
   Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.
 `;
+
+/** A checkpoint from another replica's HTTP address (its /checkpoint) or from a file. */
+export async function fetchCheckpoint(from: string): Promise<Uint8Array> {
+  if (/^https?:\/\//.test(from)) {
+    const url = from.endsWith('/checkpoint') ? from : `${from.replace(/\/+$/, '')}/checkpoint`;
+    let res: Response;
+    try {
+      res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+    } catch (e) {
+      throw new ConfigError('--from-replica', `cannot reach ${url}: ${(e as Error).message}`);
+    }
+    if (!res.ok) throw new ConfigError('--from-replica', `${url} answered ${res.status}: ${(await res.text()).trim()}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+  try {
+    return readFileSync(from);
+  } catch (e) {
+    throw new ConfigError('--from-replica', `cannot read ${from}: ${(e as Error).message}`);
+  }
+}
 
 export async function runReplica(args: string[]): Promise<number> {
   const o = parse(args, {
@@ -50,15 +76,18 @@ export async function runReplica(args: string[]): Promise<number> {
     'reply-tag': { type: 'string' },
     host: { type: 'string' },
     'metrics-port': { type: 'string' },
+    'from-replica': { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_REPLICA), 0;
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const mode = modeFlag(o.mode);
   const workers = intFlag(o.workers, 'workers', 2, 1, 64);
   const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
+  const resume = typeof o['from-replica'] === 'string' ? await fetchCheckpoint(o['from-replica']) : undefined;
   let fatal: Error | undefined;
   let wake: (() => void) | undefined;
   const replica = await startReplica(cluster, {
+    resume,
     mode,
     workers,
     service: typeof o.service === 'string' ? o.service : 'kv',
@@ -71,7 +100,7 @@ export async function runReplica(args: string[]): Promise<number> {
       wake?.();
     },
   });
-  process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null, ...(replica.resumedRound !== undefined ? { resumedRound: replica.resumedRound } : {}) })}\n`);
   await new Promise<void>((resolve) => {
     if (fatal) return resolve(); // a worker failed before this line
     wake = resolve;

@@ -10,7 +10,6 @@
  *   and validation decisions are made before the barrier from the stream alone, so all workers agree.
  */
 import { pack, unpack } from 'msgpackr';
-import { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
 import { ServiceError, type Mode, type Service } from '../service.js';
 import { SessionTable, type Session } from './session.js';
@@ -124,33 +123,13 @@ export class Executor<C, R, S> {
 
   /**
    * The session tables and the executed count as bytes (a checkpoint's part besides the service state).
-   * Outcomes are kept with the service's own command and reply codecs: [seq, 1, command, reply | null] or
-   * [seq, 0, error code, message].
+   * Each cached outcome is [seq, command, reply] or [seq, null, null, error code, message], with the decoded
+   * command and reply as msgpack: a service's decoded commands and replies must be plain data (objects,
+   * arrays, strings, numbers, booleans, null, byte arrays), as the key-value store's are.
    */
   sessionsSnapshot(): Uint8Array {
-    const w = new ByteWriter(256);
     const enc = (t: SessionTable<Outcome<C, R>>): unknown[] =>
-      [...t.entries()].map(([c, floor, replies]) => [
-        c,
-        floor,
-        replies.map(([seq, o]) => {
-          if (o.code !== undefined || o.c === undefined) return [seq, 0, o.code ?? SERVICE_FAILED, o.msg ?? ''];
-          w.reset();
-          this.service.writeCommand(w, o.c);
-          const cmd = w.take();
-          let reply: Buffer | null = null;
-          if (o.r !== undefined) {
-            try {
-              w.reset();
-              this.service.writeReply(w, o.r, o.c);
-              reply = w.take();
-            } catch {
-              // Not encodable now, not encodable on a replay either: the replay answers with an error.
-            }
-          }
-          return [seq, 1, cmd, reply];
-        }),
-      ]);
+      [...t.entries()].map(([c, floor, replies]) => [c, floor, replies.map(([seq, o]) => (o.code !== undefined ? [seq, null, null, o.code, o.msg ?? ''] : [seq, o.c, o.r ?? null]))]);
     return pack({ v: 1, executed: this.executedTotal, own: enc(this.own), all: enc(this.all) });
   }
 
@@ -168,12 +147,10 @@ export class Executor<C, R, S> {
       rows.map((row) => {
         if (!Array.isArray(row) || row.length !== 3 || typeof row[0] !== 'number' || typeof row[1] !== 'number' || !Array.isArray(row[2])) throw bad('a session is [client, floor, replies]');
         const replies = (row[2] as unknown[]).map((x): [number, Outcome<C, R>] => {
-          if (!Array.isArray(x) || x.length !== 4 || typeof x[0] !== 'number') throw bad('a cached reply is [seq, kind, a, b]');
-          if (x[1] === 0) return [x[0], { c: undefined, r: undefined, code: String(x[2]), msg: String(x[3]) }];
-          if (!(x[2] instanceof Uint8Array)) throw bad('a cached command is bytes');
-          const c = this.service.readCommand(new ByteReader(x[2]));
-          const r = x[3] instanceof Uint8Array ? this.service.readReply(new ByteReader(x[3]), c) : undefined;
-          return [x[0], { c, r }];
+          if (!Array.isArray(x) || typeof x[0] !== 'number' || (x.length !== 3 && x.length !== 5)) throw bad('a cached outcome is [seq, command, reply] or [seq, null, null, code, message]');
+          if (x.length === 5) return [x[0], { c: undefined, r: undefined, code: String(x[3]), msg: String(x[4]) }];
+          if (x[1] === null || x[1] === undefined) throw bad('a cached outcome without an error has a command');
+          return [x[0], { c: x[1] as C, r: x[2] === null ? undefined : (x[2] as R) }];
         });
         return [row[0], row[1], replies];
       });
