@@ -101,6 +101,15 @@ export interface GroupLearner {
  * every ring, so what it delivers is a contiguous part of the agreed order.
  */
 export async function startGroupLearner(cluster: ClusterConfig, options: GroupLearnerOptions): Promise<GroupLearner> {
+  return startGroupLearnerWith(startClient, cluster, options);
+}
+
+/** startGroupLearner with the ring clients from `connect` (tests give fakes; not in the package API). */
+export async function startGroupLearnerWith(
+  connect: (cluster: ClusterConfig, opts: Parameters<typeof startClient>[1]) => Promise<RingClient>,
+  cluster: ClusterConfig,
+  options: GroupLearnerOptions,
+): Promise<GroupLearner> {
   const opts = { skipRequests: true, ...options };
   const rings = ringsOf(cluster, opts.groups);
   if (rings.length > 1 && cluster.settings.lambda <= 0) {
@@ -303,8 +312,11 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
       }
       const startRound = opts.from === 'start' ? 0 : (opts.startRound ?? earliest);
       merger = new Merger<Delivery>({ rings, m, startRound, stopRound: opts.stopRound, maxBuffered });
-      for (const [r, xs] of early) feed(r, xs);
+      // Every ring's early records go to its queue before anything is fed: feeding can ask a ring for a skip
+      // and drain its learner, which delivers newer records of a ring at once (they must queue behind).
+      for (const [r, xs] of early) overflow.get(r)!.push(...xs);
       early.clear();
+      feed(ring, []);
       return;
     }
     feed(ring, rs);
@@ -324,7 +336,7 @@ export async function startGroupLearner(cluster: ClusterConfig, options: GroupLe
     return opts.from === 'start' ? 0 : START_NEXT;
   };
   for (const ring of rings) {
-    const c = await startClient(cluster, {
+    const c = await connect(cluster, {
       ring,
       learnFrom: learnFromOf(ring),
       records: true,
