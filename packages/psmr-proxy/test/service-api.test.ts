@@ -36,6 +36,13 @@ export const bank: Service<Cmd, Reply, Part, number> = {
   executePart: (s) => [...s.balances.values()].reduce((a, b) => a + b, 0), // g_all: each partition's part
   combine: (_c, parts) => ({ total: parts.reduce((a, b) => a + b, 0) }),   // at worker 0
   digest: (s) => JSON.stringify([...s.balances].sort()),
+  // Optional: checkpoints (a replica started with --from-replica restores a live one's state).
+  snapshot: (s) => Buffer.from(JSON.stringify([...s.balances])),
+  restore(bytes) {
+    const p = new Part();
+    for (const [k, v] of JSON.parse(Buffer.from(bytes).toString()) as Array<[number, number]>) p.balances.set(k, v);
+    return p;
+  },
 };
 
 function run(ex: Executor<Cmd, Reply, Part>, cmds: Cmd[], firstSeq: number): Reply[] {
@@ -74,6 +81,10 @@ describe('Service API (the README example)', () => {
       { total: 8 },
     ]);
     expect(() => bank.writeCommand(new CommandBatchWriter().w, { op: 'add', account: 1, amount: 0.5 })).toThrow(ServiceError);
+    // Its checkpoint methods give back a partition with the same digest.
+    const st = (one as unknown as { o: { state: Part } }).o.state;
+    expect(bank.digest(bank.restore!(bank.snapshot!(st), 0, 1))).toBe(bank.digest(st));
+    expect(st.balances.size).toBe(2);
   });
 
   it('loads a service from a module path, as `ringcast replica --service ./bank.js` does', async () => {
