@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadCluster } from '@ringcast/ring-paxos';
 import {
@@ -281,5 +284,42 @@ describe('P-SMR retries', () => {
     expect(await scrape(ports[0]!, 'ringcast_psmr_duplicate_commands_total')).toBeGreaterThan(0);
     expect(await kv.get('r7')).toBe('once-7');
     await kv.stop();
+  });
+});
+
+describe('P-SMR checkpoints of a one-worker replica', () => {
+  let local: LocalPsmr | undefined;
+  afterAll(async () => {
+    await local?.stop();
+  });
+
+  it('an smr replica on a quiet ring serves a checkpoint, and a replica started from it answers the same', async () => {
+    local = await launchLocalPsmr({ mode: 'smr', workers: 1, replicas: 1 });
+    const kv = await createKvClient(local.cluster, { mode: 'smr', workers: 1, deadlineMs: 10_000 });
+    try {
+      for (let i = 0; i < 30; i++) await kv.put(`q${i}`, `v${i}`);
+      // Nothing more is proposed: the ring is quiet, its learner unpaced (no skips), and the checkpoint is
+      // taken at the worker's own round.
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      const res = await fetch(`http://127.0.0.1:${local.metricsPorts[0]}/checkpoint`);
+      expect(res.status).toBe(200);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const dir = mkdtempSync(join(tmpdir(), 'ringcast-ckpt-'));
+      const file = join(dir, 'ckpt.bin');
+      writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+      const next = spawnRingcast(['replica', '--cluster', local.clusterPath, '--mode', 'smr', '--id', 'replica-from-file', '--reply-tag', '7', '--metrics-port', '0', '--from-replica', file]);
+      local.replicas.push(next);
+      const ready = await next.waitFor('ready', 30_000);
+      expect(ready.resumedRound as number).toBeGreaterThanOrEqual(0);
+      const port = Number(ready.metricsPort);
+      for (let i = 30; i < 40; i++) await kv.put(`q${i}`, `v${i}`);
+      const view = async (p: number): Promise<string> => JSON.stringify((await states(p)).map((w) => [w.worker, w.executed, w.digest]));
+      expect(await waitUntil(async () => (await view(port)) === (await view(local!.metricsPorts[0]!)), 15_000, 100)).toBe(true);
+      expect((await states(port))[0]!.executed).toBe(40);
+      rmSync(dir, { recursive: true, force: true });
+    } finally {
+      await kv.stop();
+    }
   });
 });

@@ -328,7 +328,12 @@ export async function startGroupLearnerWith(
     if (rp.rings.length !== rings.length || rings.some((r) => !given.has(r))) {
       throw new ConfigError('resume.rings', `a resume point for rings ${[...given].join(',')} does not fit a learner of rings ${rings.join(',')}`);
     }
-    for (const x of rp.rings) if (x.prevPos !== null) lastPos.set(x.ring, x.prevPos);
+    for (const x of rp.rings) {
+      if (x.prevPos === null) continue;
+      lastPos.set(x.ring, x.prevPos);
+      // So that this learner can give the same resume point again before its rings move on.
+      remember(x.ring, [{ instance: x.instance - 1, pos: x.prevPos, deliveries: [] }]);
+    }
     merger = new Merger<Delivery>({ rings, m, startRound: rp.round, stopRound: opts.stopRound, maxBuffered });
   }
   const learnFromOf = (ring: number): number => {

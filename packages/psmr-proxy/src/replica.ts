@@ -56,12 +56,24 @@ export interface ReplicaCheckpoint {
   service: string;
   mode: Mode;
   workers: number;
+  /** Replicated-state parameters the state was built with: a replica resuming from it must use the same. */
+  mergeM: number;
+  maxClients: number;
+  maxReplies: number;
   round: number;
   parts: WorkerCheckpoint[];
 }
 
+/** Checkpoints need snapshot/restore, and partitioned state (a shared one is written by every worker at once). */
+function checkpointable(svc: { state: string; snapshot?: unknown; restore?: unknown }): boolean {
+  return svc.state === 'partitioned' && svc.snapshot !== undefined && svc.restore !== undefined;
+}
+function whyNot(svc: { state: string }): string {
+  return svc.state !== 'partitioned' ? `its state is ${svc.state}: only partitioned state can be checkpointed` : 'it has no snapshot/restore';
+}
+
 /** Decode and check a checkpoint against the replica that would start from it (errors name `resume`). */
-export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: number; service: string }): ReplicaCheckpoint {
+export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
   let c: ReplicaCheckpoint;
   try {
     c = unpack(bytes) as ReplicaCheckpoint;
@@ -73,6 +85,9 @@ export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: n
     throw new ConfigError('resume', `the checkpoint is of a ${c.mode} replica with ${c.workers} worker(s); this one is ${want.mode} with ${want.workers}`);
   }
   if (c.service !== want.service) throw new ConfigError('resume', `the checkpoint is of service '${c.service}', this replica runs '${want.service}'`);
+  for (const k of ['mergeM', 'maxClients', 'maxReplies'] as const) {
+    if (c[k] !== want[k]) throw new ConfigError('resume', `the checkpoint was taken with ${k} ${String(c[k])}, this replica has ${want[k]}`);
+  }
   if (c.parts.length !== c.workers || c.parts.some((p, w) => !p || p.worker !== w)) throw new ConfigError('resume', 'the checkpoint lacks a worker\'s part');
   return c;
 }
@@ -125,8 +140,10 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   checkReplicaGroups(cluster, mode, workers);
   const service = opts.service ?? 'kv';
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
-  const resume = opts.resume ? readCheckpoint(opts.resume, { mode, workers, service }) : undefined;
-  if (resume && (!svc.snapshot || !svc.restore)) throw new ConfigError('resume', `service '${service}' has no snapshot/restore`);
+  const maxClients = opts.maxClients ?? 65536;
+  const maxReplies = opts.maxReplies ?? 16384;
+  const resume = opts.resume ? readCheckpoint(opts.resume, { mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies }) : undefined;
+  if (resume && !checkpointable(svc)) throw new ConfigError('resume', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
   const sab = SharedBarrier.allocate(workers, slotBytes);
   // A shared-state service gets memory of its own, laid out once here before any worker runs.
@@ -160,8 +177,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
       sab,
       stateSab,
       slotBytes,
-      maxClients: opts.maxClients ?? 65536,
-      maxReplies: opts.maxReplies ?? 16384,
+      maxClients,
+      maxReplies,
       replyTag,
       resume: resume?.parts[w],
     };
@@ -233,36 +250,53 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     const parts = await Promise.all(threads.map((t) => (exited.has(t) ? undefined : ask<Extract<FromWorker, { type: 'state' }>>(t, (rid) => ({ type: 'state', id: rid })))));
     return parts.map((p, w) => p?.state ?? { worker: w, executed: -1, digest: 'unavailable', delivered: -1 });
   };
-  // One checkpoint at a time. The round asked for is a little ahead of the furthest worker (workers are never
-  // asked for a round they passed); a worker that passed it anyway makes the next try look further ahead.
-  let checkpointing: Promise<unknown> = Promise.resolve();
+  // One checkpoint at a time: a request while one is being taken gets that one. The round asked for is a
+  // little ahead of the furthest worker, so no worker has passed it; a worker that did anyway makes the next
+  // try look further ahead. A replica of one worker takes it at that worker's own current round.
+  let inFlight: Promise<Uint8Array> | undefined;
   const takeCheckpoint = async (): Promise<Uint8Array> => {
+    if (!checkpointable(svc)) throw new RingcastError('ERR_PSMR_CHECKPOINT', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
     const ahead = Math.max(1, Math.ceil((cluster.settings.lambda * 0.02) / cluster.mergeM));
     let why = '';
     for (let attempt = 0; attempt < 6; attempt++) {
       if (failed) throw failed;
-      const rounds = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'round' }>>(t, (rid) => ({ type: 'round', id: rid }))));
-      if (rounds.some((r) => r === undefined || r.round === null)) {
-        why = 'a worker is not merging yet';
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
+      let round = -1;
+      if (workers > 1) {
+        const rounds = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'round' }>>(t, (rid) => ({ type: 'round', id: rid }))));
+        if (rounds.some((r) => r === undefined || r.round === null)) {
+          why = 'a worker is not merging yet';
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        round = Math.max(...rounds.map((r) => r!.round!)) + ahead * 2 ** attempt;
       }
-      const round = Math.max(...rounds.map((r) => r!.round!)) + ahead * 4 ** attempt;
       const parts = await Promise.all(threads.map((t) => ask<Extract<FromWorker, { type: 'checkpoint' }>>(t, (rid) => ({ type: 'checkpoint', id: rid, round }), 10_000)));
       const missing = parts.findIndex((p) => !p?.checkpoint);
       if (missing < 0) {
-        const c: ReplicaCheckpoint = { format: 'ringcast-psmr-checkpoint', version: 1, replica: id, service, mode, workers, round, parts: parts.map((p) => p!.checkpoint!) };
+        const c: ReplicaCheckpoint = {
+          format: 'ringcast-psmr-checkpoint',
+          version: 1,
+          replica: id,
+          service,
+          mode,
+          workers,
+          mergeM: cluster.mergeM,
+          maxClients,
+          maxReplies,
+          round: parts[0]!.checkpoint!.resume.round,
+          parts: parts.map((p) => p!.checkpoint!),
+        };
         return pack(c);
       }
       const p = parts[missing];
       why = `worker ${missing}: ${p === undefined ? 'no answer within 10 s' : p.passed ? `already past round ${round}` : p.error}`;
+      if (p?.error && !p.passed) await new Promise((r) => setTimeout(r, 100));
     }
     throw new RingcastError('ERR_PSMR_CHECKPOINT', `no checkpoint after 6 tries (${why})`);
   };
   const checkpoint = (): Promise<Uint8Array> => {
-    const p = checkpointing.then(takeCheckpoint, takeCheckpoint);
-    checkpointing = p.catch(() => undefined);
-    return p;
+    inFlight ??= takeCheckpoint().finally(() => (inFlight = undefined));
+    return inFlight;
   };
   let server: Server | undefined;
   let metricsPort: number | undefined;

@@ -202,9 +202,13 @@ async function run(): Promise<void> {
       answer({ error: (e as Error).message });
     }
   };
-  const onCheckpoint = (id: number, round: number): void => {
-    if (asked) post({ type: 'checkpoint', id: asked.id, error: 'superseded by a newer request' });
-    asked = { id, round };
+  /** Round -1: this worker's current merge round (a replica of one worker needs no common round). */
+  const onCheckpoint = (id: number, asks: number): void => {
+    if (asked) answer({ error: 'superseded by a newer request' });
+    const round = asks >= 0 ? asks : learner.mergedRound();
+    asked = { id, round: round ?? 0 };
+    if (stopping) return answer({ error: 'the worker is stopping' });
+    if (round === undefined) return answer({ error: 'the worker is not merging yet' });
     if (!service.snapshot || !service.restore) return answer({ error: `service '${service.name}' has no snapshot/restore` });
     if (lastRound >= round) return answer({ passed: true });
     // No delivery of that round may ever come (an idle worker): take it once the merge has passed the round

@@ -351,6 +351,19 @@ describe('session table', () => {
     t.record(s, 3, 3);
     expect([...s.replies.keys()]).toEqual([2, 3]);
   });
+
+  it('loads what entries() gave, in recency order; over its bounds it keeps the most recent, as eviction would', () => {
+    const big = new SessionTable<number>(10, 10);
+    for (let c = 1; c <= 5; c++) big.record(big.open(c, 0), c, c * 100);
+    big.open(2, 0); // client 2 becomes the most recent
+    const same = new SessionTable<number>(10, 10);
+    same.load(big.entries());
+    expect(same.digest()).toBe(big.digest());
+    expect([...same.entries()].map((e) => e[0])).toEqual([1, 3, 4, 5, 2]);
+    const small = new SessionTable<number>(2, 10);
+    small.load(big.entries());
+    expect([...small.entries()].map((e) => e[0])).toEqual([5, 2]);
+  });
 });
 
 describe('bad batches at a replica', () => {

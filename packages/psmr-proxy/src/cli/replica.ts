@@ -29,7 +29,7 @@ export function shareFlag(v: string | boolean | undefined, name: string, dflt: n
 }
 
 const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--workers N] [--service kv|MODULE] [--id NAME]
-                 [--reply-tag T] [--host H] [--metrics-port P]
+                 [--reply-tag T] [--host H] [--metrics-port P] [--from-replica URL|FILE]
   Runs a P-SMR server proxy: N worker threads (psmr; smr runs one), each with its own learner sockets for
   its group g<i> and for gall, executing the service and replying straight to clients. The cluster file
   needs groups g0..g<N-1> and gall, each on its own ring, and lambda > 0 (rate leveling) for psmr.

@@ -124,12 +124,12 @@ export class Executor<C, R, S> {
   /**
    * The session tables and the executed count as bytes (a checkpoint's part besides the service state).
    * Each cached outcome is [seq, command, reply] or [seq, null, null, error code, message], with the decoded
-   * command and reply as msgpack: a service's decoded commands and replies must be plain data (objects,
+   * command and reply (undefined: not known on this worker, as for g_all on workers other than 0) as msgpack: a service's decoded commands and replies must be plain data (objects,
    * arrays, strings, numbers, booleans, null, byte arrays), as the key-value store's are.
    */
   sessionsSnapshot(): Uint8Array {
     const enc = (t: SessionTable<Outcome<C, R>>): unknown[] =>
-      [...t.entries()].map(([c, floor, replies]) => [c, floor, replies.map(([seq, o]) => (o.code !== undefined ? [seq, null, null, o.code, o.msg ?? ''] : [seq, o.c, o.r ?? null]))]);
+      [...t.entries()].map(([c, floor, replies]) => [c, floor, replies.map(([seq, o]) => (o.code !== undefined ? [seq, null, null, o.code, o.msg ?? ''] : [seq, o.c, o.r]))]);
     return pack({ v: 1, executed: this.executedTotal, own: enc(this.own), all: enc(this.all) });
   }
 
@@ -150,7 +150,7 @@ export class Executor<C, R, S> {
           if (!Array.isArray(x) || typeof x[0] !== 'number' || (x.length !== 3 && x.length !== 5)) throw bad('a cached outcome is [seq, command, reply] or [seq, null, null, code, message]');
           if (x.length === 5) return [x[0], { c: undefined, r: undefined, code: String(x[3]), msg: String(x[4]) }];
           if (x[1] === null || x[1] === undefined) throw bad('a cached outcome without an error has a command');
-          return [x[0], { c: x[1] as C, r: x[2] === null ? undefined : (x[2] as R) }];
+          return [x[0], { c: x[1] as C, r: x[2] as R | undefined }];
         });
         return [row[0], row[1], replies];
       });

@@ -81,8 +81,8 @@ export class SessionTable<R> {
   /** Replace the table with `entries` (as `entries()` gave them: the order is the recency order). */
   load(entries: Iterable<[number, number, Array<[number, R]>]>): void {
     this.sessions.clear();
-    for (const [c, floor, replies] of entries) {
-      if (this.sessions.size >= this.maxClients) break;
+    // Over the bounds (not from a replica with the same ones): keep the most recent, as eviction would.
+    for (const [c, floor, replies] of [...entries].slice(-this.maxClients)) {
       this.sessions.set(c, { floor, replies: new Map(replies.slice(-this.maxReplies)) });
     }
   }
