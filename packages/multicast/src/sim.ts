@@ -71,6 +71,7 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
   const settings = parseSettings({
     lambda: rng.pick([1000, 5000]),
     skipIntervalMs: rng.pick([5, 10]),
+    skipLeadMs: rng.pick([0, 0, 5, 20]),
     epochMs: 0,
     window: 16,
     logCapacity: 4096,
@@ -273,8 +274,8 @@ export function runMultiRingSimulation(opts: MultiRingSimOptions): MultiRingSimR
 
   // No loss: every value acknowledged, proposed once a learner had started merging, is delivered by that
   // learner if it is still alive (its start round may lie up to a window of positions ahead of the slowest
-  // ring's target: a margin of that many ms).
-  const margin = (settings.window * 1000) / settings.lambda + 5;
+  // ring's target, and idle rings skip up to skipLeadMs ahead: a margin of that many ms).
+  const margin = (settings.window * 1000) / settings.lambda + settings.skipLeadMs + 5;
   const alive = learners.filter((l) => l.crashedAt === Infinity);
   if (alive.some((l) => l.startedAt < 0)) violate('a learner never started merging (an idle ring without skips?)');
   for (const [key, ring] of acked) {

@@ -86,6 +86,7 @@ const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
   acceptorTimeoutMs: [1, 600000],
   lambda: [0, 10_000_000],
   skipIntervalMs: [1, 60000],
+  skipLeadMs: [0, 60000],
   epochMs: [0, 8_000_000_000_000],
 };
 

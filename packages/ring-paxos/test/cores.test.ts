@@ -492,6 +492,60 @@ describe('ring cores (fault-free harness)', () => {
     expect(c.stats.skips).toBe(after);
   });
 
+  it('skipLeadMs: a ring quiet for Δ skips that far past the target, a busy one to it; on demand up to the lead', () => {
+    // λ = 1000/s from epoch 0 (a position per ms), Δ = 10 ms, lead 25 ms.
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, skipLeadMs: 25, epochMs: 0 });
+    const l = h.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
+    const p = h.add(90002, { proposer: true });
+    h.start();
+    h.advance(60);
+    const c = [...h.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    const last = (): { pos: number; values: number } => ({ pos: l.learner!.records.at(-1)!.pos, values: l.learner!.records.at(-1)!.deliveries.length });
+    // Quiet from the start: every periodic skip ends 25 positions past the target.
+    expect(c.stats.skips).toBeGreaterThan(0);
+    expect(last().pos).toBeGreaterThan(h.now + 10);
+    expect(last().pos).toBeLessThanOrEqual(h.now + 25);
+    // A value now lands after the lead (it waits for the other rings to catch up, at most the lead).
+    h.submit(p, 'late');
+    expect(last()).toEqual({ pos: expect.any(Number) as number, values: 1 });
+    const valuePos = last().pos;
+    expect(valuePos).toBeGreaterThan(h.now);
+    // Within Δ of a value the ring is not quiet: its periodic skip would end at the target, but a skip on
+    // demand goes to the position asked for, up to the lead past the target.
+    h.now += 5;
+    expect(valuePos).toBeGreaterThan(h.now + 12);
+    l.learner!.requestSkip(valuePos + 12, l.out);
+    h.collect(l);
+    h.run();
+    expect(c.stats.demandSkips).toBe(1);
+    expect(last()).toEqual({ pos: h.now + 25, values: 0 });
+    // A position further than the lead reaches gets the lead (target + 25), no more.
+    h.now += 6;
+    l.learner!.requestSkip(h.now + 500, l.out);
+    h.collect(l);
+    h.run();
+    expect(last().pos).toBe(h.now + 25);
+    // A busy ring (a value 2 ms ago, at the target) asked for 10 positions past the target: exactly there.
+    const h2 = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, skipLeadMs: 25, epochMs: 0 });
+    const l2 = h2.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
+    const p2 = h2.add(90002, { proposer: true });
+    h2.start();
+    h2.now = 5;
+    h2.submit(p2, 'busy');
+    expect(l2.learner!.records.at(-1)!.pos).toBe(5);
+    h2.now = 7;
+    l2.learner!.requestSkip(17, l2.out);
+    h2.collect(l2);
+    h2.run();
+    expect(l2.learner!.records.at(-1)!.pos).toBe(17);
+    // Lead 0 (the default): exactly the target, as before.
+    const h0 = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
+    const l0 = h0.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
+    h0.start();
+    h0.advance(60);
+    expect(l0.learner!.records.at(-1)!.pos).toBeLessThanOrEqual(h0.now);
+  });
+
   it('a skip request is kept until the ring passed the position, and only registered learners may ask', () => {
     const { h, l, c, coordNode, ask } = skipRing();
     // A stranger cannot make the ring skip.

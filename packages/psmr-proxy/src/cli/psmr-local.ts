@@ -7,7 +7,7 @@ import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawn
  * skip as soon as their merge waits on it, so Δ (the periodic skip check) can be long: an idle ring costs
  * little, and a busy ring next to an idle one waits about one round trip, not Δ.
  */
-export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 20, maxValueBytes: 32768, maxDatagramBytes: 34816 };
+export const PSMR_SETTINGS: Record<string, number> = { lambda: 20000, skipIntervalMs: 20, skipLeadMs: 25, maxValueBytes: 32768, maxDatagramBytes: 34816 };
 /** Driver tick (timers, retransmissions, the Δ check). */
 export const PSMR_TICK_MS = 5;
 

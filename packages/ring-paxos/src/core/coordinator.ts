@@ -156,6 +156,8 @@ export class Coordinator {
   private maxNewVid = 0;
   /** The last Δ check, or the last value instance opened (its position was raised to the target then). */
   private lastSkipCheckAt = -Infinity;
+  /** When this coordinator last opened an instance with proposals (a ring quiet since a Δ skips with a lead). */
+  private lastValueAt = -Infinity;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -457,7 +459,7 @@ export class Coordinator {
       this.next < this.open &&
       this.inflight.size < this.s.window &&
       this.next < this.safe + this.s.logCapacity &&
-      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < this.target() + this.s.window)
+      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < this.target() + this.lead() + this.s.window)
     );
   }
 
@@ -543,6 +545,7 @@ export class Coordinator {
     this.lastPos = pos;
     // A value raised to the target counts as a Δ check: the ring is next checked a whole Δ after it.
     this.lastSkipCheckAt = this.now;
+    this.lastValueAt = this.now;
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
   }
@@ -657,7 +660,7 @@ export class Coordinator {
     // values may have ended short of it), at most once per ms.
     if (this.demandPos > this.lastPos && now - this.lastDemandSkipAt >= 1) {
       this.lastDemandSkipAt = now;
-      if (this.skipIfIdle(now, out)) this.stats.demandSkips++;
+      if (this.skipIfIdle(now, out, this.demandPos)) this.stats.demandSkips++;
     }
     if (this.decisions.length > 0) this.sendDecisions(out);
     if (this.acks.size > 0) {
@@ -685,9 +688,21 @@ export class Coordinator {
     return false;
   }
 
-  /** One skip ending at the target, if this ring is idle and behind it. True if it proposed one. */
-  private skipIfIdle(_now: number, out: Outbox): boolean {
-    const t = this.target();
+  /** Positions an idle ring's skips run ahead of the target (skipLeadMs of λ). */
+  private lead(): number {
+    return this.s.skipLeadMs > 0 ? Math.floor((this.s.lambda * this.s.skipLeadMs) / 1000) : 0;
+  }
+
+  /**
+   * One skip ending at the target, if this ring is idle and behind it. True if it proposed one. A ring that
+   * opened no value for a whole Δ skips `lead()` positions further, so that the busy rings merged with it
+   * find it already past their values' positions instead of waiting for a skip on demand.
+   */
+  private skipIfIdle(now: number, out: Outbox, demanded = -1): boolean {
+    const quiet = now - this.lastValueAt >= this.s.skipIntervalMs;
+    const target = this.target();
+    // On demand, up to the position asked for, as far as the other rings' leads can reach past the target.
+    const t = Math.max(target + (quiet ? this.lead() : 0), Math.min(demanded, target + this.lead()));
     if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
       this.stats.skips++;
       this.proposeEmpty(t, false, out);
@@ -705,7 +720,7 @@ export class Coordinator {
     // Only learners of this ring may ask (they registered with Progress); the position asked for is kept
     // (at most a window past the target) so ticks skip again until the ring passed it.
     if (this.s.lambda <= 0 || !this.learners.has(m.from) || m.pos <= this.lastPos) return;
-    this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.s.window));
+    this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.lead() + this.s.window));
     // The skip itself is proposed at the end of this turn (flush).
   }
   private lastDemandSkipAt = -Infinity;

@@ -58,6 +58,13 @@ export interface RingSettings {
   lambda: number;
   /** Δ: how often an idle coordinator checks whether it must propose a skip. */
   skipIntervalMs: number;
+  /**
+   * A ring that opened no value for a whole Δ skips this many milliseconds of positions past the target
+   * (0: exactly to it). Busy rings merged with an idle one then find it already past their values instead of
+   * waiting on a skip on demand; a value that then comes to the idle ring waits up to this long for the
+   * others to catch up.
+   */
+  skipLeadMs: number;
   /** The start time all rings share for rate leveling (wall-clock milliseconds). */
   epochMs: number;
 }
@@ -88,6 +95,7 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   acceptorTimeoutMs: 500,
   lambda: 0,
   skipIntervalMs: 10,
+  skipLeadMs: 0,
   epochMs: 1_700_000_000_000,
 });
 
