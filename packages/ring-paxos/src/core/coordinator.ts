@@ -757,10 +757,6 @@ export class Coordinator {
   }
 
   /**
-   * The trim point: what every live learner delivered (the frontier when none is subscribed), less
-   * `logRetain` instances kept for learners that join later and start from the oldest one.
-   */
-  /**
    * The trim point: what every live learner delivered less logRetain. With no learner subscribed (none yet,
    * or all away after a failover) nothing tells what is safe, so the log keeps all it can: it trims only
    * what the window needs room for.
