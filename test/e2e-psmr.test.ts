@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -293,21 +293,27 @@ describe('P-SMR checkpoints of a one-worker replica', () => {
     await local?.stop();
   });
 
-  it('an smr replica on a quiet ring serves a checkpoint, and a replica started from it answers the same', async () => {
-    local = await launchLocalPsmr({ mode: 'smr', workers: 1, replicas: 1 });
+  it('an smr replica on a quiet ring serves a checkpoint (to holders of the cluster secret), and a replica started from it answers the same', async () => {
+    local = await launchLocalPsmr({ mode: 'smr', workers: 1, replicas: 1, ringArgs: { secret: 'checkpoint-test-secret-0123' } });
     const kv = await createKvClient(local.cluster, { mode: 'smr', workers: 1, deadlineMs: 10_000 });
     try {
       for (let i = 0; i < 30; i++) await kv.put(`q${i}`, `v${i}`);
       // Nothing more is proposed: the ring is quiet, its learner unpaced (no skips), and the checkpoint is
       // taken at the worker's own round.
       await new Promise((r) => setTimeout(r, 300));
+      // The cluster has a secret: no token, no checkpoint.
+      const anon = await fetch(`http://127.0.0.1:${local.metricsPorts[0]}/checkpoint`);
+      expect(anon.status).toBe(401);
       const t0 = Date.now();
-      const res = await fetch(`http://127.0.0.1:${local.metricsPorts[0]}/checkpoint`);
-      expect(res.status).toBe(200);
-      expect(Date.now() - t0).toBeLessThan(5000);
       const dir = mkdtempSync(join(tmpdir(), 'ringcast-ckpt-'));
       const file = join(dir, 'ckpt.bin');
-      writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+      const save = spawnRingcast(['checkpoint', '--cluster', local.clusterPath, '--from', `http://127.0.0.1:${local.metricsPorts[0]}`, '--out', file]);
+      local.replicas.push(save);
+      const saved = await save.waitFor('checkpoint', 30_000);
+      expect(await save.exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(8000);
+      expect(saved.bytes as number).toBeGreaterThan(100);
+      expect(saved.mode).toBe('smr');
       const next = spawnRingcast(['replica', '--cluster', local.clusterPath, '--mode', 'smr', '--id', 'replica-from-file', '--reply-tag', '7', '--metrics-port', '0', '--from-replica', file]);
       local.replicas.push(next);
       const ready = await next.waitFor('ready', 30_000);

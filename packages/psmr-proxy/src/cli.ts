@@ -6,7 +6,7 @@ import { runFaultProxy } from './cli/fault-proxy.js';
 import { runRegistry } from './cli/registry.js';
 import { runLearn, runNode, runPropose } from './cli/ring.js';
 import { runSim } from './cli/sim.js';
-import { runKvCommand, runKvLoadCommand, runReplica } from './cli/replica.js';
+import { runCheckpoint, runKvCommand, runKvLoadCommand, runReplica } from './cli/replica.js';
 
 const USAGE = `ringcast — Multi-Ring Paxos atomic multicast and P-SMR for Node.js
 
@@ -15,6 +15,7 @@ Usage: ringcast <command> [options]
 Commands:
   demo                      the main job: local rings, two P-SMR replicas and a key-value load (live rate)
   replica --cluster F       run a P-SMR replica (server proxy with worker threads) of the kv service
+  checkpoint --cluster F --from URL --out FILE   save a live replica's checkpoint (for replica --from-replica)
   kv-load --cluster F       run a key-value command load against the replicas; print a JSON summary
   kv --cluster F OP ARGS    one key-value command (get, put, delete, cas, mget, mput, scan, size)
   node --cluster F --id N   run the acceptor (and coordinator) roles of node N from cluster file F
@@ -76,6 +77,8 @@ export async function main(argv: string[]): Promise<number> {
       return runNode(rest);
     case 'replica':
       return runReplica(rest);
+    case 'checkpoint':
+      return runCheckpoint(rest);
     case 'kv-load':
       return runKvLoadCommand(rest);
     case 'kv':

@@ -3,6 +3,7 @@
  * serves one /metrics (the workers' registries, gathered on each scrape) and /state, and stops them. It is
  * not on the command path: each worker receives, merges, executes and replies by itself.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { pack, unpack } from 'msgpackr';
@@ -62,6 +63,23 @@ export interface ReplicaCheckpoint {
   maxReplies: number;
   round: number;
   parts: WorkerCheckpoint[];
+}
+
+/**
+ * The token a checkpoint request must carry (header `x-ringcast-token`) when the cluster has a secret: a
+ * checkpoint is the whole replicated state, so it goes only to whoever holds the cluster file.
+ */
+export function checkpointToken(secret: string): string {
+  return createHmac('sha256', secret).update('ringcast-psmr-checkpoint-v1').digest('hex');
+}
+
+/** Whether a request's token (header value) lets it have a checkpoint (always, with no cluster secret). */
+export function checkpointAllowed(secret: string | undefined, token: string | string[] | undefined): boolean {
+  if (!secret) return true;
+  if (typeof token !== 'string') return false;
+  const want = Buffer.from(checkpointToken(secret));
+  const got = Buffer.from(token);
+  return got.length === want.length && timingSafeEqual(got, want);
 }
 
 /** Checkpoints need snapshot/restore, and partitioned state (a shared one is written by every worker at once). */
@@ -309,6 +327,10 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           (e: Error) => res.writeHead(500).end(e.message),
         );
       } else if (path === '/checkpoint' && req.method === 'GET') {
+        if (!checkpointAllowed(cluster.secret, req.headers['x-ringcast-token'])) {
+          res.writeHead(401, { 'content-type': 'text/plain' }).end('a checkpoint needs the x-ringcast-token header of the cluster secret\n');
+          return;
+        }
         checkpoint().then(
           (bytes) => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length }).end(bytes),
           (e: Error) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`${e.message}\n`),

@@ -4,6 +4,7 @@ import { ByteReader, ByteWriter, WireError } from '../src/protocol/bytes.js';
 import { CommandBatchReader, CommandBatchWriter, ReplyBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
 import { Executor } from '../src/core/executor.js';
 import { SessionTable } from '../src/core/session.js';
+import { checkpointAllowed, checkpointToken } from '../src/replica.js';
 import { kvKeyHash, kvService, KV_LIMITS, type KvCommand, type KvReply } from '../src/services/kv.js';
 import { routeGroup, ServiceError } from '../src/service.js';
 
@@ -508,6 +509,18 @@ describe('checkpoints of a worker', () => {
     const next: KvCommand[] = [{ op: 'get', key: 'k3' }, { op: 'cas', key: 'k4', expected: null, value: 'n' }, { op: 'size' }];
     expect(runSmr(next, b, 1001)).toEqual(runSmr(next, a, 1001));
     expect(digest(b)).toBe(digest(a));
+  });
+
+  it('a checkpoint goes only to a request with the cluster secret\'s token, when there is a secret', () => {
+    const token = checkpointToken('s3cret');
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    expect(checkpointToken('other')).not.toBe(token);
+    expect(checkpointAllowed('s3cret', token)).toBe(true);
+    expect(checkpointAllowed('s3cret', checkpointToken('other'))).toBe(false);
+    expect(checkpointAllowed('s3cret', undefined)).toBe(false);
+    expect(checkpointAllowed('s3cret', [token, token])).toBe(false);
+    expect(checkpointAllowed('s3cret', token.slice(1))).toBe(false);
+    expect(checkpointAllowed(undefined, undefined)).toBe(true);
   });
 
   it('refuses a damaged snapshot with a typed error', () => {

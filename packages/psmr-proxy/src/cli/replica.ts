@@ -1,10 +1,11 @@
 import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
 import { Registry } from 'prom-client';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
 import { intFlag, need, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
-import { startReplica } from '../replica.js';
+import { checkpointToken, startReplica, type ReplicaCheckpoint } from '../replica.js';
 import type { Mode } from '../service.js';
 import { RateDisplay } from './progress.js';
 
@@ -41,18 +42,39 @@ const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--worke
   any free port).
   --from-replica URL|FILE: start from a checkpoint instead of the rings' first instance (a replica that
   replaces a crashed one after the acceptors trimmed their logs): URL is another replica's metrics address
-  (http://host:port; its /checkpoint is fetched), FILE a checkpoint saved from there. Same --mode,
+  (http://host:port; its /checkpoint is fetched, with the token of the cluster secret if the cluster file
+  has one), FILE a checkpoint saved from there. Same --mode,
   --workers and --service as that replica.
   Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.
 `;
 
+const HELP_CHECKPOINT = `ringcast checkpoint --cluster FILE --from URL --out FILE
+  Fetches a checkpoint from a live replica's metrics address (http://host:port; GET /checkpoint, with the
+  token of the cluster secret if the cluster file has one) and writes it to --out, for
+  'ringcast replica --from-replica FILE'. Prints {"event":"checkpoint","bytes":N,"round":R,...}.
+`;
+
+export async function runCheckpoint(args: string[]): Promise<number> {
+  const o = parse(args, { cluster: { type: 'string' }, from: { type: 'string' }, out: { type: 'string' } });
+  if (o.help) return void process.stdout.write(HELP_CHECKPOINT), 0;
+  const cluster = loadCluster(need(o.cluster, '--cluster'));
+  const from = need(o.from, '--from');
+  if (!/^https?:\/\//.test(from)) throw new ConfigError('--from', `must be a replica's http://host:port, got ${JSON.stringify(from)}`);
+  const out = need(o.out, '--out');
+  const bytes = await fetchCheckpoint(from, cluster.secret);
+  const c = unpack(bytes) as ReplicaCheckpoint;
+  writeFileSync(out, bytes);
+  process.stdout.write(`${JSON.stringify({ event: 'checkpoint', bytes: bytes.length, round: c.round, replica: c.replica, mode: c.mode, workers: c.workers, service: c.service, out })}\n`);
+  return 0;
+}
+
 /** A checkpoint from another replica's HTTP address (its /checkpoint) or from a file. */
-export async function fetchCheckpoint(from: string): Promise<Uint8Array> {
+export async function fetchCheckpoint(from: string, secret?: string): Promise<Uint8Array> {
   if (/^https?:\/\//.test(from)) {
     const url = from.endsWith('/checkpoint') ? from : `${from.replace(/\/+$/, '')}/checkpoint`;
     let res: Response;
     try {
-      res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+      res = await fetch(url, { signal: AbortSignal.timeout(60_000), headers: secret ? { 'x-ringcast-token': checkpointToken(secret) } : {} });
     } catch (e) {
       throw new ConfigError('--from-replica', `cannot reach ${url}: ${(e as Error).message}`);
     }
@@ -83,7 +105,7 @@ export async function runReplica(args: string[]): Promise<number> {
   const mode = modeFlag(o.mode);
   const workers = intFlag(o.workers, 'workers', 2, 1, 64);
   const metricsPort = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
-  const resume = typeof o['from-replica'] === 'string' ? await fetchCheckpoint(o['from-replica']) : undefined;
+  const resume = typeof o['from-replica'] === 'string' ? await fetchCheckpoint(o['from-replica'], cluster.secret) : undefined;
   let fatal: Error | undefined;
   let wake: (() => void) | undefined;
   const replica = await startReplica(cluster, {
