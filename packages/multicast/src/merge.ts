@@ -117,17 +117,26 @@ export class Merger<T> {
 
   /**
    * A stall a skip would end: the ring the merge waits on while another ring holds *values* to deliver after
-   * it, and the position that ring must pass. Undefined when no value is held up: skips held back by skips
-   * are nobody's wait (asking then would make idle rings skip each other in a loop).
+   * it, and the position that ring must pass: the end of the round of the first value held back (at least
+   * the current window's end), so that one skip can free it even when that value lies rounds ahead (a ring
+   * that skipped ahead of the rate-leveling target). Undefined when no value is held up: skips held back by
+   * skips are nobody's wait (asking then would make idle rings skip each other in a loop).
    */
   get stall(): { ring: number; pos: number } | undefined {
     const w = this.waitingOn;
     if (w === undefined) return undefined;
+    let first = Infinity;
     for (const r of this.rings) {
       if (r.id === w) continue;
-      for (let k = r.head; k < r.queue.length; k++) if (r.queue[k]!.items.length > 0) return { ring: w, pos: this.windowEnd() };
+      for (let k = r.head; k < r.queue.length; k++) {
+        if (r.queue[k]!.items.length > 0) {
+          first = Math.min(first, r.queue[k]!.pos);
+          break;
+        }
+      }
     }
-    return undefined;
+    if (first === Infinity) return undefined;
+    return { ring: w, pos: Math.max(this.windowEnd(), (Math.floor((first - 1) / this.m) + 1) * this.m) };
   }
 
   /** True once every round before `stopRound` is delivered. */

@@ -132,11 +132,18 @@ describe('agreed subscription points', () => {
     expect(m.stall).toBeUndefined();
     m.push(1, { pos: 5, items: ['b5'] });
     m.take();
-    // Ring 0 has not passed position 1, and ring 1 holds b5: ask ring 0 to pass the window end.
-    expect(m.stall).toEqual({ ring: 0, pos: 1 });
+    // Ring 0 has not passed position 1, and ring 1 holds b5: ask ring 0 to pass b5's round, not just the
+    // current window (one skip then frees it).
+    expect(m.stall).toEqual({ ring: 0, pos: 5 });
     m.push(0, { pos: 6, items: [] }); // a skip of ring 0
     expect(m.take().map((x) => x.item)).toEqual(['b5']);
     expect(m.stall).toBeUndefined();
+    // M = 4: the first value held back ends at 10, in the round (8, 12]; a later one does not matter.
+    const m4 = new Merger<string>({ rings: [0, 1, 2], m: 4, maxBuffered: 16 });
+    m4.push(1, { pos: 10, items: ['b10'] });
+    m4.push(2, { pos: 30, items: ['c30'] });
+    m4.take();
+    expect(m4.stall).toEqual({ ring: 0, pos: 12 });
   });
 
   it('a learner joining where the rings are: one ring starts at its first instance, several at the first round all reached', () => {

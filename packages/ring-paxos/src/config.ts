@@ -112,6 +112,14 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
   // retains; keeping at least a window of them covers retries whose acknowledgement died with the old one.
   if (s.logRetain < s.window) throw new ConfigError(`${prefix}.logRetain`, `must be at least window (${s.window})`);
   if (s.coordinatorTimeoutMs < s.heartbeatMs * 2) throw new ConfigError(`${prefix}.coordinatorTimeoutMs`, `must be at least twice heartbeatMs (${s.heartbeatMs})`);
+  // A coordinator that takes over without the last position restarts positions at the target: the silence
+  // before a takeover must outlast how far ahead of the target a ring may run, or positions could go back.
+  if (s.lambda > 0 && s.skipLeadMs + (s.window * 1000) / s.lambda >= s.coordinatorTimeoutMs - s.heartbeatMs) {
+    throw new ConfigError(
+      `${prefix}.${s.skipLeadMs > 0 ? 'skipLeadMs' : 'lambda'}`,
+      `skipLeadMs + window / lambda (${s.skipLeadMs} + ${((s.window * 1000) / s.lambda).toFixed(1)} ms) must stay below coordinatorTimeoutMs - heartbeatMs (${s.coordinatorTimeoutMs - s.heartbeatMs} ms)`,
+    );
+  }
   if (s.acceptorTimeoutMs < s.heartbeatMs * 2) throw new ConfigError(`${prefix}.acceptorTimeoutMs`, `must be at least twice heartbeatMs (${s.heartbeatMs})`);
   if (s.phase1Range < s.window) throw new ConfigError(`${prefix}.phase1Range`, `must be at least window (${s.window})`);
   return s;

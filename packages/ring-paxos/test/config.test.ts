@@ -40,6 +40,10 @@ describe('cluster file validation', () => {
     );
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { window: 0 } })).toBe('settings.window');
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { windw: 4 } })).toBe('settings.windw');
+    // A lead that could outlast the takeover silence (positions could go back after a takeover).
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { lambda: 1000, skipLeadMs: 400 } })).toBe('settings.skipLeadMs');
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { lambda: 100, window: 64 } })).toBe('settings.lambda');
+    expect(parseCluster({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { lambda: 20000, skipLeadMs: 25 } }).settings.skipLeadMs).toBe(25);
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { maxValueBytes: 60000, maxDatagramBytes: 60000 } })).toBe(
       'settings.maxValueBytes',
     );

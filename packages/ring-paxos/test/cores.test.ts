@@ -538,6 +538,35 @@ describe('ring cores (fault-free harness)', () => {
     h2.collect(l2);
     h2.run();
     expect(l2.learner!.records.at(-1)!.pos).toBe(17);
+    // A busy ring cannot skip (a value waits for the window), but that value, once it opens, ends at the
+    // position asked for: window 1, the first value's vote held back so the second stays pending.
+    const h3 = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 1, lambda: 1000, skipIntervalMs: 10, skipLeadMs: 25, epochMs: 0 });
+    const l3 = h3.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });
+    const p3 = h3.add(90002, { proposer: true });
+    h3.start();
+    h3.now = 5;
+    let hold = true;
+    const held: Array<{ to: number; msg: Message }> = [];
+    h3.lose = (to, msg) => {
+      if (!hold || msg.t !== MessageType.Phase2B) return false;
+      held.push({ to, msg });
+      return true;
+    };
+    h3.submit(p3, 'first');
+    h3.now = 6;
+    h3.submit(p3, 'second');
+    l3.learner!.requestSkip(20, l3.out);
+    h3.collect(l3);
+    h3.run();
+    const c3 = [...h3.nodes.values()].find((n) => n.coordinator)!.coordinator!;
+    expect(c3.stats.demandSkips).toBe(0); // busy: no skip
+    hold = false;
+    h3.now = 8; // the vote arrives: the first value is decided, the second opens (target 8, asked 20)
+    h3.queue.push(...held);
+    h3.run();
+    h3.advance(10);
+    const vals = l3.learner!.records.filter((r) => r.deliveries.length > 0);
+    expect(vals.map((r) => r.pos)).toEqual([5, 20]);
     // Lead 0 (the default): exactly the target, as before.
     const h0 = new Harness(3, { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 });
     const l0 = h0.add(90001, { learnerStart: START_OLDEST, records: true, paced: true });

@@ -158,6 +158,8 @@ export class Coordinator {
   private lastSkipCheckAt = -Infinity;
   /** When this coordinator last opened an instance with proposals (a ring quiet since a Δ skips with a lead). */
   private lastValueAt = -Infinity;
+  /** The end of the last skip past the target: values may open up to `window` past it (flow control). */
+  private ledTo = -1;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -200,6 +202,9 @@ export class Coordinator {
   start(now: number, out: Outbox): void {
     this.now = now;
     this.startedAt = now;
+    // Not quiet yet: a coordinator that takes over a busy ring does not lead its first skip past the values
+    // about to come.
+    this.lastValueAt = now;
     if (this.holdSafeOnStart) {
       this.holdSafeOnStart = false;
       this.holdSafeUntil = now + this.s.learnerTimeoutMs;
@@ -437,7 +442,8 @@ export class Coordinator {
    * recovered value are never raised: they must stay below it. With the last position unknown (a takeover
    * that could not read it): just below the next recovered value, counting down one per instance between
    * (the coordinator that proposed it counted up at least that much), or else the target (a ring never runs
-   * more than `window` ahead of it, and it has grown by λ times the takeover delay since).
+   * more than `window` positions, plus `skipLeadMs` of them after a lead skip, ahead of it, and it has grown
+   * by λ times the takeover delay since: config checks that this covers both).
    */
   private nextPos(instance: number, raise: boolean): number {
     if (this.s.lambda <= 0) return instance;
@@ -450,7 +456,14 @@ export class Coordinator {
       const b = above >= 0 ? decodeBatch(this.recovered.get(above)!.value) : undefined;
       base = b ? b.pos - (above - instance) : this.target();
     }
-    return raise ? Math.max(base, this.target()) : base;
+    if (!raise) return base;
+    // A value opening while a learner waits for this ring to pass a position (another ring ran ahead with a
+    // lead) goes there at once, within the lead: a busy ring cannot skip, but its next value can end there.
+    const target = this.target();
+    const demanded = Math.min(this.demandPos, target + this.lead());
+    if (demanded <= Math.max(base, target)) return Math.max(base, target);
+    this.ledTo = Math.max(this.ledTo, demanded);
+    return demanded;
   }
 
   private canOpen(): boolean {
@@ -459,7 +472,7 @@ export class Coordinator {
       this.next < this.open &&
       this.inflight.size < this.s.window &&
       this.next < this.safe + this.s.logCapacity &&
-      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < this.target() + this.lead() + this.s.window)
+      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < Math.max(this.target(), this.ledTo) + this.s.window)
     );
   }
 
@@ -688,7 +701,7 @@ export class Coordinator {
     return false;
   }
 
-  /** Positions an idle ring's skips run ahead of the target (skipLeadMs of λ). */
+  /** Positions a quiet ring's skips, and skips on demand, may run ahead of the target (skipLeadMs of λ). */
   private lead(): number {
     return this.s.skipLeadMs > 0 ? Math.floor((this.s.lambda * this.s.skipLeadMs) / 1000) : 0;
   }
@@ -704,6 +717,7 @@ export class Coordinator {
     // On demand, up to the position asked for, as far as the other rings' leads can reach past the target.
     const t = Math.max(target + (quiet ? this.lead() : 0), Math.min(demanded, target + this.lead()));
     if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
+      if (t > target) this.ledTo = t;
       this.stats.skips++;
       this.proposeEmpty(t, false, out);
       return true;
@@ -718,7 +732,7 @@ export class Coordinator {
   onSkipRequest(m: SkipRequest, now: number, out: Outbox): void {
     this.now = now;
     // Only learners of this ring may ask (they registered with Progress); the position asked for is kept
-    // (at most a window past the target) so ticks skip again until the ring passed it.
+    // (at most the lead and a window past the target) so ticks skip again until the ring passed it.
     if (this.s.lambda <= 0 || !this.learners.has(m.from) || m.pos <= this.lastPos) return;
     this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.lead() + this.s.window));
     // The skip itself is proposed at the end of this turn (flush).

@@ -53,7 +53,8 @@ export interface RingSettings {
    * Multi-Ring Paxos rate leveling, λ: logical positions per second every ring keeps up with (0: off, and an
    * instance's position is its instance number). With λ > 0 each instance ends at max(prev + 1,
    * λ * (now - epochMs)), an idle ring proposes a skip every skipIntervalMs, and a ring never runs more
-   * than `window` positions ahead of the target. λ must exceed the busiest ring's instance rate.
+   * than `window` positions ahead of the target (`window` past the end of its last skip with a lead, at most
+   * skipLeadMs of positions past the target). λ must exceed the busiest ring's instance rate.
    */
   lambda: number;
   /** Δ: how often an idle coordinator checks whether it must propose a skip. */
