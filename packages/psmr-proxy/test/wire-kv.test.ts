@@ -523,6 +523,32 @@ describe('checkpoints of a worker', () => {
     expect(checkpointAllowed(undefined, undefined)).toBe(true);
   });
 
+  it('a batch of nothing but retries changes no session (so a replica that saw a retry its ring filtered elsewhere stays equal)', () => {
+    const mk = (): Executor<KvCommand, KvReply, unknown> =>
+      new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
+    const a = mk();
+    const b = mk();
+    const ha = { ...header, clientId: 7 };
+    const hb = { ...header, clientId: 8 };
+    for (const ex of [a, b]) {
+      ex.runOwn(batch([{ op: 'put', key: 'x', value: '1' }, { op: 'put', key: 'y', value: '2' }], 1, ha));
+      ex.runOwn(batch([{ op: 'put', key: 'z', value: '3' }], 1, hb));
+    }
+    // Replica b alone gets client 7's retry of both commands, with a higher floor: replayed, no session change.
+    const before = a.own.digest();
+    b.runOwn(batch([{ op: 'put', key: 'x', value: '1' }, { op: 'put', key: 'y', value: '2' }], 1, { ...ha, floor: 2 }));
+    expect(b.stats.duplicatesReplied).toBe(2);
+    expect(b.own.digest()).toBe(before);
+    expect([...b.own.entries()]).toEqual([...a.own.entries()]);
+    // A batch with a new command opens the session: most recent now, and its floor applied.
+    for (const ex of [a, b]) ex.runOwn(batch([{ op: 'get', key: 'x' }], 3, { ...ha, floor: 2 }));
+    expect([...b.own.entries()].map((e) => [e[0], e[1]])).toEqual([
+      [8, 0],
+      [7, 2],
+    ]);
+    expect(b.own.digest()).toBe(a.own.digest());
+  });
+
   it('refuses a damaged snapshot with a typed error', () => {
     const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
     expect(() => ex.restoreSessions(Uint8Array.of(0xc1))).toThrow(ServiceError);

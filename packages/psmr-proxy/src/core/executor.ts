@@ -12,7 +12,7 @@
 import { pack, unpack } from 'msgpackr';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
 import { ServiceError, type Mode, type Service } from '../service.js';
-import { SessionTable, type Session } from './session.js';
+import { SessionTable, type Session, type Verdict } from './session.js';
 
 /** The synchronisation a worker needs for g_all commands (SharedArrayBuffer + Atomics in a replica). */
 export interface BarrierPort {
@@ -45,13 +45,28 @@ export interface ExecutorOptions<C, R, S> {
   replyTag?: number;
 }
 
+/**
+ * One batch's client session. It is opened (made the most recently active, the batch's floor applied) at the
+ * batch's first new command only: a batch of nothing but retries changes no session. Every replica then
+ * ends the same whether or not its ring learner let a retried proposal through (a replica started from a
+ * checkpoint has not seen the first copy's proposal id).
+ */
+interface BatchSession<C, R> {
+  clientId: number;
+  floor: number;
+  sess: Session<Outcome<C, R>> | undefined;
+  opened: boolean;
+}
+
+const NEW_COMMAND: Verdict<never> = { kind: 'new' };
+
 /** Where runAll is in the batches of one g_all instance. */
 interface Cursor<C, R> {
   batches: readonly Uint8Array[];
   i: number;
   rd: CommandBatchReader | undefined;
   h: BatchHeader | undefined;
-  sess: Session<Outcome<C, R>> | undefined;
+  b: BatchSession<C, R> | undefined;
 }
 
 /** A cached outcome: the command with its reply, or the error it got. */
@@ -260,19 +275,30 @@ export class Executor<C, R, S> {
     this.reply.begin(h.clientId, this.tag);
   }
 
+  /** The verdict on command `seq` of a batch; the batch's session is opened at its first new command. */
+  private verdict(t: SessionTable<Outcome<C, R>>, b: BatchSession<C, R>, seq: number): Verdict<Outcome<C, R>> {
+    if (!b.opened) {
+      const v = b.sess ? t.check(b.sess, seq) : NEW_COMMAND;
+      if (v.kind !== 'new') return v;
+      b.sess = t.open(b.clientId, b.floor);
+      b.opened = true;
+    }
+    return t.check(b.sess!, seq);
+  }
+
   /** Run a batch delivered from this worker's own group (smr: the only group). */
   runOwn(data: Uint8Array): void {
     const rd = this.header(data);
     if (!rd) return;
     const h = rd.header;
     const t = this.own;
-    const sess = t.open(h.clientId, h.floor);
+    const b: BatchSession<C, R> = { clientId: h.clientId, floor: h.floor, sess: t.peek(h.clientId), opened: false };
     const svc = this.service;
     const n = this.o.mode === 'smr' ? 1 : this.o.workers;
     this.reply.begin(h.clientId, this.tag);
     while (this.next(rd)) {
       const seq = rd.seq;
-      const v = t.check(sess, seq);
+      const v = this.verdict(t, b, seq);
       if (v.kind === 'stale') {
         this.stats.duplicatesDropped++;
         continue;
@@ -282,6 +308,7 @@ export class Executor<C, R, S> {
         this.write(seq, v.reply, h);
         continue;
       }
+      const sess = b.sess!;
       this.executedTotal++;
       let out = this.decode(rd);
       if (out.c !== undefined) {
@@ -314,11 +341,11 @@ export class Executor<C, R, S> {
    */
   runAll(data: Uint8Array | readonly Uint8Array[]): void | Promise<void> {
     const batches = data instanceof Uint8Array ? [data] : data;
-    const cur: Cursor<C, R> = { batches, i: -1, rd: undefined, h: undefined, sess: undefined };
+    const cur: Cursor<C, R> = { batches, i: -1, rd: undefined, h: undefined, b: undefined };
     return this.rounds(cur);
   }
 
-  /** The next command across the instance's batches (each batch's session opened at its start, in order). */
+  /** The next command across the instance's batches (each batch's session looked up at its start, in order). */
   private nextAcross(cur: Cursor<C, R>): boolean {
     for (;;) {
       if (cur.rd && this.next(cur.rd)) return true;
@@ -327,7 +354,7 @@ export class Executor<C, R, S> {
       cur.rd = this.header(cur.batches[cur.i]!);
       if (cur.rd) {
         cur.h = cur.rd.header;
-        cur.sess = this.all.open(cur.h.clientId, cur.h.floor);
+        cur.b = { clientId: cur.h.clientId, floor: cur.h.floor, sess: this.all.peek(cur.h.clientId), opened: false };
       }
     }
   }
@@ -343,9 +370,8 @@ export class Executor<C, R, S> {
       while (entries < this.roundSize && this.nextAcross(cur)) {
         entries++;
         const rd = cur.rd!;
-        const sess = cur.sess!;
         const seq = rd.seq;
-        const v = this.all.check(sess, seq);
+        const v = this.verdict(this.all, cur.b!, seq);
         if (v.kind === 'stale') {
           this.stats.duplicatesDropped++;
           continue;
@@ -365,7 +391,7 @@ export class Executor<C, R, S> {
           else if (g !== 'all') out = this.fail(WRONG_GROUP, `command '${this.kindOf(out.c)}' belongs to group g${g}, not gall`);
         }
         if (out.c !== undefined) run.push(out);
-        this.all.record(sess, seq, out);
+        this.all.record(cur.b!.sess!, seq, out);
         seqs.push(seq);
         outs.push(out);
         hs.push(cur.h!);

@@ -34,6 +34,11 @@ export class SessionTable<R> {
     return this.sessions.size;
   }
 
+  /** The session of `clientId` as it is, if any (no change: not made more recent, floor untouched). */
+  peek(clientId: number): Session<R> | undefined {
+    return this.sessions.get(clientId);
+  }
+
   /** The session of `clientId` as of a batch carrying `floor` (it becomes the most recently active). */
   open(clientId: number, floor: number): Session<R> {
     let s = this.sessions.get(clientId);
