@@ -129,7 +129,13 @@ export async function startGroupLearnerWith(
     if (ms.length === 0) return;
     if (holdSeconds) {
       const t = performance.now();
+      let prevRing = -1;
+      let prevPos = -1;
       for (const x of ms) {
+        // The values of one instance come together: one observation per instance.
+        if (x.ring === prevRing && x.pos === prevPos) continue;
+        prevRing = x.ring;
+        prevPos = x.pos;
         const a = arrived.get(x.ring)!;
         // Positions arrive in order: those below this one (before a start round) will never be released.
         for (const k of a.keys()) {

@@ -11,7 +11,7 @@ import { RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxo
 import { startGroupLearner, type ResumePoint } from '@ringcast/multicast';
 import { SharedBarrier } from './barrier.js';
 import { Executor } from './core/executor.js';
-import { groupName, ServiceError, workerGroups, type Mode } from './service.js';
+import { groupName, workerGroups, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
 
 export interface WorkerInit {
@@ -90,7 +90,7 @@ async function run(): Promise<void> {
   };
   const service = await loadService(init.service);
   const partitions = init.mode === 'smr' ? 1 : init.workers;
-  if (init.resume && (!service.snapshot || !service.restore)) throw new ServiceError('ERR_PSMR_NO_SNAPSHOT', `service '${service.name}' has no snapshot/restore`);
+  // The replica checked the service can be checkpointed before it handed out a checkpoint's parts.
   const state = init.resume ? service.restore!(init.resume.state, init.worker, partitions) : service.createPartition(init.worker, partitions, init.stateSab);
   const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20, lookup: ipv4Lookup });
   await new Promise<void>((resolve, reject) => {
@@ -209,7 +209,6 @@ async function run(): Promise<void> {
     asked = { id, round: round ?? 0 };
     if (stopping) return answer({ error: 'the worker is stopping' });
     if (round === undefined) return answer({ error: 'the worker is not merging yet' });
-    if (!service.snapshot || !service.restore) return answer({ error: `service '${service.name}' has no snapshot/restore` });
     if (lastRound >= round) return answer({ passed: true });
     // No delivery of that round may ever come (an idle worker): take it once the merge has passed the round
     // and everything it released has run.

@@ -460,7 +460,7 @@ export class Coordinator {
     // A value opening while a learner waits for this ring to pass a position (another ring ran ahead with a
     // lead) goes there at once, within the lead: a busy ring cannot skip, but its next value can end there.
     const target = this.target();
-    const demanded = Math.min(this.demandPos, target + this.lead());
+    const demanded = this.demandedWithin(target);
     if (demanded <= Math.max(base, target)) return Math.max(base, target);
     this.ledTo = Math.max(this.ledTo, demanded);
     return demanded;
@@ -673,7 +673,7 @@ export class Coordinator {
     // values may have ended short of it), at most once per ms.
     if (this.demandPos > this.lastPos && now - this.lastDemandSkipAt >= 1) {
       this.lastDemandSkipAt = now;
-      if (this.skipIfIdle(now, out, this.demandPos)) this.stats.demandSkips++;
+      if (this.skipIfIdle(now, out, true)) this.stats.demandSkips++;
     }
     if (this.decisions.length > 0) this.sendDecisions(out);
     if (this.acks.size > 0) {
@@ -701,6 +701,14 @@ export class Coordinator {
     return false;
   }
 
+  /**
+   * The position a learner asked this ring to pass, as far as the other rings' leads can reach past the
+   * target (-1: none asked). A skip on demand, or a value opening while one is asked, ends there.
+   */
+  private demandedWithin(target: number): number {
+    return Math.min(this.demandPos, target + this.lead());
+  }
+
   /** Positions a quiet ring's skips, and skips on demand, may run ahead of the target (skipLeadMs of λ). */
   private lead(): number {
     return this.s.skipLeadMs > 0 ? Math.floor((this.s.lambda * this.s.skipLeadMs) / 1000) : 0;
@@ -711,11 +719,10 @@ export class Coordinator {
    * opened no value for a whole Δ skips `lead()` positions further, so that the busy rings merged with it
    * find it already past their values' positions instead of waiting for a skip on demand.
    */
-  private skipIfIdle(now: number, out: Outbox, demanded = -1): boolean {
+  private skipIfIdle(now: number, out: Outbox, onDemand = false): boolean {
     const quiet = now - this.lastValueAt >= this.s.skipIntervalMs;
     const target = this.target();
-    // On demand, up to the position asked for, as far as the other rings' leads can reach past the target.
-    const t = Math.max(target + (quiet ? this.lead() : 0), Math.min(demanded, target + this.lead()));
+    const t = Math.max(target + (quiet ? this.lead() : 0), onDemand ? this.demandedWithin(target) : -1);
     if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
       if (t > target) this.ledTo = t;
       this.stats.skips++;
