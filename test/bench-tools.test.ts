@@ -39,6 +39,32 @@ describe('benchmark baselines', () => {
     expect(r.ofSkeleton).toBeCloseTo((r.payloadMBps as number) / (r.skeletonMBps as number), 2);
   });
 
+  it('bench multiring measures each layout after the acceptor logs reach their retention, ratios from its own points', async () => {
+    const bench = spawnRingcast(['bench', 'multiring', '--rings', '2', '--seconds', '1', '--warmup', '0']);
+    procs.push(bench);
+    expect(await bench.exited).toBe(0);
+    const rows = bench.lines.filter((l) => (l as Record<string, unknown>).bench === 'multiring') as Array<Record<string, number | string>>;
+    expect(rows.map((r) => `${r.rings}/${r.learners}`)).toEqual(['1/all', '2/all', '2/disjoint']);
+    const one = rows[0]!;
+    for (const r of rows) {
+      expect(r.payloadMBps as number).toBeGreaterThan(0);
+      expect(r.oneRingMBps).toBe(one.payloadMBps);
+      // The cost ratio is the one-ring CPU per MB over this line's (printed rounded to 4 digits).
+      expect(r.costRatioToOneRing as number).toBeCloseTo((one.cpuSecondsPerMB as number) / (r.cpuSecondsPerMB as number), 1);
+    }
+    // Every point waited for the steady state: each diagnostics line says so and counts the window's faults.
+    const diag = bench.stderr().split('\n').filter((l) => l.includes('diagnostics'));
+    expect(diag).toHaveLength(4); // three layouts and the idle-ring point
+    for (const d of diag) {
+      const o = JSON.parse(d.slice(d.indexOf('{'))) as { steady: boolean; warmupSeconds: number; nodes: { acceptorPageFaults: number; trimmedAtWindow: number } };
+      expect(o.steady).toBe(true);
+      expect(o.nodes.trimmedAtWindow).toBeGreaterThan(0); // every loaded ring's log, on every node
+      expect(o.warmupSeconds).toBeGreaterThan(1); // at least the 1 s settling time after the logs filled
+      expect(o.nodes.acceptorPageFaults).toBeGreaterThanOrEqual(0);
+    }
+    expect(bench.lines.some((l) => (l as Record<string, unknown>).bench === 'multiring-idle')).toBe(true);
+  }, 180_000);
+
   it('udp-ping with no echo behind the port reports nothing received, not a crash', async () => {
     const echo = spawnRingcast(['bench', 'udp-echo']);
     procs.push(echo);

@@ -14,7 +14,10 @@ const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds 
   measured first in the same run. Then one line for an idle subscribed ring: 2 rings, load on ring 0 only,
   the p99 latency of a learner of {g0,g1} next to a learner of {g0} at the same time.
   --warmup W --seconds S: each point runs W s before a window of S s (default 2 + 6; with 1 + 3 the k = 4
-  points swung by a third between rounds).
+  points swung by a third between rounds). After W s it also waits (up to 30 s, then 1 s more) until every
+  acceptor log of every loaded ring is trimming: the logs hold their full retention and the acceptors' memory
+  has stopped growing, so the window sees the steady state ('warmupSeconds' and 'steady' in the diagnostics
+  on stderr, with the acceptors' page faults in the window).
   --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
   --repeat N: N rounds, each measuring every layout once in turn (so a slow spell of the machine hits all
   of them alike); each line is then the round with the median MB/s for that layout, and each ratio is the
@@ -55,15 +58,34 @@ export function cpuSecondsOf(pid: number | undefined): number {
   }
 }
 
+/** Linux: minor page faults a process has taken so far (0 when it is gone or this is not Linux). */
+export function minorFaultsOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Each sample of a metric on a node's /metrics: its label text (`ring="0"`, or '' without labels) and value. */
+export async function metricSamples(port: number, name: string): Promise<Array<{ labels: string; value: number }>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const out: Array<{ labels: string; value: number }> = [];
+  for (const l of (await res.text()).split('\n')) {
+    if (!l.startsWith(name)) continue;
+    const c = l[name.length];
+    if (c !== ' ' && c !== '{') continue;
+    const labels = c === '{' ? l.slice(name.length + 1, l.indexOf('}')) : '';
+    out.push({ labels, value: Number(l.slice(l.lastIndexOf(' ') + 1)) });
+  }
+  return out;
+}
+
 /** Sum of a metric's samples (all label sets) on a node's /metrics. */
 export async function metricValue(port: number, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const text = await res.text();
-  let sum = 0;
-  for (const l of text.split('\n')) {
-    if (l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
-  }
-  return sum;
+  return (await metricSamples(port, name)).reduce((a, x) => a + x.value, 0);
 }
 
 /** Linux: the machine's CPU ticks so far, all and stolen (a VM's vCPUs waiting for the host); zeros elsewhere. */
@@ -157,11 +179,45 @@ export async function groupSink(args: string[]): Promise<number> {
 }
 
 
+/** Longest wait past --warmup for every acceptor log to reach its retention, and the settling time after. */
+const STEADY_WAIT_MS = 30_000;
+const SETTLE_MS = 1000;
+
+/** The lowest `ringcast_acceptor_trimmed_below` over every node and each of `rings` (0 when one is missing). */
+async function lowestTrimmed(ports: number[], rings: number[]): Promise<number> {
+  const all = await Promise.all(ports.map((p) => metricSamples(p, 'ringcast_acceptor_trimmed_below')));
+  let low = Infinity;
+  for (const samples of all) {
+    for (const r of rings) {
+      const x = samples.find((v) => v.labels.split(',').includes(`ring="${r}"`));
+      low = Math.min(low, x?.value ?? 0);
+    }
+  }
+  return low === Infinity ? 0 : low;
+}
+
+/**
+ * Wait until every node's acceptor log of each of `rings` (the loaded ones; an idle ring's skips fill little)
+ * is trimmed above 0: it holds its full retention and stops growing. False when `ms` pass first.
+ */
+async function logsTrimming(ports: number[], rings: number[], ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    if ((await lowestTrimmed(ports, rings)) > 0) return true;
+    if (performance.now() >= deadline) return false;
+    await sleep(250);
+  }
+}
+
 interface Point {
   /** Delivered payload bytes per second over all learners. */
   MBps: number;
   cpuSeconds: { acceptors: number; proposers: number; learners: number; total: number };
   windowSeconds: number;
+  /** From the load's start to the window's: --warmup, then until every acceptor log trimmed (see `steady`). */
+  warmupSeconds: number;
+  /** Every acceptor log of every ring was trimming (full retention) before the window; false: gave up waiting. */
+  steady: boolean;
   /** Share of the machine's CPU time the host stole during the window. */
   steal: number;
   /** Counters summed over the acceptor processes for the whole run. */
@@ -212,11 +268,21 @@ async function measure(opts: {
         '--outstanding',
         String(opts.outstandingPerRing * opts.loadRings.length),
         '--seconds',
-        String(opts.warmup + opts.seconds + 30),
+        String(opts.warmup + (STEADY_WAIT_MS + SETTLE_MS) / 1000 + opts.seconds + 30),
       ]),
     );
     await Promise.all(loads.map((l) => l.waitFor('ready', 30000)));
+    const tLoad = performance.now();
     await sleep(opts.warmup * 1000);
+    const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
+    // Measure the steady state: until every acceptor log of every ring holds its full retention (logRetain
+    // instances below what the learners delivered) the acceptors grow their heaps, and the page faults and
+    // garbage collection of that growth land in the window. k rings fill k logs at 1/k of the rate each, so a
+    // fixed warm-up charged that one-time cost to k > 1 alone (at k = 4 with 2 s: about 130,000 acceptor page
+    // faults in a 4 s window against 8,000 at k = 1).
+    const steady = await logsTrimming(ports, opts.loadRings, STEADY_WAIT_MS);
+    if (steady) await sleep(SETTLE_MS);
+    const warmupSeconds = (performance.now() - tLoad) / 1000;
     const pids = {
       acceptors: ring.nodes.map((n) => n.child.pid),
       proposers: loads.map((l) => l.child.pid),
@@ -227,17 +293,20 @@ async function measure(opts: {
       proposers: pids.proposers.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
       learners: pids.learners.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
     });
+    // Read just before the window: every loaded ring's log was trimming by then (the test checks it).
+    const trimmedAtWindow = await lowestTrimmed(ports, opts.loadRings);
     const c0 = sample();
+    const f0 = pids.acceptors.reduce<number>((a, p) => a + minorFaultsOf(p), 0);
     const m0 = machineTicks();
     const t0 = performance.now();
     for (const s of sinks) s.child.kill('SIGUSR2');
     await sleep(opts.seconds * 1000);
     const c1 = sample();
+    const acceptorPageFaults = pids.acceptors.reduce<number>((a, p) => a + minorFaultsOf(p), 0) - f0;
     const steal = stealShare(m0, machineTicks());
     const windowSeconds = (performance.now() - t0) / 1000;
     const results = await Promise.all(sinks.map((s) => s.waitFor('result', 60000)));
     // What the acceptor processes did over the whole run (diagnostics; stderr).
-    const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
     const sum = async (name: string): Promise<number> => (await Promise.all(ports.map((p) => metricValue(p, name)))).reduce((a, b) => a + b, 0);
     const instances = await sum('ringcast_batch_bytes_count');
     const nodes = {
@@ -249,6 +318,8 @@ async function measure(opts: {
       datagramsReceived: await sum('ringcast_received_datagrams_total'),
       datagramsSent: await sum('ringcast_sent_datagrams_total'),
       dropped: await sum('ringcast_datagrams_dropped_total'),
+      acceptorPageFaults,
+      trimmedAtWindow,
     };
     const cpu = { acceptors: c1.acceptors - c0.acceptors, proposers: c1.proposers - c0.proposers, learners: c1.learners - c0.learners, total: 0 };
     cpu.total = cpu.acceptors + cpu.proposers + cpu.learners;
@@ -259,6 +330,8 @@ async function measure(opts: {
       MBps,
       cpuSeconds: cpu,
       windowSeconds,
+      warmupSeconds,
+      steady,
       steal,
       nodes,
       deliveredMB: bytes / 1e6,
@@ -307,7 +380,8 @@ export async function benchMultiring(args: string[]): Promise<number> {
       const perRing = Math.max(16, Math.ceil(total / k));
       note(`${repeat > 1 ? `round ${round_ + 1}/${repeat}: ` : ''}${k} ring(s), learners ${learners}, ${size}-byte values, ${perRing} in flight per ring, ${warmup}+${seconds} s ...`);
       const p = await measure({ rings: k, loadRings: groups.map((_, r) => r), sinks, size, outstandingPerRing: perRing, warmup, seconds, every });
-      note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), nodes: p.nodes, sinks: p.sinks })}`);
+      note(`diagnostics ${JSON.stringify({ cpuSeconds: objRound(p.cpuSeconds), windowSeconds: round(p.windowSeconds), warmupSeconds: round(p.warmupSeconds, 1), steady: p.steady, nodes: p.nodes, sinks: p.sinks })}`);
+      if (!p.steady) note(`the acceptor logs did not all reach their retention within ${STEADY_WAIT_MS / 1000} s past the warm-up: this point includes their growth`);
       runs[i]!.push(p);
     }
   }
@@ -349,7 +423,7 @@ export async function benchMultiring(args: string[]): Promise<number> {
   for (let round_ = 0; round_ < repeat; round_++) {
     note(`${repeat > 1 ? `round ${round_ + 1}/${repeat}: ` : ''}idle ring: 2 rings, load on g0 only, learners {g0,g1} and {g0}, ${warmup}+${seconds} s ...`);
     const point = await measure({ rings: 2, loadRings: [0], sinks: [['g0', 'g1'], ['g0']], size, outstandingPerRing: total, warmup, seconds, every: 1 });
-    note(`diagnostics ${JSON.stringify({ sinks: point.sinks })}`);
+    note(`diagnostics ${JSON.stringify({ warmupSeconds: round(point.warmupSeconds, 1), steady: point.steady, nodes: point.nodes, sinks: point.sinks })}`);
     idles.push({ point, added: (point.sinks[0]!.p99 as number) - (point.sinks[1]!.p99 as number) });
   }
   const chosen = [...idles].sort((a, b) => a.added - b.added)[Math.floor(idles.length / 2)]!;
