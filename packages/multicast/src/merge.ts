@@ -1,7 +1,7 @@
 /**
  * The deterministic merge of Multi-Ring Paxos (pure: no I/O, no clock). A learner subscribed to several
  * rings feeds each ring's decided instances in instance order, each with its logical end position (see the
- * README: every instance ends at `prev + 1`, a skip at its target, positions strictly increasing per ring).
+ * README: a value ends at `prev + 1` or further, a skip at its target, positions strictly increasing per ring).
  * Round `r` gives every ring, in ring id order, the window of positions `(r*M, (r+1)*M]`: first the items
  * of the ring's instances ending in the window, then the next ring once this one's stream has passed the
  * window's end. Because the result depends only on positions, two learners deliver the messages they both
