@@ -14,8 +14,8 @@ const HELP = `ringcast bench multiring [--rings 1,2,4] [--size 8192] [--seconds 
   measured first in the same run. Then one line for an idle subscribed ring: 2 rings, load on ring 0 only,
   the p99 latency of a learner of {g0,g1} next to a learner of {g0} at the same time.
   --warmup W --seconds S: each point runs W s before a window of S s (default 2 + 6; with 1 + 3 the k = 4
-  points swung by a third between rounds). After W s it also waits (up to 30 s, then 1 s more) until every
-  acceptor log of every loaded ring is trimming: the logs hold their full retention and the acceptors' memory
+  points swung by a third between rounds). After W s it also waits (up to 30 s) until every acceptor log of
+  every loaded ring is trimming, then 1 s more: the logs hold their full retention and the acceptors' memory
   has stopped growing, so the window sees the steady state ('warmupSeconds' and 'steady' in the diagnostics
   on stderr, with the acceptors' page faults in the window).
   --outstanding: values in flight over all proposers (default about 2 MiB of payload), split over rings.
@@ -71,7 +71,7 @@ export function minorFaultsOf(pid: number | undefined): number {
 
 /** Each sample of a metric on a node's /metrics: its label text (`ring="0"`, or '' without labels) and value. */
 export async function metricSamples(port: number, name: string): Promise<Array<{ labels: string; value: number }>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
   const out: Array<{ labels: string; value: number }> = [];
   for (const l of (await res.text()).split('\n')) {
     if (!l.startsWith(name)) continue;
@@ -184,7 +184,7 @@ const STEADY_WAIT_MS = 30_000;
 const SETTLE_MS = 1000;
 
 /** The lowest `ringcast_acceptor_trimmed_below` over every node and each of `rings` (0 when one is missing). */
-async function lowestTrimmed(ports: number[], rings: number[]): Promise<number> {
+export async function lowestTrimmed(ports: number[], rings: number[]): Promise<number> {
   const all = await Promise.all(ports.map((p) => metricSamples(p, 'ringcast_acceptor_trimmed_below')));
   let low = Infinity;
   for (const samples of all) {
@@ -203,7 +203,8 @@ async function lowestTrimmed(ports: number[], rings: number[]): Promise<number> 
 async function logsTrimming(ports: number[], rings: number[], ms: number): Promise<boolean> {
   const deadline = performance.now() + ms;
   for (;;) {
-    if ((await lowestTrimmed(ports, rings)) > 0) return true;
+    // A node that does not answer (busy, restarting) is "not yet"; the deadline bounds the wait.
+    if ((await lowestTrimmed(ports, rings).catch(() => 0)) > 0) return true;
     if (performance.now() >= deadline) return false;
     await sleep(250);
   }
@@ -216,7 +217,7 @@ interface Point {
   windowSeconds: number;
   /** From the load's start to the window's: --warmup, then until every acceptor log trimmed (see `steady`). */
   warmupSeconds: number;
-  /** Every acceptor log of every ring was trimming (full retention) before the window; false: gave up waiting. */
+  /** Every acceptor log of every loaded ring was trimming (full retention) before the window; false: gave up waiting. */
   steady: boolean;
   /** Share of the machine's CPU time the host stole during the window. */
   steal: number;
@@ -275,7 +276,7 @@ async function measure(opts: {
     const tLoad = performance.now();
     await sleep(opts.warmup * 1000);
     const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
-    // Measure the steady state: until every acceptor log of every ring holds its full retention (logRetain
+    // Measure the steady state: until every acceptor log of every loaded ring holds its full retention (logRetain
     // instances below what the learners delivered) the acceptors grow their heaps, and the page faults and
     // garbage collection of that growth land in the window. k rings fill k logs at 1/k of the rate each, so a
     // fixed warm-up charged that one-time cost to k > 1 alone (at k = 4 with 2 s: about 130,000 acceptor page
@@ -294,7 +295,7 @@ async function measure(opts: {
       learners: pids.learners.reduce<number>((a, p) => a + cpuSecondsOf(p), 0),
     });
     // Read just before the window: every loaded ring's log was trimming by then (the test checks it).
-    const trimmedAtWindow = await lowestTrimmed(ports, opts.loadRings);
+    const trimmedAtWindow = await lowestTrimmed(ports, opts.loadRings).catch(() => 0);
     const c0 = sample();
     const f0 = pids.acceptors.reduce<number>((a, p) => a + minorFaultsOf(p), 0);
     const m0 = machineTicks();
