@@ -47,6 +47,9 @@ describe('cluster file validation', () => {
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { maxValueBytes: 60000, maxDatagramBytes: 60000 } })).toBe(
       'settings.maxValueBytes',
     );
+    expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { logRetainBytes: -1 } })).toBe('settings.logRetainBytes');
+    expect(parseCluster({ nodes, rings: [{ id: 0, acceptors: [1] }], settings: { logRetainBytes: 64 << 20 } }).settings.logRetainBytes).toBe(64 << 20);
+    expect(parseCluster({ nodes, rings: [{ id: 0, acceptors: [1] }] }).settings.logRetainBytes).toBe(0);
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], secret: 'short' })).toBe('secret');
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], extra: 1 })).toBe('extra');
   });

@@ -189,6 +189,37 @@ describe('ring cores (fault-free harness)', () => {
     expect([...acc.log.keys()].sort((a, b) => a - b)).toEqual([15, 16, 17, 18, 19]);
   });
 
+  it('with logRetainBytes, keeps at most that many value bytes below what every learner delivered, never fewer than a window', () => {
+    const kept = (budget: number): { n: number; bytes: number; each: number; trimmed: number } => {
+      const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logRetain: 50, logRetainBytes: budget });
+      h.add(100001, { learnerStart: 0 });
+      const p = h.add(100003, { proposer: true });
+      h.start();
+      h.advance(20);
+      // One value per instance, all of one size: each batch the same length.
+      for (let i = 0; i < 40; i++) {
+        h.submit(p, `v${String(i).padStart(2, '0')}${'x'.repeat(200)}`);
+        h.advance(5);
+      }
+      h.advance(400);
+      const acc = h.nodes.get(1)!.acceptor!;
+      const sizes = [...acc.log.values()].map((e) => e.value.length);
+      expect(new Set(sizes).size).toBe(1);
+      return { n: acc.log.size, bytes: sizes.reduce((a, b) => a + b, 0), each: sizes[0]!, trimmed: acc.trimmed };
+    };
+    const loose = kept(0); // no byte bound: logRetain (50) keeps all 40
+    expect(loose.n).toBe(40);
+    expect(loose.trimmed).toBe(0);
+    const each = loose.each;
+    const bound = kept(Math.floor(each * 7.5));
+    expect(bound.n).toBe(7); // the most whole values within 7.5 of them
+    expect(bound.bytes).toBeLessThanOrEqual(Math.floor(each * 7.5));
+    expect(bound.trimmed).toBe(33);
+    const tiny = kept(1); // the window (4) is kept whatever the budget
+    expect(tiny.n).toBe(4);
+    expect(tiny.trimmed).toBe(36);
+  });
+
   it('answers a stale ballot with a Nack and re-runs Phase 1 above it', () => {
     const h = new Harness(3);
     h.start();

@@ -785,14 +785,61 @@ export class Coordinator {
   private updateSafe(): void {
     if (this.now < this.holdSafeUntil) return;
     let safe: number;
+    let kept: number;
     if (this.learners.size === 0) {
+      kept = this.frontier;
       safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
     } else {
       let delivered = this.frontier;
       for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
+      kept = delivered;
       safe = delivered - this.s.logRetain;
     }
+    if (this.s.logRetainBytes > 0) safe = Math.max(safe, this.byteBoundedSafe(kept));
     if (safe > this.safe) this.safe = safe;
+  }
+
+  /**
+   * The byte-bounded retention: value sizes of instances [retainedLo, retainedHi) (kept here, since the log
+   * drops its entries once trimmed), from `sizes[sizesHead]` on, and their sum.
+   */
+  private retainedBytes = 0;
+  private retainedLo = 0;
+  private retainedHi = 0;
+  private sizes: number[] = [];
+  private sizesHead = 0;
+
+  /**
+   * The lowest trim point below `upTo` (what every learner delivered, or the frontier with none) at which the
+   * instances kept below `upTo` hold at most logRetainBytes of values, never keeping fewer than
+   * min(window, logRetain). Amortized O(1) per instance: the span only moves up (`upTo` may come down when a
+   * slower learner registers; the result is then capped, and the trim point never goes down anyway).
+   */
+  private byteBoundedSafe(upTo: number): number {
+    const floor = Math.max(this.safe, this.acceptor.trimmed);
+    if (this.retainedHi <= floor) {
+      this.retainedLo = this.retainedHi = floor;
+      this.retainedBytes = 0;
+      this.sizes = [];
+      this.sizesHead = 0;
+    }
+    const dropOldest = (): void => {
+      this.retainedBytes -= this.sizes[this.sizesHead++]!;
+      this.retainedLo++;
+      if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
+        this.sizes = this.sizes.slice(this.sizesHead);
+        this.sizesHead = 0;
+      }
+    };
+    while (this.retainedLo < floor) dropOldest();
+    for (; this.retainedHi < upTo; this.retainedHi++) {
+      const n = this.acceptor.log.get(this.retainedHi)?.value.length ?? 0;
+      this.sizes.push(n);
+      this.retainedBytes += n;
+    }
+    const keepAtLeast = Math.min(this.s.window, this.s.logRetain);
+    while (this.retainedBytes > this.s.logRetainBytes && this.retainedLo < this.retainedHi - keepAtLeast) dropOldest();
+    return Math.min(this.retainedLo, upTo - keepAtLeast);
   }
 
   /** Timers: retransmit stuck Phase 2A and Phase 1A, expire silent learners, heartbeat when idle. */

@@ -9,6 +9,12 @@ export interface RingSettings {
   logCapacity: number;
   /** Instances acceptors keep below what every learner delivered, for learners that join later. */
   logRetain: number;
+  /**
+   * Value bytes acceptors keep below what every learner delivered (0: no byte bound, logRetain alone). The
+   * trim point then rises until the instances kept hold at most this many bytes, never keeping fewer than
+   * min(window, logRetain) instances (a coordinator that takes over re-learns recent proposals from them).
+   */
+  logRetainBytes: number;
   /** Byte bound of one instance value (a batch of proposals). */
   maxValueBytes: number;
   /** Byte bound of one datagram on the wire, header and tag included. */
@@ -74,6 +80,7 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   window: 64,
   logCapacity: 16384,
   logRetain: 4096,
+  logRetainBytes: 0,
   maxValueBytes: 32 * 1024,
   maxDatagramBytes: 60 * 1024,
   lingerMs: 0,

@@ -66,6 +66,9 @@ interface SimProposer {
 
 export function runSimulation(opts: SimOptions): SimResult {
   const rng = new Prng(opts.seed);
+  // Draws added after the simulator's first sessions come from a second stream, so every seed keeps the
+  // scenario the first stream gives it.
+  const rng2 = new Prng(opts.seed ^ 0x5bd1e995);
   const faultMs = opts.faultMs ?? 2000;
   const healMs = opts.healMs ?? 3000;
   const perProposer = opts.valuesPerProposer ?? 40;
@@ -92,6 +95,8 @@ export function runSimulation(opts: SimOptions): SimResult {
     window: rng.pick([1, 4, 16, 64]),
     logCapacity: rng.pick([256, 1024, 16384]),
     logRetain: rng.pick([64, 100]),
+    // A byte-bounded retention on some seeds: trims rise to it, down to a window kept.
+    logRetainBytes: rng2.pick([0, 0, 2000, 40000]),
     phase1Range: rng.pick([64, 256, 4096]),
     maxValueBytes: rng.pick([512, 4096, 32768]),
     maxDatagramBytes: 60 * 1024,
