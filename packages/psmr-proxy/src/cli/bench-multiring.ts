@@ -45,28 +45,31 @@ const SETTINGS = { lambda: 20000, skipIntervalMs: 5, maxValueBytes: 32768, maxDa
 /** USER_HZ: the unit of utime and stime in /proc/<pid>/stat on Linux. */
 const TICKS_PER_SEC = 100;
 
-/** Linux: user + system CPU seconds a process has used so far (0 when it is gone or this is not Linux). */
-export function cpuSecondsOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+/**
+ * Linux: the fields of /proc/<pid>/stat after the command name (which may hold spaces), so index 0 is
+ * field 3 (state) of proc(5); undefined when the process is gone or this is not Linux.
+ */
+function procStat(pid: number | undefined): string[] | undefined {
+  if (pid === undefined) return undefined;
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS_PER_SEC;
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return undefined;
   }
+}
+
+/** Linux: user + system CPU seconds a process has used so far (0 when it is gone or this is not Linux). */
+export function cpuSecondsOf(pid: number | undefined): number {
+  const f = procStat(pid);
+  // utime and stime: fields 14 and 15.
+  return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SEC : 0;
 }
 
 /** Linux: minor page faults a process has taken so far (0 when it is gone or this is not Linux). */
 export function minorFaultsOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return 0;
-  }
+  const f = procStat(pid);
+  return f ? Number(f[7]) : 0; // minflt: field 10
 }
 
 /** Each sample of a metric on a node's /metrics: its label text (`ring="0"`, or '' without labels) and value. */

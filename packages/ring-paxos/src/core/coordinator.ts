@@ -785,17 +785,18 @@ export class Coordinator {
   private updateSafe(): void {
     if (this.now < this.holdSafeUntil) return;
     let safe: number;
-    let kept: number;
+    /** The top of what is kept for retention: what every learner delivered, or the frontier with none. */
+    let upTo: number;
     if (this.learners.size === 0) {
-      kept = this.frontier;
+      upTo = this.frontier;
       safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
     } else {
       let delivered = this.frontier;
       for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
-      kept = delivered;
+      upTo = delivered;
       safe = delivered - this.s.logRetain;
     }
-    if (this.s.logRetainBytes > 0) safe = Math.max(safe, this.byteBoundedSafe(kept));
+    if (this.s.logRetainBytes > 0) safe = Math.max(safe, this.byteBoundedSafe(upTo));
     if (safe > this.safe) this.safe = safe;
   }
 
@@ -823,23 +824,24 @@ export class Coordinator {
       this.sizes = [];
       this.sizesHead = 0;
     }
-    const dropOldest = (): void => {
-      this.retainedBytes -= this.sizes[this.sizesHead++]!;
-      this.retainedLo++;
-      if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
-        this.sizes = this.sizes.slice(this.sizesHead);
-        this.sizesHead = 0;
-      }
-    };
-    while (this.retainedLo < floor) dropOldest();
+    while (this.retainedLo < floor) this.dropOldestRetained();
     for (; this.retainedHi < upTo; this.retainedHi++) {
       const n = this.acceptor.log.get(this.retainedHi)?.value.length ?? 0;
       this.sizes.push(n);
       this.retainedBytes += n;
     }
     const keepAtLeast = Math.min(this.s.window, this.s.logRetain);
-    while (this.retainedBytes > this.s.logRetainBytes && this.retainedLo < this.retainedHi - keepAtLeast) dropOldest();
+    while (this.retainedBytes > this.s.logRetainBytes && this.retainedLo < this.retainedHi - keepAtLeast) this.dropOldestRetained();
     return Math.min(this.retainedLo, upTo - keepAtLeast);
+  }
+
+  private dropOldestRetained(): void {
+    this.retainedBytes -= this.sizes[this.sizesHead++]!;
+    this.retainedLo++;
+    if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
+      this.sizes = this.sizes.slice(this.sizesHead);
+      this.sizesHead = 0;
+    }
   }
 
   /** Timers: retransmit stuck Phase 2A and Phase 1A, expire silent learners, heartbeat when idle. */
