@@ -85,21 +85,15 @@ export class ReplayGuard {
       return 'ok';
     }
     if (ts < e.minTs) return 'replay';
-    const bits = e.bits;
+    const k = (counter & this.mask) >>> 5;
+    const b = 1 << (counter & 31);
     if (counter > e.top) {
       this.clearAbove(e, counter);
       e.top = counter;
-    } else if (e.top - counter >= this.o.windowBits) {
+    } else if (e.top - counter >= this.o.windowBits || (e.bits[k]! & b) !== 0) {
       return 'replay';
-    } else {
-      const k = (counter & this.mask) >>> 5;
-      const b = 1 << (counter & 31);
-      if ((bits[k]! & b) !== 0) return 'replay';
-      bits[k] = bits[k]! | b;
-      if (ts > e.maxTs) e.maxTs = ts;
-      return 'ok';
     }
-    bits[(counter & this.mask) >>> 5]! |= 1 << (counter & 31);
+    e.bits[k]! |= b;
     if (ts > e.maxTs) e.maxTs = ts;
     // Keep the table in least-recently-used order, coarsely: one move per quarter of freshnessMs.
     if (now - e.touched > F / 4) {
