@@ -458,20 +458,26 @@ export class FsSegments implements SegmentStore {
 
 /** Segments in memory: every append is durable at once (the simulator's disk, kept across its crashes). */
 export class MemSegments implements SegmentStore {
-  readonly where: string;
-  /** Bytes of each segment; a test or the simulator may change them between runs (storage faults). */
-  readonly segs = new Map<number, Buffer>();
-  constructor(where = '(memory)') {
-    this.where = where;
-  }
+  private readonly segs = new Map<number, Buffer[]>();
+  constructor(readonly where = '(memory)') {}
   list(): number[] {
     return [...this.segs.keys()];
   }
   name(seq: number): string {
     return `${this.where}/${segName(seq)}`;
   }
+  /** The bytes of segment `seq` (empty if absent). */
+  bytes(seq: number): Buffer {
+    const parts = this.segs.get(seq) ?? [];
+    if (parts.length > 1) parts.splice(0, parts.length, Buffer.concat(parts));
+    return parts[0] ?? Buffer.alloc(0);
+  }
+  /** Replace the bytes of segment `seq` (storage faults). */
+  put(seq: number, data: Buffer): void {
+    this.segs.set(seq, [data]);
+  }
   open(seq: number): SegmentReader {
-    const b = this.segs.get(seq) ?? Buffer.alloc(0);
+    const b = this.bytes(seq);
     return {
       size: b.length,
       read: (pos, buf, off, n) => {
@@ -483,14 +489,15 @@ export class MemSegments implements SegmentStore {
     };
   }
   create(seq: number): void {
-    if (!this.segs.has(seq)) this.segs.set(seq, Buffer.alloc(0));
+    if (!this.segs.has(seq)) this.segs.set(seq, []);
   }
   append(seq: number, data: Uint8Array): void {
-    this.segs.set(seq, Buffer.concat([this.segs.get(seq) ?? Buffer.alloc(0), data]));
+    this.create(seq);
+    this.segs.get(seq)!.push(Buffer.from(data.buffer, data.byteOffset, data.length)); // the log never reuses a buffer it appended
   }
   sync(): void {}
   truncate(seq: number, size: number): void {
-    this.segs.set(seq, this.segs.get(seq)!.subarray(0, size));
+    this.put(seq, this.bytes(seq).subarray(0, size));
   }
   remove(seq: number): void {
     this.segs.delete(seq);
