@@ -11,7 +11,7 @@ import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 // the cut, and decided them again with new values. Now node 1 rejoins: with node 2 down and node 1 not yet
 // trusted, nothing is decided until node 2 is back; then node 1 finishes its rejoin and votes again.
 const SETTINGS = { heartbeatMs: 50, coordinatorTimeoutMs: 300, acceptorTimeoutMs: 300, retryTimeoutMs: 150, maxSends: 400 };
-const N = 300;
+const N = 200;
 
 function onlySegment(dir: string): string {
   const ringDir = join(dir, 'ring-0');
@@ -43,7 +43,7 @@ describe('a damaged acceptor log, real processes', () => {
     const first = spawnRingcast(['learn', '--cluster', ring.clusterPath, '--from', 'oldest']);
     procs.push(first);
     await first.waitFor('ready');
-    const p1 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', String(N), '--outstanding', '4', '--prefix', 'old', '--size', '64']);
+    const p1 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', String(N), '--outstanding', '8', '--prefix', 'old', '--size', '64']);
     procs.push(p1);
     expect(await p1.waitFor('done', 60_000)).toMatchObject({ acked: N, failed: 0 });
     expect(await waitUntil(() => delivered(first).length >= N, 20_000)).toBe(true);
@@ -63,7 +63,7 @@ describe('a damaged acceptor log, real processes', () => {
     const port1 = (await back.waitFor('ready')).metricsPort as number;
 
     // New values, and a second learner from the oldest instance.
-    const p2 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', String(N), '--outstanding', '4', '--prefix', 'new', '--size', '64']);
+    const p2 = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', String(N), '--outstanding', '8', '--prefix', 'new', '--size', '64']);
     procs.push(p2);
     const second = spawnRingcast(['learn', '--cluster', ring.clusterPath, '--from', 'oldest']);
     procs.push(second);
