@@ -27,6 +27,6 @@ export type { SimOptions, SimResult } from './sim/simulator.js';
 export { Prng } from './sim/prng.js';
 export { FaultProxy } from './fault-proxy.js';
 export type { FaultProxyOptions } from './fault-proxy.js';
-export { FileLog } from './storage/file-log.js';
+export { FileLog, crc32 } from './storage/file-log.js';
 export type { LogMode, RecoveredLog, FileLogStats } from './storage/file-log.js';
 export { EventQueue, VirtualTime } from './sim/events.js';
