@@ -519,8 +519,9 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     async stop() {
       stopped = true;
       clearTimeout(timer);
-      await running;
+      // Stopping the proposers first fails a hold still waiting for its acknowledgement at once.
       await Promise.all((clients ?? []).map((c) => c.stop()));
+      await running;
     },
   };
 }

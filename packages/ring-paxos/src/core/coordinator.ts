@@ -799,8 +799,6 @@ export class Coordinator {
    */
   private updateSafe(): void {
     if (this.now < this.holdSafeUntil) return;
-    // Still re-proposing what earlier ballots accepted: holds among those values are not learned again yet.
-    if (this.frontier < this.recoverTop) return;
     let safe: number;
     /** The top of what is kept for retention: what every learner delivered, or the frontier with none. */
     let upTo: number;
@@ -823,6 +821,9 @@ export class Coordinator {
     // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
     // the lowest hold, unless keeping it would pass the bounds, where the hold yields.
     if (this.holds.size > 0) safe = this.holds.cap(safe, bound);
+    // Still re-proposing what earlier ballots accepted: holds among those values are not learned again yet,
+    // so the trim point rises only as far as logCapacity forces (where any hold would yield anyway).
+    if (this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
     if (safe > this.safe) this.safe = safe;
   }
 

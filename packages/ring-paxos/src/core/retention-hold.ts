@@ -68,8 +68,10 @@ export function decodeHold(data: Uint8Array): Hold | undefined {
 
 /** The holds inside a batch's proposals (decodes the whole value: for the takeover path, not per instance). */
 export function holdsInValue(value: Uint8Array): Hold[] {
-  const b = decodeBatch(value);
   const out: Hold[] = [];
+  // msgpack never writes 0xC1 itself: a value without that byte anywhere holds no hold (no decode needed).
+  if (value.indexOf(0xc1) < 0) return out;
+  const b = decodeBatch(value);
   if (!b) return out;
   for (const g of b.groups) for (const d of g.datas) if (isHoldData(d)) pushHold(out, d);
   return out;
