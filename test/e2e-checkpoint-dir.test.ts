@@ -43,8 +43,10 @@ describe('durable replica checkpoints, real processes', () => {
     };
     const first = [start(0), start(1)];
     const firstPorts = await Promise.all(first.map(async (r) => Number((await r.waitFor('ready', 30_000)).metricsPort)));
-    // One client history across the whole outage; commands wait for the replicas to come back.
-    const load = runKvLoad({ cluster: local.cluster, mode: 'psmr', workers: 2, clients: 2, window: 4, seconds: 10, maxCommands: 20_000, gallShare: 0.2, keys: 30, ops: 'all', history: true, seed: 11, retryMs: 300, deadlineMs: 20_000 });
+    // One client history across the whole outage; commands wait for the replicas to come back. The load
+    // ends once the restarted replicas have executed a few hundred more commands (at most 40 s).
+    const stopLoad = new AbortController();
+    const load = runKvLoad({ signal: stopLoad.signal, cluster: local.cluster, mode: 'psmr', workers: 2, clients: 2, window: 4, seconds: 40, maxCommands: 20_000, gallShare: 0.2, keys: 30, ops: 'all', history: true, seed: 11, retryMs: 300, deadlineMs: 20_000 });
     // Both replicas have written at least three checkpoints under load (their holds are at the older of the
     // two kept), and every acceptor of every ring has trimmed past instance 0.
     const written = async (): Promise<boolean> => (await Promise.all(firstPorts.map((p) => scrape(p, 'ringcast_psmr_checkpoints_written_total')))).every((n) => n >= 3);
@@ -68,6 +70,10 @@ describe('durable replica checkpoints, real processes', () => {
     }
     const backAt = performance.now();
     const ports = ready.map((x) => Number(x.metricsPort));
+    const executed = async (): Promise<number> => (await Promise.all(ports.map((p) => scrape(p, 'ringcast_psmr_commands_total')))).reduce((a, b) => a + b, 0);
+    const atReady = await executed();
+    expect(await waitUntil(async () => (await executed()) >= atReady + 400, 20_000, 100)).toBe(true);
+    stopLoad.abort();
     const r = await load;
     expect(r.errors).toBe(0);
     expect(r.noReply).toBe(0);

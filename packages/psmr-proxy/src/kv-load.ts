@@ -21,6 +21,8 @@ export interface KvLoadOptions {
   window?: number;
   seconds: number;
   maxCommands?: number;
+  /** Issue no new command once this is aborted (the load ends as if `seconds` had passed). */
+  signal?: AbortSignal;
   /** Share of commands that go to g_all (0..1). */
   gallShare?: number;
   /** Distinct keys; keys and values are 8 bytes. */
@@ -182,7 +184,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
       }, warmupMs)
     : undefined;
   const deadline = start + warmupMs + o.seconds * 1000;
-  const more = (): boolean => issued < maxCommands && performance.now() < deadline;
+  const more = (): boolean => issued < maxCommands && performance.now() < deadline && !o.signal?.aborted;
 
   /** Send one command; `next` runs once it is answered (never synchronously). */
   const issue = (client: KvClient, lane: number, next: () => void): void => {
