@@ -345,7 +345,6 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     return inFlight;
   };
   const checkpoint = (): Promise<Uint8Array> => checkpointWith().then((x) => x.bytes);
-  const durable = store ? durableCheckpoints(cluster, store, { id, mode, workers, host: opts.host ?? '127.0.0.1', every: opts.checkpointEvery ?? { seconds: 30 }, registry: main, refusedFiles, resumedFrom: own ? resume : undefined, take: checkpointWith, state, warn: (e) => opts.onWarning?.(e) }) : undefined;
   let server: Server | undefined;
   let metricsPort: number | undefined;
   if (opts.metricsPort !== undefined) {
@@ -376,6 +375,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     const a = server.address();
     metricsPort = typeof a === 'object' && a ? a.port : undefined;
   }
+  // Started last, once nothing else can fail: a replica that does not start leaves no timer or socket behind.
+  const durable = store ? durableCheckpoints(cluster, store, { id, mode, workers, host: opts.host ?? '127.0.0.1', every: opts.checkpointEvery ?? { seconds: 30 }, registry: main, refusedFiles, resumedFrom: own ? resume : undefined, take: checkpointWith, state, warn: (e) => opts.onWarning?.(e) }) : undefined;
   return {
     id,
     mode,
@@ -416,6 +417,13 @@ function instancesOf(c: ReplicaCheckpoint): Map<number, number> {
   const out = new Map<number, number>();
   for (const p of c.parts) for (const r of p.resume.rings) out.set(r.ring, Math.min(out.get(r.ring) ?? Infinity, r.instance));
   return out;
+}
+
+/** Per ring, the lower of two checkpoints' resume instances (the older of the two kept files, or the newest alone). */
+function holdPoint(older: Map<number, number> | undefined, now: Map<number, number>): Map<number, number> {
+  const at = new Map(now);
+  if (older) for (const [ring, i] of older) at.set(ring, Math.min(i, at.get(ring) ?? i));
+  return at;
 }
 
 interface DurableOptions {
@@ -459,9 +467,12 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
   counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds the rings did not acknowledge', () => st.holdFailures);
   let older = o.resumedFrom ? instancesOf(o.resumedFrom) : undefined;
   let clients: RingClient[] | undefined;
+  /** Every ring acknowledged this process's last hold: the trim point is pinned at or below it. */
+  let pinned = false;
   const placeHolds = async (at: Map<number, number>): Promise<void> => {
     clients ??= await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true, host: o.host })));
     const results = await Promise.allSettled(rings.map((ring, k) => clients![k]!.hold(holder, at.get(ring) ?? 0)));
+    pinned = results.every((r) => r.status === 'fulfilled');
     for (const r of results) {
       if (r.status === 'fulfilled') st.holds++;
       else {
@@ -486,6 +497,11 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     try {
       const taken = await o.take();
       c = taken.c;
+      // With no hold of ours in force yet (first checkpoint, or the last hold failed), hold right away, before
+      // the write: the hold must be decided while the acceptors still keep the instances it names, and they
+      // may trim up to logRetain behind the slowest learner meanwhile. Later holds name instances at or above
+      // the one in force, which pins the trim point below them.
+      if (!pinned) await placeHolds(holdPoint(older, instancesOf(c)));
       written = await store.write(taken.bytes);
     } catch (e) {
       st.failures++;
@@ -497,8 +513,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     st.lastBytes = written.bytes;
     st.lastRound = c.round;
     const now = instancesOf(c);
-    const at = new Map(now);
-    if (older) for (const [ring, i] of older) at.set(ring, Math.min(i, at.get(ring) ?? i));
+    const at = holdPoint(older, now);
     older = now;
     await placeHolds(at);
   };
