@@ -10,6 +10,8 @@ import { scrape, waitUntil } from './helpers.js';
 // the acceptor logs at them; under key-value load both are killed with SIGKILL, the acceptors trim past
 // instance 0 (a small logRetain), and both come back from their own checkpoint directories.
 
+// RINGCAST_TEST_MAX_HOLDS=0 runs the scenario with every hold refused (the behaviour before holds): the
+// restart then fails with ERR_RINGCAST_TRIMMED.
 const HOLDS = process.env.RINGCAST_TEST_MAX_HOLDS ? { maxHolds: Number(process.env.RINGCAST_TEST_MAX_HOLDS) } : {};
 
 async function digests(port: number): Promise<string> {
