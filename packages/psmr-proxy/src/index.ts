@@ -5,6 +5,8 @@ export { createKvClient } from './kv-client.js';
 export type { KvClient } from './kv-client.js';
 export { startReplica, checkReplicaGroups, checkpointToken, readCheckpoint } from './replica.js';
 export type { Replica, ReplicaOptions, ReplicaCheckpoint } from './replica.js';
+export { CheckpointStore, CheckpointDamagedError, frameCheckpoint, unframeCheckpoint } from './checkpoint-store.js';
+export type { StoredCheckpoint } from './checkpoint-store.js';
 export type { WorkerState } from './worker.js';
 export { ServiceError, groupName, ALL_GROUP, workerGroups, routeGroup } from './service.js';
 export type { Service, GroupChoice, Mode } from './service.js';

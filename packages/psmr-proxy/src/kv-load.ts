@@ -21,10 +21,14 @@ export interface KvLoadOptions {
   window?: number;
   seconds: number;
   maxCommands?: number;
+  /** Issue no new command once this is aborted (the load ends as if `seconds` had passed). */
+  signal?: AbortSignal;
   /** Share of commands that go to g_all (0..1). */
   gallShare?: number;
   /** Distinct keys; keys and values are 8 bytes. */
   keys?: number;
+  /** First letter of every key (default 'k'): loads with different ones touch different keys. */
+  keyPrefix?: string;
   /** Open loop: commands per second over all clients (absent: closed loop). */
   rate?: number;
   /** Record every command for the linearizability checker (at most maxHistory). */
@@ -126,7 +130,8 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
   }
   let valueN = 0;
   // Keys and values made once: the load should cost as little per command as the clients allow.
-  const keyTable = Array.from({ length: keys }, (_, i) => `k${pad(i)}`);
+  const kp = o.keyPrefix ?? 'k';
+  const keyTable = Array.from({ length: keys }, (_, i) => `${kp}${pad(i)}`);
   const valueTable = Array.from({ length: 4096 }, (_, i) => `v${pad(i)}`);
   const key = (): string => keyTable[mix.int(keys)]!;
   const value = (): string => (o.history ? `v${pad(valueN++ % 10_000_000)}` : valueTable[valueN++ & 4095]!);
@@ -135,7 +140,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     const r = mix.next();
     if (all) {
       if (o.ops === 'all' && r < 0.1) return { op: 'size' };
-      if (o.ops === 'all' && r < 0.2) return { op: 'scan', prefix: `k${pad(mix.int(keys)).slice(0, 5)}`, limit: 8 };
+      if (o.ops === 'all' && r < 0.2) return { op: 'scan', prefix: `${kp}${pad(mix.int(keys)).slice(0, 5)}`, limit: 8 };
       return r < 0.6 ? { op: 'mget', keys: [key(), key()] } : { op: 'mput', entries: [[key(), value()], [key(), value()]] };
     }
     if (o.ops === 'all' && r < 0.15) return { op: 'delete', key: key() };
@@ -182,7 +187,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
       }, warmupMs)
     : undefined;
   const deadline = start + warmupMs + o.seconds * 1000;
-  const more = (): boolean => issued < maxCommands && performance.now() < deadline;
+  const more = (): boolean => issued < maxCommands && performance.now() < deadline && !o.signal?.aborted;
 
   /** Send one command; `next` runs once it is answered (never synchronously). */
   const issue = (client: KvClient, lane: number, next: () => void): void => {

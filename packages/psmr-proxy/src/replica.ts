@@ -3,16 +3,17 @@
  * serves one /metrics (the workers' registries, gathered on each scrape) and /state, and stops them. It is
  * not on the command path: each worker receives, merges, executes and replies by itself.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { pack, unpack } from 'msgpackr';
-import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
-import { ConfigError, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { ConfigError, RingcastError, startClient, type ClusterConfig, type RingClient } from '@ringcast/ring-paxos';
+import { CheckpointStore } from './checkpoint-store.js';
 import { SharedBarrier } from './barrier.js';
 import { MAX_REPLY_TAG } from './protocol/wire.js';
 import { kvKeyHash } from './services/kv.js';
-import { ALL_GROUP, groupName, type Mode } from './service.js';
+import { ALL_GROUP, groupName, workerGroups, type Mode } from './service.js';
 import { loadService } from './service-loader.js';
 import type { FromWorker, ToWorker, WorkerCheckpoint, WorkerInit, WorkerState } from './worker.js';
 
@@ -47,6 +48,18 @@ export interface ReplicaOptions {
    * acceptors have trimmed their logs. Same mode, workers and service as the replica it came from.
    */
   resume?: Uint8Array;
+  /**
+   * Write a checkpoint to this directory periodically (CheckpointStore: the GET /checkpoint bytes with a
+   * crc32, fsynced and renamed into place; the newest 2 kept) and, after each, place a retention hold on
+   * every ring of the replica at the older of the two, so the acceptors keep what a restart from either
+   * needs. A replica started with a directory that holds checkpoints resumes from the newest that checks
+   * (`resume`, when given, wins); a damaged file is refused (onWarning) and the one before it used.
+   */
+  checkpointDir?: string;
+  /** How often to write one: every `seconds`, or once `commands` more were executed (summed over workers); default 30 s. */
+  checkpointEvery?: { seconds: number } | { commands: number };
+  /** Something an operator should see that does not stop the replica (a damaged checkpoint file, a failed write). */
+  onWarning?: (e: RingcastError) => void;
 }
 
 /** What a replica checkpoint holds (msgpack): every worker's part, taken at the same merge round. */
@@ -115,8 +128,10 @@ export interface Replica {
   mode: Mode;
   workers: number;
   metricsPort?: number;
-  /** The merge round of the checkpoint this replica started from (ReplicaOptions.resume). */
+  /** The merge round of the checkpoint this replica started from (ReplicaOptions.resume, or checkpointDir). */
   resumedRound?: number;
+  /** The checkpoint file of checkpointDir it started from. */
+  resumedFile?: string;
   /** Per-worker executed count and state digest (equal across replicas at the same stream point). */
   state(): Promise<WorkerState[]>;
   /** The Prometheus text of every worker plus the main thread. */
@@ -160,20 +175,33 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
   const maxClients = opts.maxClients ?? 65536;
   const maxReplies = opts.maxReplies ?? 16384;
-  const resume = opts.resume ? readCheckpoint(opts.resume, { mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies }) : undefined;
+  if (opts.checkpointDir !== undefined && !checkpointable(svc)) throw new ConfigError('checkpointDir', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
+  const store = opts.checkpointDir !== undefined ? new CheckpointStore(opts.checkpointDir) : undefined;
+  let refusedFiles = 0;
+  const own = !opts.resume && store ? store.readNewest((e) => (refusedFiles++, opts.onWarning?.(e))) : undefined;
+  const resumeBytes = opts.resume ?? own?.payload;
+  const resume = resumeBytes ? readCheckpoint(resumeBytes, { mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies }) : undefined;
   if (resume && !checkpointable(svc)) throw new ConfigError('resume', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
   const sab = SharedBarrier.allocate(workers, slotBytes);
   // A shared-state service gets memory of its own, laid out once here before any worker runs.
   const stateSab = svc.state === 'shared' ? new SharedArrayBuffer(svc.sharedBytes ?? 0) : undefined;
   if (stateSab) svc.initShared?.(stateSab);
-  const id = opts.id ?? `replica-${process.pid}`;
+  // A replica back from its own checkpoint directory is the same replica: same id (its holds name it).
+  const id = opts.id ?? (own ? resume!.replica : `replica-${process.pid}`);
   const replyTag = opts.replyTag ?? replyTagOf(id);
   if (!Number.isInteger(replyTag) || replyTag < 1 || replyTag > MAX_REPLY_TAG) throw new ConfigError('replyTag', `must be an integer in 1..${MAX_REPLY_TAG}, got ${String(opts.replyTag)}`);
   const threads: Worker[] = [];
   const pending = new Map<number, (m: FromWorker) => void>();
   let nextId = 1;
   let failed: RingcastError | undefined;
+  const workerError = (w: number, code: string, message: string): RingcastError =>
+    new RingcastError(
+      code,
+      code === 'ERR_RINGCAST_TRIMMED' && own
+        ? `worker ${w}: ${message}. The checkpoint ${own.file} is older than what the acceptors keep (its retention hold was broken past the log's bounds, or never placed): restore this replica from a live peer with --from-replica URL`
+        : `worker ${w}: ${message}`,
+    );
   const fail = (e: RingcastError): void => {
     if (failed) return;
     failed = e;
@@ -207,7 +235,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
         t.on('message', (m: FromWorker) => {
           if (m.type === 'ready') resolve();
           else if (m.type === 'fatal') {
-            const e = new RingcastError(m.code, `worker ${w}: ${m.message}`);
+            const e = workerError(w, m.code, m.message);
             reject(e);
             fail(e);
           } else if (m.type === 'metrics' || m.type === 'state' || m.type === 'round' || m.type === 'checkpoint') pending.get(m.id)?.(m);
@@ -271,8 +299,8 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   // One checkpoint at a time: a request while one is being taken gets that one. The round asked for is a
   // little ahead of the furthest worker, so no worker has passed it; a worker that did anyway makes the next
   // try look further ahead. A replica of one worker takes it at that worker's own current round.
-  let inFlight: Promise<Uint8Array> | undefined;
-  const takeCheckpoint = async (): Promise<Uint8Array> => {
+  let inFlight: Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> | undefined;
+  const takeCheckpoint = async (): Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> => {
     if (!checkpointable(svc)) throw new RingcastError('ERR_PSMR_CHECKPOINT', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
     const ahead = Math.max(1, Math.ceil((cluster.settings.lambda * 0.02) / cluster.mergeM));
     let why = '';
@@ -304,7 +332,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           round: parts[0]!.checkpoint!.resume.round,
           parts: parts.map((p) => p!.checkpoint!),
         };
-        return pack(c);
+        return { c, bytes: pack(c) };
       }
       const p = parts[missing];
       why = `worker ${missing}: ${p === undefined ? 'no answer within 10 s' : p.passed ? `already past round ${round}` : p.error}`;
@@ -312,10 +340,11 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     }
     throw new RingcastError('ERR_PSMR_CHECKPOINT', `no checkpoint after 6 tries (${why})`);
   };
-  const checkpoint = (): Promise<Uint8Array> => {
+  const checkpointWith = (): Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> => {
     inFlight ??= takeCheckpoint().finally(() => (inFlight = undefined));
     return inFlight;
   };
+  const checkpoint = (): Promise<Uint8Array> => checkpointWith().then((x) => x.bytes);
   let server: Server | undefined;
   let metricsPort: number | undefined;
   if (opts.metricsPort !== undefined) {
@@ -346,16 +375,20 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     const a = server.address();
     metricsPort = typeof a === 'object' && a ? a.port : undefined;
   }
+  // Started last, once nothing else can fail: a replica that does not start leaves no timer or socket behind.
+  const durable = store ? durableCheckpoints(cluster, store, { id, mode, workers, host: opts.host ?? '127.0.0.1', every: opts.checkpointEvery ?? { seconds: 30 }, registry: main, refusedFiles, resumedFrom: own ? resume : undefined, take: checkpointWith, state, warn: (e) => opts.onWarning?.(e) }) : undefined;
   return {
     id,
     mode,
     workers,
     metricsPort,
     resumedRound: resume?.round,
+    resumedFile: own?.file,
     state,
     metricsText,
     checkpoint,
     async stop() {
+      await durable?.stop();
       await Promise.all(
         threads.filter((t) => !exited.has(t)).map(
           (t) =>
@@ -370,6 +403,140 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
         ),
       );
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    },
+  };
+}
+
+/** A retention hold's holder id: the replica id, or a digest of it when longer than a hold allows (64 bytes). */
+function holderOf(id: string): string {
+  return Buffer.byteLength(id) <= 64 ? id : `sha256:${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+}
+
+/** Per ring, the first instance a restart from the checkpoint needs (the lowest over its workers). */
+function instancesOf(c: ReplicaCheckpoint): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const p of c.parts) for (const r of p.resume.rings) out.set(r.ring, Math.min(out.get(r.ring) ?? Infinity, r.instance));
+  return out;
+}
+
+/** Per ring, the lower of two checkpoints' resume instances (the older of the two kept files, or the newest alone). */
+function holdPoint(older: Map<number, number> | undefined, now: Map<number, number>): Map<number, number> {
+  const at = new Map(now);
+  if (older) for (const [ring, i] of older) at.set(ring, Math.min(i, at.get(ring) ?? i));
+  return at;
+}
+
+interface DurableOptions {
+  id: string;
+  mode: Mode;
+  workers: number;
+  host: string;
+  every: { seconds: number } | { commands: number };
+  registry: Registry;
+  refusedFiles: number;
+  /** The checkpoint of this directory the replica started from: the older of the two kept until the next. */
+  resumedFrom?: ReplicaCheckpoint;
+  take: () => Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }>;
+  state: () => Promise<WorkerState[]>;
+  warn: (e: RingcastError) => void;
+}
+
+/**
+ * The periodic durable checkpoints of a replica and the retention holds that go with them. After each
+ * checkpoint file is durable, a hold is proposed on every ring of the replica at the older of the two
+ * checkpoints kept (so the previous file stays usable if the newest is found damaged), through a proposer
+ * of this replica's own; a newer hold of the same holder releases the older one.
+ */
+function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: DurableOptions): { stop(): Promise<void> } {
+  const holder = holderOf(o.id);
+  const groups = Array.from({ length: o.workers }, (_, w) => workerGroups(o.mode, w)).flat();
+  const rings = [...new Set(groups.map((g) => cluster.groups[g]!))];
+  const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0 };
+  const reg = o.registry;
+  const gauge = (name: string, help: string, read: () => number): void =>
+    void new Gauge({ name, help, registers: [reg], collect() { this.set(read()); } });
+  const counter = (name: string, help: string, read: () => number): void =>
+    void new Counter({ name, help, registers: [reg], collect() { this.reset(); this.inc(read()); } });
+  gauge('ringcast_psmr_checkpoint_last_time_seconds', 'When the last durable checkpoint was written (Unix time; 0: none yet)', () => st.lastTime);
+  gauge('ringcast_psmr_checkpoint_last_bytes', 'Size of the last durable checkpoint file', () => st.lastBytes);
+  gauge('ringcast_psmr_checkpoint_last_round', 'Merge round of the last durable checkpoint (-1: none yet)', () => st.lastRound);
+  counter('ringcast_psmr_checkpoints_written_total', 'Durable checkpoint files written', () => st.written);
+  counter('ringcast_psmr_checkpoint_failures_total', 'Durable checkpoints that could not be taken or written', () => st.failures);
+  counter('ringcast_psmr_checkpoint_files_refused_total', 'Checkpoint files refused at start as damaged (crc or trailer)', () => o.refusedFiles);
+  counter('ringcast_psmr_retention_holds_total', 'Retention holds placed on the rings after a durable checkpoint', () => st.holds);
+  counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds the rings did not acknowledge', () => st.holdFailures);
+  let older = o.resumedFrom ? instancesOf(o.resumedFrom) : undefined;
+  let clients: RingClient[] | undefined;
+  /** Every ring acknowledged this process's last hold: the trim point is pinned at or below it. */
+  let pinned = false;
+  const placeHolds = async (at: Map<number, number>): Promise<void> => {
+    clients ??= await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true, host: o.host })));
+    const results = await Promise.allSettled(rings.map((ring, k) => clients![k]!.hold(holder, at.get(ring) ?? 0)));
+    pinned = results.every((r) => r.status === 'fulfilled');
+    for (const r of results) {
+      if (r.status === 'fulfilled') st.holds++;
+      else {
+        st.holdFailures++;
+        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not acknowledged: ${(r.reason as Error).message}`));
+      }
+    }
+  };
+  let baseline: number | undefined;
+  const due = async (): Promise<boolean> => {
+    if ('seconds' in o.every) return true;
+    const executed = (await o.state()).reduce((a, w) => a + Math.max(0, w.executed), 0);
+    baseline ??= executed;
+    if (executed - baseline < o.every.commands) return false;
+    baseline = executed;
+    return true;
+  };
+  const once = async (): Promise<void> => {
+    if (!(await due())) return;
+    let written: { file: string; bytes: number };
+    let c: ReplicaCheckpoint;
+    try {
+      const taken = await o.take();
+      c = taken.c;
+      // With no hold of ours in force yet (first checkpoint, or the last hold failed), hold right away, before
+      // the write: the hold must be decided while the acceptors still keep the instances it names, and they
+      // may trim up to logRetain behind the slowest learner meanwhile. Later holds name instances at or above
+      // the one in force, which pins the trim point below them.
+      if (!pinned) await placeHolds(holdPoint(older, instancesOf(c)));
+      written = await store.write(taken.bytes);
+    } catch (e) {
+      st.failures++;
+      o.warn(new RingcastError('ERR_PSMR_CHECKPOINT', `durable checkpoint failed: ${(e as Error).message}`));
+      return;
+    }
+    st.written++;
+    st.lastTime = Date.now() / 1000;
+    st.lastBytes = written.bytes;
+    st.lastRound = c.round;
+    const now = instancesOf(c);
+    const at = holdPoint(older, now);
+    older = now;
+    await placeHolds(at);
+  };
+  const periodMs = 'seconds' in o.every ? o.every.seconds * 1000 : 250;
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const loop = (): void => {
+    timer = setTimeout(() => {
+      running = once().finally(() => {
+        running = undefined;
+        if (!stopped) loop();
+      });
+    }, periodMs);
+  };
+  loop();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      // Stopping the proposers first fails a hold still waiting for its acknowledgement at once.
+      await Promise.all((clients ?? []).map((c) => c.stop()));
+      await running;
     },
   };
 }

@@ -65,6 +65,7 @@ const SETTING_BOUNDS: Record<keyof RingSettings, [number, number]> = {
   logCapacity: [16, 1 << 24],
   logRetain: [0, 1 << 23],
   logRetainBytes: [0, 2 ** 40],
+  maxHolds: [0, 4096],
   maxValueBytes: [256, MAX_UDP_PAYLOAD],
   maxDatagramBytes: [1024, MAX_UDP_PAYLOAD],
   lingerMs: [0, 1000],

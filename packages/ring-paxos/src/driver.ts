@@ -6,6 +6,7 @@ import type { Delivery, InstanceRecord } from './core/learner.js';
 import type { DecidedInfo } from './core/coordinator.js';
 import { CodecError, type Codec, type DropReason } from './wire/codec.js';
 import { RingcastError } from './errors.js';
+import { isHoldData } from './core/retention-hold.js';
 
 /** A transport address: "host:port" for UDP, any opaque string in the simulator. */
 export type Address = string;
@@ -262,11 +263,15 @@ export class Driver {
 
   /**
    * Propose a value; resolves once the coordinator acknowledges it decided. Waits for room when the
-   * outstanding bound is reached; refuses with BackpressureError past a second bound of waiters.
+   * outstanding bound is reached; refuses with BackpressureError past a second bound of waiters. Data that
+   * starts with the retention-hold prefix is refused unless `control` (a hold from encodeHold).
    */
-  async propose(data: Uint8Array): Promise<void> {
+  async propose(data: Uint8Array, control = false): Promise<void> {
     const p = this.node.proposer;
     if (!p) throw new RingcastError('ERR_RINGCAST_ROLE', 'this node has no proposer role');
+    if (isHoldData(data) !== control) {
+      throw new RingcastError('ERR_RINGCAST_RESERVED', control ? 'not a retention hold' : 'values starting with bytes c1 52 48 01 are reserved for retention holds');
+    }
     if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');
     if (data.length > p.maxValueBytes) {
       throw new RingcastError('ERR_RINGCAST_VALUE_SIZE', `value of ${data.length} bytes exceeds the ${p.maxValueBytes}-byte bound`);

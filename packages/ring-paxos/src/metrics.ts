@@ -92,6 +92,9 @@ export class RingMetrics {
     each('ringcast_learner_next_instance', 'Next instance the learner will deliver', (d) => d.node.learner?.next);
     each('ringcast_duplicates_dropped', 'Duplicate values dropped by the learner (cumulative)', (d) => d.node.learner?.stats.duplicatesDropped);
     each('ringcast_proposer_outstanding', 'Values the proposer has outstanding', (d) => d.node.proposer?.inflight);
+    each('ringcast_retention_holds', 'Retention holds in force at the coordinator', (d) => d.node.coordinator?.holds.size);
+    each('ringcast_retention_holds_broken', 'Retention holds broken at the coordinator: keeping them would pass logCapacity or logRetainBytes, or they held trimmed instances (cumulative)', (d) => d.node.coordinator?.holds.stats.broken);
+    each('ringcast_retention_holds_evicted', 'Retention holds that yielded to a newer holder at maxHolds, or were refused there (cumulative)', (d) => d.node.coordinator?.holds.stats.evicted);
     each('ringcast_skips', 'Skip instances proposed by this coordinator for rate leveling (cumulative)', (d) => d.node.coordinator?.stats.skips);
     each('ringcast_proposer_resent', 'Values re-sent by the proposer (cumulative)', (d) => d.node.proposer?.stats.resent);
   }

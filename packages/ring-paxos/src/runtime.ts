@@ -7,6 +7,7 @@ import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
 import type { ClusterConfig, RingSpec } from './config.js';
 import { DYNAMIC_ID_BASE, START_NEXT } from './core/messages.js';
 import { RingNode } from './core/ring-node.js';
+import { encodeHold } from './core/retention-hold.js';
 import { Driver, type Address, type Clock, type DriverHooks, type Transport } from './driver.js';
 import { ConfigError, RingcastError } from './errors.js';
 import { RingMetrics } from './metrics.js';
@@ -264,6 +265,8 @@ export interface RingClient {
   driver: Driver;
   transport: UdpTransport;
   propose(data: Uint8Array): Promise<void>;
+  /** Propose a retention hold (needs the proposer role): keep every instance of this ring from `instance` on. */
+  hold(holder: string, instance: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -307,6 +310,7 @@ export async function startClient(cluster: ClusterConfig, opts: ClientOptions): 
     driver: d,
     transport,
     propose: (data) => d.propose(data),
+    hold: (holder, instance) => d.propose(encodeHold(holder, instance), true),
     async stop() {
       d.stop();
       await transport.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RING_SETTINGS, MessageType, RingNode, START_NEXT, START_OLDEST, type Message, type RingSettings } from '@ringcast/ring-paxos';
+import { DEFAULT_RING_SETTINGS, MessageType, RetentionHolds, RingNode, START_NEXT, START_OLDEST, decodeHold, encodeHold, isHoldData, type Hold, type Message, type RingSettings } from '@ringcast/ring-paxos';
 
 /** A synchronous, fault-free harness around the pure cores: FIFO delivery, a filter to lose messages. */
 class Harness {
@@ -657,5 +657,92 @@ describe('ring cores (fault-free harness)', () => {
     const after = c.stats.demandSkips;
     h.advance(20);
     expect(c.stats.demandSkips).toBe(after);
+  });
+});
+
+describe('retention holds', () => {
+  it('one hold per holder (the newest), the most recently renewed maxHolds whatever the order, yields below the bound', () => {
+    const seq: Array<[Hold, number]> = [
+      [{ holder: 'r1', instance: 10 }, 20],
+      [{ holder: 'r2', instance: 5 }, 21],
+      [{ holder: 'r1', instance: 30 }, 40],
+      [{ holder: 'r3', instance: 35 }, 45],
+    ];
+    const a = new RetentionHolds(2);
+    const b = new RetentionHolds(2);
+    for (const [h, at] of seq) a.apply(h, at);
+    for (const [h, at] of [...seq].reverse()) b.apply(h, at);
+    // r2, renewed least recently, yields to r3 in either order; r1's older hold never comes back.
+    expect([a.size, a.lowest()]).toEqual([2, 30]);
+    expect([b.size, b.lowest()]).toEqual([2, 30]);
+    a.apply({ holder: 'r1', instance: 12 }, 22);
+    expect(a.lowest()).toBe(30);
+    expect(a.cap(100, 0)).toBe(30);
+    expect(a.cap(20, 0)).toBe(20);
+    // Keeping r1's hold would pass the bound: it yields, r3's holds the trim point.
+    expect(a.cap(100, 32)).toBe(35);
+    expect([a.stats.broken, a.size]).toEqual([1, 1]);
+    // A hold never holds above its own instance; maxHolds 0 refuses every hold.
+    const c = new RetentionHolds(1);
+    c.apply({ holder: 'x', instance: 99 }, 50);
+    expect(c.lowest()).toBe(50);
+    const none = new RetentionHolds(0);
+    none.apply({ holder: 'x', instance: 1 }, 2);
+    expect([none.size, none.stats.evicted]).toEqual([0, 1]);
+  });
+
+  it('hold values round-trip and are told apart from application data', () => {
+    const v = encodeHold('replica-ä', 2 ** 40 + 7);
+    expect(decodeHold(v)).toEqual({ holder: 'replica-ä', instance: 2 ** 40 + 7 });
+    expect(isHoldData(enc('hello'))).toBe(false);
+    expect(isHoldData(new Uint8Array([0xc5, 1, 1, 0]))).toBe(false); // a P-SMR command batch
+    expect(decodeHold(v.subarray(0, 12))).toBeUndefined(); // no holder
+    expect(() => encodeHold('x'.repeat(65), 1)).toThrow(RangeError);
+  });
+
+  it('the trim point stops at a hold; learners never deliver it; a new coordinator re-learns it; it yields at logCapacity', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 64, logRetain: 4, phase1Range: 64, maxHolds: 4 });
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    const want: string[] = [];
+    const put = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) {
+        h.submit(p, `a${i}`);
+        want.push(`a${i}`);
+      }
+      h.advance(200);
+    };
+    put(0, 10);
+    // Delivered 0..9 with logRetain 4: trimmed below 6 already. Hold 8 (a replica's checkpoint resume point).
+    p.proposer!.propose(encodeHold('replica-1', 8), h.now, p.out);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    put(10, 40);
+    expect(deliveries(l)).toEqual(want.splice(0));
+    expect(l.learner!.stats.holdValues).toBe(1);
+    const first = h.nodes.get(2)!.coordinator!;
+    expect(first.holds.lowest()).toBe(8);
+    // Without the hold the ring members would have trimmed to about 40 - logRetain.
+    for (const id of [1, 2]) expect(h.nodes.get(id)!.acceptor!.trimmed).toBe(8);
+    // The coordinator dies: the one that takes over learns the hold again from its log.
+    h.nodes.delete(2);
+    h.advance(2000);
+    const next = (h.nodes.get(1)!.coordinator ?? h.nodes.get(3)!.coordinator)!;
+    expect(next).toBeDefined();
+    expect(next.holds.lowest()).toBe(8);
+    put(40, 50);
+    h.advance(3000);
+    expect(deliveries(l)).toEqual(want.splice(0));
+    expect(h.nodes.get(1)!.acceptor!.trimmed).toBe(8);
+    expect(next.holds.stats.broken).toBe(0);
+    // Keeping instance 8 past logCapacity - 2 x window (56) instances would stop the ring: the hold yields.
+    put(50, 80);
+    expect(deliveries(l)).toEqual(want.splice(0));
+    expect(next.holds.stats.broken).toBe(1);
+    expect(next.holds.size).toBe(0);
+    expect(h.nodes.get(1)!.acceptor!.trimmed).toBeGreaterThan(60);
   });
 });

@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import { intFlag, need, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
 import { checkpointToken, startReplica, type ReplicaCheckpoint } from '../replica.js';
+import { hasCheckpointTrailer, unframeCheckpoint } from '../checkpoint-store.js';
 import type { Mode } from '../service.js';
 import { RateDisplay } from './progress.js';
 
@@ -31,6 +32,7 @@ export function shareFlag(v: string | boolean | undefined, name: string, dflt: n
 
 const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--workers N] [--service kv|MODULE] [--id NAME]
                  [--reply-tag T] [--host H] [--metrics-port P] [--from-replica URL|FILE]
+                 [--checkpoint-dir DIR [--checkpoint-every 30s|N]]
   Runs a P-SMR server proxy: N worker threads (psmr; smr runs one), each with its own learner sockets for
   its group g<i> and for gall, executing the service and replying straight to clients. The cluster file
   needs groups g0..g<N-1> and gall, each on its own ring, and lambda > 0 (rate leveling) for psmr.
@@ -43,8 +45,17 @@ const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--worke
   --from-replica URL|FILE: start from a checkpoint instead of the rings' first instance (a replica that
   replaces a crashed one after the acceptors trimmed their logs): URL is another replica's metrics address
   (http://host:port; its /checkpoint is fetched, with the token of the cluster secret if the cluster file
-  has one), FILE a checkpoint saved from there. Same --mode,
+  has one), FILE a checkpoint saved from there (or a file of a --checkpoint-dir). Same --mode,
   --workers and --service as that replica.
+  --checkpoint-dir DIR: write a checkpoint to DIR periodically (the /checkpoint bytes with a crc32; written
+  to a temporary file, fsynced, renamed; the newest 2 kept) and after each ask the acceptors of every ring
+  of this replica to keep what a restart from the older of the two needs (a retention hold, bounded by the
+  rings' logCapacity and logRetainBytes). Started again with the same DIR (and --id, or none: the id is
+  taken from the checkpoint), the replica resumes from the newest checkpoint there that checks; a damaged
+  file is refused (stderr, ringcast_psmr_checkpoint_files_refused_total) and the one before it used.
+  --from-replica wins over DIR's checkpoints.
+  --checkpoint-every: seconds with an 's' (30s, 0.5s; at least 0.1s) or a count of commands executed
+  (100000, summed over workers); default 30s. Needs --checkpoint-dir.
   Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.
 `;
 
@@ -81,11 +92,24 @@ export async function fetchCheckpoint(from: string, secret?: string): Promise<Ui
     if (!res.ok) throw new ConfigError('--from-replica', `${url} answered ${res.status}: ${(await res.text()).trim()}`);
     return new Uint8Array(await res.arrayBuffer());
   }
+  let bytes: Uint8Array;
   try {
-    return readFileSync(from);
+    bytes = readFileSync(from);
   } catch (e) {
     throw new ConfigError('--from-replica', `cannot read ${from}: ${(e as Error).message}`);
   }
+  // A file of a --checkpoint-dir ends with a crc trailer: check it and take what it covers.
+  return hasCheckpointTrailer(bytes) ? unframeCheckpoint(bytes, from) : bytes;
+}
+
+/** --checkpoint-every: '30s' / '0.5s' (seconds, at least 0.1) or '100000' (commands). */
+export function checkpointEveryFlag(v: string | boolean | undefined): { seconds: number } | { commands: number } | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  const secs = /^(\d+(?:\.\d+)?)s$/.exec(s);
+  if (typeof v === 'string' && secs && Number(secs[1]) >= 0.1 && Number(secs[1]) <= 86400) return { seconds: Number(secs[1]) };
+  if (typeof v === 'string' && /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 1e12) return { commands: Number(s) };
+  throw new ConfigError('--checkpoint-every', `must be seconds with an 's' (0.1s..86400s, e.g. 30s) or a count of commands (1..1e12, e.g. 100000), got ${JSON.stringify(v)}`);
 }
 
 export async function runReplica(args: string[]): Promise<number> {
@@ -99,8 +123,14 @@ export async function runReplica(args: string[]): Promise<number> {
     host: { type: 'string' },
     'metrics-port': { type: 'string' },
     'from-replica': { type: 'string' },
+    'checkpoint-dir': { type: 'string' },
+    'checkpoint-every': { type: 'string' },
   });
   if (o.help) return void process.stdout.write(HELP_REPLICA), 0;
+  const checkpointEvery = checkpointEveryFlag(o['checkpoint-every']);
+  const checkpointDir = o['checkpoint-dir'];
+  if (checkpointEvery && checkpointDir === undefined) throw new ConfigError('--checkpoint-every', 'needs --checkpoint-dir');
+  if (checkpointDir !== undefined && (typeof checkpointDir !== 'string' || checkpointDir === '')) throw new ConfigError('--checkpoint-dir', 'must be a directory path');
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const mode = modeFlag(o.mode);
   const workers = intFlag(o.workers, 'workers', 2, 1, 64);
@@ -117,12 +147,15 @@ export async function runReplica(args: string[]): Promise<number> {
     replyTag: o['reply-tag'] === undefined ? undefined : intFlag(o['reply-tag'], 'reply-tag', 1, 1, 255),
     host: typeof o.host === 'string' ? o.host : undefined,
     metricsPort,
+    checkpointDir,
+    checkpointEvery,
+    onWarning: (e) => process.stderr.write(`ringcast replica: [${e.code}] ${e.message}\n`),
     onFatal: (e) => {
       fatal = e;
       wake?.();
     },
   });
-  process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null, ...(replica.resumedRound !== undefined ? { resumedRound: replica.resumedRound } : {}) })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', id: replica.id, pid: process.pid, mode, workers: replica.workers, metricsPort: replica.metricsPort ?? null, ...(replica.resumedRound !== undefined ? { resumedRound: replica.resumedRound } : {}), ...(replica.resumedFile ? { resumedFile: replica.resumedFile } : {}) })}\n`);
   await new Promise<void>((resolve) => {
     if (fatal) return resolve(); // a worker failed before this line
     wake = resolve;

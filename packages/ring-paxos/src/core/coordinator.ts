@@ -18,6 +18,7 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
+import { RetentionHolds, holdsInValue, isHoldData, pushHold, type Hold } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 import { leftBehind } from './stuck-learner.js';
 
@@ -28,6 +29,8 @@ interface Inflight {
   firstSentAt: number;
   /** Proposer seqs inside this value, acknowledged when it is decided. */
   acks: Array<{ pid: number; seqs: number[] }>;
+  /** Retention holds inside this value, applied when it is decided. */
+  holds?: Hold[];
 }
 
 interface PendingEntry {
@@ -113,6 +116,8 @@ export class Coordinator {
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
+  /** Retention holds in force (see retention-hold.ts): the trim point never passes the lowest. */
+  readonly holds: RetentionHolds;
 
   ballot: number;
   /** All instances below this are decided. */
@@ -194,6 +199,7 @@ export class Coordinator {
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
     this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
     this.holdSafeOnStart = cfg.holdSafe ?? false;
+    this.holds = new RetentionHolds(cfg.settings.maxHolds);
   }
 
   /** The ring of the current ballot in order, coordinator last (empty until Phase 1 chose it). */
@@ -219,7 +225,12 @@ export class Coordinator {
       // A new coordinator knows no proposer yet: learn which (proposer, seq) its log already holds
       // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
       // ordered again.
-      for (const [i, e] of this.acceptor.log) if (e.decided) this.markOrdered(e.value, i);
+      // Holds too: a hold in force lies above the instance it holds, so the log still has it.
+      for (const [i, e] of this.acceptor.log) {
+        if (!e.decided) continue;
+        this.markOrdered(e.value, i);
+        for (const h of holdsInValue(e.value)) this.holds.apply(h, i);
+      }
     }
     const acc = this.acceptor;
     if (this.frontier < acc.trimmed) this.frontier = acc.trimmed;
@@ -504,7 +515,8 @@ export class Coordinator {
         const pos = this.markOrdered(r.value, this.next);
         if (pos >= 0) this.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
-        this.propose(this.next++, r.vid, r.value, [], out);
+        const holds = holdsInValue(r.value);
+        this.propose(this.next++, r.vid, r.value, [], out, holds.length > 0 ? holds : undefined);
         continue;
       }
       if (this.next < this.recoverTop) {
@@ -528,6 +540,7 @@ export class Coordinator {
     const byPid = new Map<number, BatchGroup>();
     const cursors = new Map<number, DedupCursor>();
     const acks: Array<{ pid: number; seqs: number[] }> = [];
+    let holds: Hold[] | undefined;
     let bytes = 0;
     const instance = this.next++;
     while (this.pendingHead < this.pending.length) {
@@ -547,6 +560,7 @@ export class Coordinator {
       if (e.floor > g.floor) g.floor = e.floor;
       g.seqs.push(e.seq);
       g.datas.push(e.data);
+      if (isHoldData(e.data)) pushHold((holds ??= []), e.data);
       let cur = cursors.get(e.pid);
       if (!cur) {
         cur = this.dedup.open(e.pid, 0);
@@ -568,7 +582,7 @@ export class Coordinator {
     this.lastSkipCheckAt = this.now;
     this.lastValueAt = this.now;
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
-    this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out);
+    this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out, holds);
   }
 
   /** A value with no proposals ending at `pos`: a filler below recoverTop, or a skip above it. */
@@ -578,7 +592,7 @@ export class Coordinator {
     this.propose(this.next++, this.ballot, filler ? encodeFiller(pos) : encodeBatch(pos, []), [], out);
   }
 
-  private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox): void {
+  private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox, holds?: Hold[]): void {
     const m: Phase2A = {
       t: MessageType.Phase2A,
       ring: this.ring,
@@ -591,7 +605,7 @@ export class Coordinator {
       safe: this.safe,
       layout: this.layout,
     };
-    const f: Inflight = { vid, value, sentAt: this.now, firstSentAt: this.now, acks };
+    const f: Inflight = { vid, value, sentAt: this.now, firstSentAt: this.now, acks, holds };
     this.inflight.set(instance, f);
     // Trim first (canOpen counted on it), then accept: the coordinator's own vote is part of every decision,
     // so an instance its acceptor refused must never be decided.
@@ -645,6 +659,7 @@ export class Coordinator {
       for (const s of a.seqs) this.queueAck(a.pid, s);
     }
     this.decidedLog.push({ instance, bytes: f.value.length, entries, latencyMs: this.now - f.firstSentAt });
+    if (f.holds) for (const h of f.holds) this.holds.apply(h, instance);
     const e = this.acceptor.log.get(instance);
     if (e && e.vid === f.vid) e.decided = true;
     if (instance === this.frontier) {
@@ -813,7 +828,19 @@ export class Coordinator {
       upTo = delivered;
       safe = delivered - this.s.logRetain;
     }
-    if (this.s.logRetainBytes > 0) safe = Math.max(safe, this.byteBoundedSafe(upTo));
+    // The lowest trim point the log's bounds allow (room for the window under logCapacity, the byte budget).
+    let bound = Math.max(this.safe, this.acceptor.trimmed, this.frontier - (this.s.logCapacity - 2 * this.s.window));
+    if (this.s.logRetainBytes > 0) {
+      const bytesSafe = this.byteBoundedSafe(upTo);
+      safe = Math.max(safe, bytesSafe);
+      bound = Math.max(bound, bytesSafe);
+    }
+    // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
+    // the lowest hold, unless keeping it would pass the bounds, where the hold yields.
+    if (this.holds.size > 0) safe = this.holds.cap(safe, bound);
+    // Still re-proposing what earlier ballots accepted: holds among those values are not learned again yet,
+    // so the trim point rises only as far as logCapacity forces (where any hold would yield anyway).
+    if (this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
     if (safe > this.safe) this.safe = safe;
   }
 

@@ -1,5 +1,6 @@
 import { decodeBatch } from './batch.js';
 import { DedupTable } from './dedup.js';
+import { isHoldData } from './retention-hold.js';
 import {
   MessageType,
   START_NEXT,
@@ -42,6 +43,8 @@ export interface LearnerStats {
   malformedValues: number;
   retransmitRequests: number;
   bufferFull: number;
+  /** Retention holds passed over (control values for the coordinator, never delivered). */
+  holdValues: number;
 }
 
 export interface LearnerConfig {
@@ -73,6 +76,7 @@ export class Learner {
     malformedValues: 0,
     retransmitRequests: 0,
     bufferFull: 0,
+    holdValues: 0,
   };
   /** Deliveries since the last drain. */
   deliveries: Delivery[] = [];
@@ -268,6 +272,10 @@ export class Learner {
           continue;
         }
         cur.mark(seq, 1);
+        if (isHoldData(g.datas[k]!)) {
+          this.stats.holdValues++;
+          continue;
+        }
         this.stats.deliveredValues++;
         this.deliveries.push({ instance, proposer: g.pid, seq, data: g.datas[k]! });
       }

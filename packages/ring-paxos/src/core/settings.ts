@@ -15,6 +15,11 @@ export interface RingSettings {
    * min(window, logRetain) instances (a coordinator that takes over re-learns recent proposals from them).
    */
   logRetainBytes: number;
+  /**
+   * Most retention holds (holders with durable checkpoints, e.g. replicas with --checkpoint-dir) the
+   * coordinator keeps in force; past it the least recently renewed hold yields (0: every hold refused).
+   */
+  maxHolds: number;
   /** Byte bound of one instance value (a batch of proposals). */
   maxValueBytes: number;
   /** Byte bound of one datagram on the wire, header and tag included. */
@@ -81,6 +86,7 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   logCapacity: 16384,
   logRetain: 4096,
   logRetainBytes: 0,
+  maxHolds: 16,
   maxValueBytes: 32 * 1024,
   maxDatagramBytes: 60 * 1024,
   lingerMs: 0,

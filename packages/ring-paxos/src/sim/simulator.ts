@@ -4,6 +4,7 @@ import { RingNode } from '../core/ring-node.js';
 import type { RingSettings } from '../core/settings.js';
 import { Driver, type Address, type Clock, type DriverHooks, type DurableLog, type Transport } from '../driver.js';
 import { FileLog, MemSegments } from '../storage/file-log.js';
+import { encodeHold } from '../core/retention-hold.js';
 import { Codec } from '../wire/codec.js';
 import { Prng } from './prng.js';
 import { VirtualTime } from './events.js';
@@ -71,6 +72,12 @@ export function runSimulation(opts: SimOptions): SimResult {
   // Draws added after the simulator's first sessions come from a second stream, so every seed keeps the
   // scenario the first stream gives it.
   const rng2 = new Prng(opts.seed ^ 0x5bd1e995);
+  // Retention holds on half of the seeds, from a third stream (seeds without them keep their scenario): a
+  // holder proposes holds at what the original learners delivered, under the same faults. Learners must
+  // never deliver them, and the ring must stay live with holds held up to the log's bounds.
+  const rng3 = new Prng(opts.seed ^ 0x27d4eb2f);
+  const holdEveryMs = rng3.pick([0, 0, 0, 100, 300]);
+  const holders = rng3.pick([1, 3]);
   const faultMs = opts.faultMs ?? 2000;
   const healMs = opts.healMs ?? 3000;
   const perProposer = opts.valuesPerProposer ?? 40;
@@ -99,6 +106,7 @@ export function runSimulation(opts: SimOptions): SimResult {
     logRetain: rng.pick([64, 100]),
     // A byte-bounded retention on some seeds: trims rise to it, down to a window kept.
     logRetainBytes: rng2.pick([0, 0, 2000, 40000]),
+    maxHolds: holdEveryMs > 0 ? rng3.pick([1, 2, 16]) : 16,
     phase1Range: rng.pick([64, 256, 4096]),
     maxValueBytes: rng.pick([512, 4096, 32768]),
     maxDatagramBytes: 60 * 1024,
@@ -406,6 +414,23 @@ export function runSimulation(opts: SimOptions): SimResult {
   };
   q.push(0, faultStep);
 
+  let holdsProposed = 0;
+  if (holdEveryMs > 0) {
+    // Not among `proposers`: nothing it proposes is in `proposed`, so a learner delivering a hold is a violation.
+    const holder = makeDriver(nextDynamic++, 'hold', { proposer: true }, {});
+    holder.start();
+    const holdStep = (): void => {
+      const at = Math.min(...learners.filter((l) => l.alive && l.original).map((l) => l.driver.node.learner!.next));
+      if (Number.isFinite(at)) {
+        holder.node.proposer!.propose(encodeHold(`h${holdsProposed % holders}`, Math.max(0, at - rng3.int(0, 20))), vt.now, holder.node.out);
+        holder.drain();
+        holdsProposed++;
+      }
+      if (vt.now + holdEveryMs < faultMs + healMs / 2) q.push(vt.now + holdEveryMs, holdStep);
+    };
+    q.push(100, holdStep);
+  }
+
   // Heal, then propose a fresh batch that must all get through.
   q.push(faultMs, () => {
     healed = true;
@@ -428,7 +453,7 @@ export function runSimulation(opts: SimOptions): SimResult {
     const ac = a.node.acceptor!;
     trace(`end acceptor ${a.node.cfg.id} promised=${ac.promised} trimmed=${ac.trimmed} top=${ac.top} horizon=${ac.horizon} caughtUpTo=${ac.caughtUpTo} log=${ac.log.size}`);
     const co = a.node.coordinator;
-    if (co) trace(`end coordinator ${a.node.cfg.id} ballot=${co.ballot} layout=${co.ringLayout.join(',')} frontier=${co.frontier} next=${co.next} safe=${co.safe} inflight=${co.windowOccupancy} pending=${co.pendingCount} ${JSON.stringify(co.stats)}`);
+    if (co) trace(`end coordinator ${a.node.cfg.id} ballot=${co.ballot} layout=${co.ringLayout.join(',')} frontier=${co.frontier} next=${co.next} safe=${co.safe} inflight=${co.windowOccupancy} pending=${co.pendingCount} holds=${co.holds.size}/${holdsProposed} ${JSON.stringify({ ...co.stats, ...co.holds.stats })}`);
   }
   // --- checkers
   const alive = learners.filter((l) => l.alive);
