@@ -9,6 +9,9 @@ import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 // Replays of captured datagrams against real `ringcast node` processes. A fault proxy (no faults) sits in
 // front of the coordinator for the clients whose datagrams are captured: they use a copy of the cluster
 // file that names the proxy's port for the coordinator.
+// On the code before the anti-replay envelope and the stuck-learner rule all three fail: the replayed
+// Propose is delivered a second time (its proposer's de-duplication entries were evicted), and in both
+// Progress cases the ring stops at logCapacity, so the proposer of 768 values never finishes.
 const SECRET = 'replay-cluster-secret-000000';
 // A small log so that it fills quickly: the ring stops at safe + logCapacity. Long failure-detection
 // timeouts: the replays go to the first coordinator, and a busy machine must not make another node take over.
