@@ -1,11 +1,14 @@
 import { createSocket } from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Codec, MESSAGE_SHAPES, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
+import { Codec, FaultProxy, MESSAGE_SHAPES, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
 import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Throws 100,000 bad datagrams (random, structurally wrong, truncated, oversized, foreign-ring, and - with a
-// cluster secret - tampered and mis-keyed ones) at running acceptor processes while they order values.
+// cluster secret - tampered and mis-keyed ones, and replays of real ring datagrams captured on their way to
+// the coordinator) at running acceptor processes while they order values.
 // Every bad datagram must be dropped and counted, no process may crash, and ordering must go on.
 const TOTAL = 100_000;
 const ROUND = 600; // datagrams per round, spread over the three nodes; then wait until all are counted
@@ -94,11 +97,28 @@ async function fuzzRing(secret: boolean, count: number, seed: number): Promise<{
   const ring: LocalRing = await launchLocalRing({ acceptors: 3, metrics: true, secret: secret ? SECRET : undefined });
   const procs: Spawned[] = [];
   const sock = createSocket('udp4');
+  // The second learner reaches the coordinator through a relay that keeps (up to 500 of) the datagrams it
+  // sends there: the coordinator received each of them, so each replayed copy must be dropped.
+  const coordIdx = ring.cluster.rings[0]!.ring.at(-1)! - 1;
+  const captured: Buffer[] = [];
+  const relay = new FaultProxy({
+    listenHost: '127.0.0.1',
+    listenPort: 0,
+    targetHost: '127.0.0.1',
+    targetPort: ring.cluster.nodes[coordIdx]!.port,
+    tap: (d, toTarget) => void (toTarget && captured.length < 500 && captured.push(Buffer.from(d))),
+  });
   try {
+    await relay.start();
+    const raw = JSON.parse(readFileSync(ring.clusterPath, 'utf8')) as { nodes: Array<{ port: number }> };
+    raw.nodes[coordIdx]!.port = relay.port;
+    const viaRelay = join(ring.dir, 'via-relay.json');
+    writeFileSync(viaRelay, JSON.stringify(raw));
     const ports = await Promise.all(ring.nodes.map(async (n) => (await n.waitFor('ready')).metricsPort as number));
-    const learners = [0, 1].map(() => spawnRingcast(['learn', '--cluster', ring.clusterPath, '--from', '0']));
+    const learners = [ring.clusterPath, viaRelay].map((c) => spawnRingcast(['learn', '--cluster', c, '--from', '0']));
     procs.push(...learners);
     await Promise.all(learners.map((l) => l.waitFor('ready')));
+    if (secret) expect(await waitUntil(() => captured.length >= 10, 10_000), 'datagrams captured on their way to the coordinator').toBe(true);
     const proposer = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '3000', '--outstanding', '16', '--prefix', 'f']);
     procs.push(proposer);
 
@@ -111,7 +131,8 @@ async function fuzzRing(secret: boolean, count: number, seed: number): Promise<{
       const n = Math.min(ROUND, count - done);
       for (let k = 0; k < n; k++) {
         const t = (done + k) % 3;
-        const b = badDatagram(rng, codec, secret);
+        // With a secret, a fifth of what goes to the coordinator replays a captured datagram.
+        const b = secret && t === coordIdx && rng.chance(0.2) ? rng.pick(captured) : badDatagram(rng, codec, secret);
         sock.send(b, targets[t]!, '127.0.0.1');
         sent[t]!++;
       }
@@ -121,7 +142,12 @@ async function fuzzRing(secret: boolean, count: number, seed: number): Promise<{
       if (!counted) throw new Error(`after ${done} datagrams the nodes counted ${(await badDrops(ports)).join(', ')} of ${sent.join(', ')}`);
     }
     expect(await badDrops(ports)).toEqual(sent);
-    if (secret) expect(await scrape(ports[0]!, 'ringcast_datagrams_dropped_total', 'reason="auth"')).toBeGreaterThan(0);
+    if (secret) {
+      expect(await scrape(ports[0]!, 'ringcast_datagrams_dropped_total', 'reason="auth"')).toBeGreaterThan(0);
+      // Refused as seen before, or (on a machine slow enough that a capture is 5 s old) as stale.
+      const refused = (await scrape(ports[coordIdx]!, 'ringcast_datagrams_dropped_total', 'reason="replay"')) + (await scrape(ports[coordIdx]!, 'ringcast_datagrams_dropped_total', 'reason="stale"'));
+      expect(refused).toBeGreaterThan(0);
+    }
     else expect(await scrape(ports[0]!, 'ringcast_datagrams_dropped_total', 'reason="shape"')).toBeGreaterThan(0);
 
     const d = await proposer.waitFor('done', 120_000);
@@ -134,6 +160,7 @@ async function fuzzRing(secret: boolean, count: number, seed: number): Promise<{
   } finally {
     sock.close();
     await stopAll(procs);
+    await relay.stop();
     await ring.stop();
   }
 }

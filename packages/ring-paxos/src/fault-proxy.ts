@@ -36,6 +36,8 @@ export interface FaultProxyOptions {
   maxClients?: number;
   /** Allow listen and target hosts outside 127.0.0.0/8 (default false). */
   allowNonLoopback?: boolean;
+  /** Sees every datagram relayed, either way, before any fault (tests capture datagrams with it). */
+  tap?: (data: Buffer, toTarget: boolean) => void;
 }
 
 export interface FaultRates {
@@ -149,6 +151,7 @@ export class FaultProxy {
   private timerDue = Infinity;
   private running = false;
   private readonly s = { toTarget: emptyDir(), toClient: emptyDir(), evicted: 0, foreign: 0 };
+  private readonly tap: FaultProxyOptions['tap'];
 
   constructor(opts: FaultProxyOptions) {
     const allow = opts.allowNonLoopback === true;
@@ -166,6 +169,7 @@ export class FaultProxy {
     this.maxQueue = checkInt(opts.maxQueue ?? 10_000, 'maxQueue', 0, 10_000_000);
     this.maxClients = checkInt(opts.maxClients ?? 256, 'maxClients', 1, 65536);
     this.prng = new Prng(this.seed);
+    this.tap = opts.tap;
   }
 
   /** The bound listen port (after start). */
@@ -244,6 +248,7 @@ export class FaultProxy {
   private fromClient(msg: Buffer, r: RemoteInfo): void {
     if (!this.running) return;
     const up = this.upstreamFor(r.address, r.port);
+    this.tap?.(msg, true);
     this.relay(msg, this.s.toTarget, (data) => {
       if (up.closed) return false;
       up.sock.send(data, this.targetPort, this.targetHost, ignore);
@@ -258,6 +263,7 @@ export class FaultProxy {
       return;
     }
     this.touch(up);
+    this.tap?.(msg, false);
     const listen = this.listen!;
     this.relay(msg, this.s.toClient, (data) => {
       if (!this.running) return false;

@@ -14,6 +14,8 @@ export { RetentionHolds, encodeHold, decodeHold, isHoldData } from './core/reten
 export type { Hold, HoldStats } from './core/retention-hold.js';
 export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from './wire/codec.js';
 export type { DropReason, Decoded } from './wire/codec.js';
+export { ReplayGuard, DEFAULT_REPLAY_GUARD } from './core/replay-window.js';
+export type { ReplayGuardOptions, ReplayVerdict } from './core/replay-window.js';
 export { Driver, BackpressureError, ProposalFailedError } from './driver.js';
 export type { Address, Clock, Transport, DriverHooks, DriverOptions, DurableLog, DriverDropReason } from './driver.js';
 export { RingcastError, ConfigError, TrimmedGapError } from './errors.js';

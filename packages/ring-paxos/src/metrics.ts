@@ -80,6 +80,7 @@ export class RingMetrics {
     each('ringcast_window_occupancy', 'Undecided instances open at the coordinator', (d) => d.node.coordinator?.windowOccupancy);
     each('ringcast_window_size', 'Bound of undecided instances at the coordinator', (d) => (d.node.coordinator ? d.node.cfg.settings.window : undefined));
     each('ringcast_learners', 'Learners subscribed to the coordinator', (d) => d.node.coordinator?.learnerCount);
+    each('ringcast_learners_left_behind', 'Learners left out of the trim computation: they did not advance while the logs filled (cumulative)', (d) => d.node.coordinator?.stats.learnersLeftBehind);
     each('ringcast_phase2_retransmissions', 'Phase 2A re-sent by the coordinator (cumulative)', (d) => d.node.coordinator?.stats.phase2Retransmits);
     each('ringcast_retransmit_requests', 'Retransmission requests sent by learners (cumulative)', (d) => d.node.learner?.stats.retransmitRequests);
     each('ringcast_retransmitted_instances', 'Decided instances served from the acceptor log (cumulative)', (d) => d.node.acceptor?.stats.retransmittedInstances);

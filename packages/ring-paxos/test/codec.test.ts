@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Codec, MessageType, MESSAGE_SHAPES, Prng, type Message } from '@ringcast/ring-paxos';
+import { Codec, DEFAULT_REPLAY_GUARD, MessageType, MESSAGE_SHAPES, Prng, ReplayGuard, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
 
 const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 
@@ -121,5 +121,132 @@ describe('wire codec', () => {
       expect(d.ok).toBe(true);
       if (d.ok) expect(norm(d.msg)).toEqual(norm(m));
     }
+  });
+});
+
+describe('anti-replay window (ReplayGuard)', () => {
+  const W = 64;
+  const F = DEFAULT_REPLAY_GUARD.freshnessMs;
+
+  it('passes datagrams reordered within the window once each, and drops duplicates', () => {
+    const g = new ReplayGuard(0, { windowBits: W });
+    const rng = new Prng(3);
+    const order = Array.from({ length: 50 }, (_, i) => i + 1);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.int(0, i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    for (const c of order) expect(g.check(1, c, 10, 10)).toBe('ok');
+    for (const c of order) expect(g.check(1, c, 10, 10)).toBe('replay');
+  });
+
+  it('drops a counter older than the window, even unseen', () => {
+    const g = new ReplayGuard(0, { windowBits: W });
+    expect(g.check(1, 1000, 5, 5)).toBe('ok');
+    expect(g.check(1, 1000 - W, 5, 5)).toBe('replay');
+    expect(g.check(1, 1000 - W + 1, 5, 5)).toBe('ok');
+    expect(g.check(1, 1000 - W + 1, 5, 5)).toBe('replay');
+    // A jump past a whole window clears it: what was below is now too old.
+    expect(g.check(1, 1000 + 10 * W, 5, 5)).toBe('ok');
+    expect(g.check(1, 1000, 5, 5)).toBe('replay');
+    expect(g.check(1, 1000 + 10 * W - 1, 5, 5)).toBe('ok');
+  });
+
+  it('agrees with a set-based model on random counters (the word-wise window slide)', () => {
+    for (const windowBits of [32, 64, 2048]) {
+      const g = new ReplayGuard(0, { windowBits });
+      const rng = new Prng(windowBits);
+      const seen = new Set<number>();
+      let top = -1;
+      for (let k = 0; k < 20000; k++) {
+        const c = Math.max(0, top + rng.int(-windowBits - 8, rng.pick([2, 40, 3 * windowBits])));
+        const want = c > top ? 'ok' : top - c >= windowBits || seen.has(c) ? 'replay' : 'ok';
+        expect(g.check(9, c, 1, 1)).toBe(want);
+        if (want === 'ok') seen.add(c);
+        if (c > top) top = c;
+      }
+    }
+  });
+
+  it('drops a timestamp outside the freshness window as stale', () => {
+    const g = new ReplayGuard(0);
+    const now = 100_000;
+    expect(g.check(1, 1, now - F - 1, now)).toBe('stale');
+    expect(g.check(1, 2, now + F + 1, now)).toBe('stale');
+    expect(g.check(1, 3, now - F, now)).toBe('ok');
+  });
+
+  it("takes a sender's new incarnation from counter 1 and still refuses the old one's datagrams", () => {
+    const g = new ReplayGuard(0);
+    for (let c = 1; c <= 10; c++) expect(g.check(111, c, 1000 + c, 1000 + c)).toBe('ok');
+    // The sender restarts with a new incarnation: its counter starts over.
+    for (let c = 1; c <= 10; c++) expect(g.check(222, c, 2000 + c, 2000 + c)).toBe('ok');
+    expect(g.check(111, 5, 1005, 2020)).toBe('replay');
+    // Once older than the freshness window the old incarnation's datagrams are stale wherever they go.
+    expect(g.check(111, 5, 1005, 1005 + F + 1)).toBe('stale');
+    expect(new ReplayGuard(1000).check(111, 5, 1005, 1005 + F + 1)).toBe('stale');
+  });
+
+  it("refuses a datagram captured before the receiver started (the new process's floor)", () => {
+    const g = new ReplayGuard(1000);
+    expect(g.check(5, 1, 999, 1001)).toBe('replay');
+    expect(g.check(5, 2, 1000, 1001)).toBe('ok');
+  });
+
+  it('bounds the table: evicting a fresh sender raises the floor, so its datagrams are not accepted again', () => {
+    const g = new ReplayGuard(0, { maxSenders: 2 });
+    expect(g.check(1, 1, 100, 100)).toBe('ok');
+    expect(g.check(1, 2, 101, 101)).toBe('ok');
+    expect(g.check(2, 1, 102, 102)).toBe('ok');
+    expect(g.check(3, 1, 103, 103)).toBe('ok'); // evicts sender 1, last heard at 101
+    expect(g.size).toBe(2);
+    expect(g.evictedFresh).toBe(1);
+    expect(g.floor).toBe(102);
+    expect(g.check(1, 2, 101, 104)).toBe('replay');
+    expect(g.check(1, 1, 100, 104)).toBe('replay');
+    // Sender 1 itself goes on: a later datagram opens a new entry (evicting sender 2, heard at 102); what
+    // it sent before stays refused.
+    expect(g.check(1, 3, 104, 104)).toBe('ok');
+    expect(g.floor).toBe(103);
+    expect(g.check(1, 2, 101, 105)).toBe('replay');
+    // A sender silent for longer than the freshness window goes without raising the floor.
+    expect(g.check(4, 1, 104 + F + 10, 104 + F + 10)).toBe('ok');
+    expect(g.floor).toBe(103);
+    expect(g.evictedFresh).toBe(2);
+  });
+});
+
+describe('wire envelope with a cluster secret', () => {
+  const secret = 'envelope-cluster-secret-0000';
+  const m = samples[5]!;
+
+  it('is accepted once per receiver, carries the sender incarnation, and goes stale after the freshness window', () => {
+    let t = 50_000;
+    const now = (): number => t;
+    const a = new Codec({ maxDatagramBytes: 60000, secret, incarnation: 0xabcdef123456, now });
+    const b = new Codec({ maxDatagramBytes: 60000, secret, now });
+    const c = new Codec({ maxDatagramBytes: 60000, secret, now });
+    const buf = a.encode(m);
+    expect(buf[0]).toBe(WIRE_VERSION);
+    expect(buf.readUIntBE(3, 6)).toBe(0xabcdef123456);
+    expect(buf.readUIntBE(9, 6)).toBe(1);
+    expect(buf.readUIntBE(15, 6)).toBe(t);
+    expect(norm(b.decode(buf))).toEqual(norm({ ok: true, msg: m }));
+    expect(b.decode(buf)).toEqual({ ok: false, reason: 'replay' });
+    expect(c.decode(buf).ok).toBe(true);
+    // An observer without the secret reads past envelope and tag.
+    expect(new Codec({ maxDatagramBytes: 60000 }).decode(buf).ok).toBe(true);
+    const late = a.encode(m);
+    t += DEFAULT_REPLAY_GUARD.freshnessMs + 1;
+    expect(b.decode(late)).toEqual({ ok: false, reason: 'stale' });
+    expect(b.decode(a.encode(m)).ok).toBe(true);
+  });
+
+  it('without a secret carries no envelope and keeps no replay state (anyone could forge a datagram)', () => {
+    const plain = new Codec({ maxDatagramBytes: 60000 });
+    const buf = plain.encode(m);
+    expect(plain.decode(buf).ok).toBe(true);
+    expect(plain.decode(buf).ok).toBe(true);
+    expect(plain.replay).toBeUndefined();
   });
 });

@@ -275,6 +275,35 @@ describe('ring cores (fault-free harness)', () => {
     }
   });
 
+  it('leaves a learner out of trimming once it has not advanced for learnerTimeoutMs while the logs filled (stuck-learner rule)', () => {
+    const s: RingSettings = { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 64, logRetain: 8, phase1Range: 64, learnerTimeoutMs: 200 };
+    const h = new Harness(3, s);
+    const live = h.add(100001, { learnerStart: 0 });
+    h.add(100002, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 5; i++) h.submit(p, `a${i}`);
+    h.advance(100);
+    // From here on the second learner's reports say the same thing (a hung learner, or a replayed report).
+    const frozen = h.sent.filter((x) => x.msg.t === MessageType.Progress && x.msg.from === 100002).at(-1)!;
+    expect(frozen.msg).toMatchObject({ delivered: 4 });
+    h.lose = (_to, m) => m.t === MessageType.Progress && m.from === 100002;
+    const coord = h.nodes.get(2)!.coordinator!;
+    for (let i = 5; i < 200; i++) h.submit(p, `a${i}`);
+    // Not yet: the logs are full but the learner stopped less than learnerTimeoutMs ago.
+    expect(coord.next).toBe(coord.safe + s.logCapacity);
+    expect(coord.stats.learnersLeftBehind).toBe(0);
+    for (let t = 0; t < 3000; t += 50) {
+      h.queue.push({ to: frozen.to, msg: frozen.msg });
+      h.advance(50);
+    }
+    expect(coord.stats.learnersLeftBehind).toBe(1);
+    expect(coord.learnerCount).toBe(2);
+    expect(coord.safe).toBeGreaterThan(5);
+    expect(deliveries(live)).toEqual(Array.from({ length: 200 }, (_, i) => `a${i}`));
+  });
+
   it('a proposer is full when its unsettled span reaches maxOutstanding, so retries stay inside dedup tables', () => {
     const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, maxOutstanding: 8 });
     const p = h.add(100003, { proposer: true });

@@ -20,6 +20,7 @@ import {
 import type { Outbox } from './outbox.js';
 import { RetentionHolds, holdsInValue, isHoldData, pushHold, type Hold } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
+import { leftBehind } from './stuck-learner.js';
 
 interface Inflight {
   vid: number;
@@ -42,6 +43,10 @@ interface PendingEntry {
 interface LearnerInfo {
   delivered: number;
   lastSeen: number;
+  /** When `delivered` last moved (or the learner registered): the stuck-learner rule reads it. */
+  movedAt: number;
+  /** Left out of the trim computation (stuck-learner.ts); counted once each time it is. */
+  leftBehind: boolean;
   /** It needs this ring's position to keep pace with λ (Progress.paced). */
   paced: boolean;
 }
@@ -66,6 +71,8 @@ export interface CoordinatorStats {
   skips: number;
   /** Skips proposed at once because a learner asked (SkipRequest), counted in `skips` too. */
   demandSkips: number;
+  /** Learners left out of the trim computation because they did not advance while the logs filled. */
+  learnersLeftBehind: number;
 }
 
 export interface CoordinatorConfig {
@@ -105,6 +112,7 @@ export class Coordinator {
     stale: 0,
     skips: 0,
     demandSkips: 0,
+    learnersLeftBehind: 0,
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
@@ -775,12 +783,15 @@ export class Coordinator {
       }
       // A new learner holds back trimming from where it starts.
       const from = m.start === START_OLDEST ? oldest : m.start === START_NEXT ? this.frontier : Math.max(m.start, oldest);
-      l = { delivered: from - 1, lastSeen: now, paced: false };
+      l = { delivered: from - 1, lastSeen: now, movedAt: now, leftBehind: false, paced: false };
       this.learners.set(m.from, l);
     }
     l.lastSeen = now;
     l.paced = m.paced === 1;
-    if (m.delivered > l.delivered) l.delivered = Math.min(m.delivered, this.frontier - 1);
+    if (m.delivered > l.delivered) {
+      l.delivered = Math.min(m.delivered, this.frontier - 1);
+      l.movedAt = now;
+    }
     this.updateSafe();
     out.send(m.from, {
       t: MessageType.Status,
@@ -793,9 +804,10 @@ export class Coordinator {
   }
 
   /**
-   * The trim point: what every live learner delivered less logRetain. With no learner subscribed (none yet,
-   * or all away after a failover) nothing tells what is safe, so the log keeps all it can: it trims only
-   * what the window needs room for.
+   * The trim point: what every live learner delivered less logRetain, leaving out learners that did not
+   * advance while the logs filled (stuck-learner.ts). With no learner subscribed (none yet, or all away
+   * after a failover) nothing tells what is safe, so the log keeps all it can: it trims only what the
+   * window needs room for.
    */
   private updateSafe(): void {
     if (this.now < this.holdSafeUntil) return;
@@ -807,7 +819,12 @@ export class Coordinator {
       safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
     } else {
       let delivered = this.frontier;
-      for (const l of this.learners.values()) if (l.delivered + 1 < delivered) delivered = l.delivered + 1;
+      for (const l of this.learners.values()) {
+        const behind = leftBehind(l, this.now, this.frontier, this.safe, this.s);
+        if (behind && !l.leftBehind) this.stats.learnersLeftBehind++;
+        l.leftBehind = behind;
+        if (!behind && l.delivered + 1 < delivered) delivered = l.delivered + 1;
+      }
       upTo = delivered;
       safe = delivered - this.s.logRetain;
     }
@@ -931,15 +948,11 @@ export class Coordinator {
         this.stepUp(this.ballot, out);
       }
     }
-    let dropped = false;
     for (const [id, l] of this.learners) {
-      if (now - l.lastSeen > this.s.learnerTimeoutMs) {
-        this.learners.delete(id);
-        dropped = true;
-      }
+      if (now - l.lastSeen > this.s.learnerTimeoutMs) this.learners.delete(id);
     }
-    if (dropped) this.updateSafe();
-    if (this.learners.size === 0) this.updateSafe();
+    // Also when no learner went: the stuck-learner rule depends on time.
+    this.updateSafe();
     // The coordinator's own acceptor trims here too when no Phase 2A has carried the safe instance.
     if (this.safe > this.acceptor.trimmed) this.acceptor.applyDecisions([], this.safe, out);
     this.flush(now, out);

@@ -127,8 +127,12 @@ export function runSimulation(opts: SimOptions): SimResult {
   const clock = (): Clock => vt.clock();
 
   // --- network
-  const codec = new Codec({ maxDatagramBytes: settings.maxDatagramBytes, secret: rng.chance(0.3) ? 'sim-secret-0123456789' : undefined });
-  const sniff = new Codec({ maxDatagramBytes: settings.maxDatagramBytes });
+  const secret = rng.chance(0.3) ? 'sim-secret-0123456789' : undefined;
+  // One codec per process (a restart makes a new one): its own incarnation, counter and replay windows.
+  let codecs = 0;
+  const codecFor = (): Codec => new Codec({ maxDatagramBytes: settings.maxDatagramBytes, secret, incarnation: ++codecs, now: () => vt.now });
+  // The checker reads every datagram as an observer: it checks tags but keeps no replay windows.
+  const sniff = new Codec({ maxDatagramBytes: settings.maxDatagramBytes, secret, replay: false });
   const receivers = new Map<Address, (buf: Uint8Array, from: Address) => void>();
   const cut = new Set<Address>();
   let healed = false;
@@ -137,7 +141,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   const decidedVid = new Map<number, number>();
   const checkDecisions = (buf: Uint8Array): void => {
     // Every decision any coordinator announces must agree with every earlier one: decided once.
-    const d = codec.authenticated ? codec.decode(buf) : sniff.decode(buf);
+    const d = sniff.decode(buf);
     if (!d.ok) return;
     const m = d.msg;
     if (m.t !== MessageType.Phase2A && m.t !== MessageType.Decision) return;
@@ -170,7 +174,7 @@ export function runSimulation(opts: SimOptions): SimResult {
 
   const makeDriver = (id: number, addr: Address, extra: { learnerStart?: number; proposer?: boolean; rejoin?: boolean; incarnation?: number; records?: boolean; paced?: boolean }, hooks: DriverHooks, log?: DurableLog): Driver => {
     const node = new RingNode({ ring: 0, id, ringOrder, acceptors: acceptorIds, settings, ...extra });
-    const driver = new Driver({ node, codec, transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
+    const driver = new Driver({ node, codec: codecFor(), transport: transportFor(addr), clock: clock(), peers, tickMs, hooks, maxDynamicPeers: 64, log });
     receivers.set(addr, (buf, from) => driver.receive(buf, from));
     return driver;
   };

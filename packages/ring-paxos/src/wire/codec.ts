@@ -1,32 +1,47 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { mpEncode } from '../core/mpack.js';
+import { ReplayGuard, type ReplayGuardOptions } from '../core/replay-window.js';
 import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from '../core/messages.js';
 
 /**
  * Datagram layout:
  *   byte 0      WIRE_VERSION
  *   byte 1      message type
- *   byte 2      flags (bit 0: an HMAC tag ends the datagram)
- *   bytes 3..   msgpack array of the type's fields, in MESSAGE_SHAPES order
+ *   byte 2      flags (bit 0: an HMAC tag ends the datagram, and the envelope follows the header)
+ *   bytes 3..20 envelope (only with a cluster secret): the sender's incarnation, its datagram counter and
+ *               its clock in milliseconds, 48-bit big-endian each (see core/replay-window.ts)
+ *   then        msgpack array of the type's fields, in MESSAGE_SHAPES order
  *   last 16     HMAC-SHA256 over everything before it, truncated (only with a cluster secret)
- * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count.
+ * Decoding never throws: a bad datagram comes back as a DropReason for the caller to count. With a secret,
+ * a datagram seen before, older than the sender's window or outside the freshness window is dropped as
+ * 'replay' or 'stale'; without one there is no envelope (anyone can forge a datagram then anyway).
  */
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 export const HEADER_BYTES = 3;
+export const ENVELOPE_BYTES = 18;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
 
-export type DropReason = 'short' | 'oversize' | 'version' | 'type' | 'auth' | 'malformed' | 'shape';
-export const DROP_REASONS: readonly DropReason[] = ['short', 'oversize', 'version', 'type', 'auth', 'malformed', 'shape'];
+export type DropReason = 'short' | 'oversize' | 'version' | 'type' | 'auth' | 'malformed' | 'shape' | 'replay' | 'stale';
+export const DROP_REASONS: readonly DropReason[] = ['short', 'oversize', 'version', 'type', 'auth', 'malformed', 'shape', 'replay', 'stale'];
 
 export interface CodecOptions {
   /** Byte bound of a datagram, tag included. */
   maxDatagramBytes: number;
   /** Cluster secret: when set every datagram is tagged and untagged or mistagged ones are refused. */
   secret?: string | Uint8Array;
+  /**
+   * With a secret: this sender's incarnation, 48 bits, drawn at random once per codec (one codec per
+   * process and role set, never shared by two senders). Default: 6 random bytes.
+   */
+  incarnation?: number;
+  /** With a secret: the clock stamped into envelopes and checked for freshness (ms). Default Date.now. */
+  now?: () => number;
+  /** With a secret: anti-replay bounds, or false to verify tags only (a passive observer). */
+  replay?: Partial<ReplayGuardOptions> | false;
 }
 
 export type Decoded = { ok: true; msg: Message } | { ok: false; reason: DropReason };
@@ -98,13 +113,39 @@ for (const [t, shape] of Object.entries(MESSAGE_SHAPES)) {
   }
 }
 
+const U32 = 2 ** 32;
+
+function writeU48(buf: Uint8Array, off: number, v: number): void {
+  const hi = Math.floor(v / U32);
+  const lo = v >>> 0;
+  buf[off] = hi >>> 8;
+  buf[off + 1] = hi;
+  buf[off + 2] = lo >>> 24;
+  buf[off + 3] = lo >>> 16;
+  buf[off + 4] = lo >>> 8;
+  buf[off + 5] = lo;
+}
+
+function readU48(buf: Uint8Array, off: number): number {
+  return ((buf[off]! << 8) | buf[off + 1]!) * U32 + (((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0);
+}
+
 export class Codec {
   private readonly max: number;
   private readonly secret: Buffer | undefined;
+  private readonly incarnation: number;
+  private counter = 0;
+  private readonly now: () => number;
+  /** Senders seen and their windows (with a secret, unless turned off). */
+  readonly replay: ReplayGuard | undefined;
 
   constructor(opts: CodecOptions) {
     this.max = Math.min(opts.maxDatagramBytes, MAX_UDP_PAYLOAD);
     this.secret = opts.secret === undefined || opts.secret.length === 0 ? undefined : Buffer.from(opts.secret);
+    this.incarnation = opts.incarnation ?? randomBytes(6).readUIntBE(0, 6);
+    if (!Number.isSafeInteger(this.incarnation) || this.incarnation < 0 || this.incarnation >= 2 ** 48) throw new RangeError(`incarnation must be a 48-bit integer, got ${this.incarnation}`);
+    this.now = opts.now ?? Date.now;
+    this.replay = this.secret && opts.replay !== false ? new ReplayGuard(this.now(), opts.replay || {}) : undefined;
   }
 
   get authenticated(): boolean {
@@ -117,13 +158,14 @@ export class Codec {
     const rec = msg as unknown as Record<string, unknown>;
     for (let k = 0; k < shape.length; k++) fields[k] = rec[shape[k]!.name];
     const tagLen = this.secret ? TAG_BYTES : 0;
-    // The body is written once, straight into the datagram, after HEADER_BYTES left free for the header;
+    const head = this.secret ? HEADER_BYTES + ENVELOPE_BYTES : HEADER_BYTES;
+    // The body is written once, straight into the datagram, after the header and envelope bytes left free;
     // anything the small writer does not handle (never a well-formed message) goes through msgpackr.
-    let buf = mpEncode(fields, HEADER_BYTES, tagLen, allocUnsafe) as Buffer | undefined;
+    let buf = mpEncode(fields, head, tagLen, allocUnsafe) as Buffer | undefined;
     if (buf === undefined) {
       const body = packr.pack(fields);
-      buf = Buffer.allocUnsafe(HEADER_BYTES + body.length + tagLen);
-      buf.set(body, HEADER_BYTES);
+      buf = Buffer.allocUnsafe(head + body.length + tagLen);
+      buf.set(body, head);
     }
     const total = buf.length;
     if (total > this.max) throw new CodecError(`message type ${msg.t} encodes to ${total} bytes, above the ${this.max}-byte datagram bound`);
@@ -131,6 +173,9 @@ export class Codec {
     buf[1] = msg.t;
     buf[2] = this.secret ? FLAG_TAG : 0;
     if (this.secret) {
+      writeU48(buf, HEADER_BYTES, this.incarnation);
+      writeU48(buf, HEADER_BYTES + 6, ++this.counter);
+      writeU48(buf, HEADER_BYTES + 12, Math.floor(this.now()));
       const tag = createHmac('sha256', this.secret).update(buf.subarray(0, total - TAG_BYTES)).digest();
       tag.copy(buf, total - TAG_BYTES, 0, TAG_BYTES);
     }
@@ -146,20 +191,28 @@ export class Codec {
     if (shape === undefined) return { ok: false, reason: 'type' };
     const flags = buf[2]!;
     let end = buf.length;
+    let start = HEADER_BYTES;
     if (this.secret) {
-      if (flags !== FLAG_TAG || buf.length < HEADER_BYTES + 1 + TAG_BYTES) return { ok: false, reason: 'auth' };
+      if (flags !== FLAG_TAG || buf.length < HEADER_BYTES + ENVELOPE_BYTES + 1 + TAG_BYTES) return { ok: false, reason: 'auth' };
       end -= TAG_BYTES;
       const want = createHmac('sha256', this.secret).update(buf.subarray(0, end)).digest().subarray(0, TAG_BYTES);
       if (!timingSafeEqual(want, buf.subarray(end))) return { ok: false, reason: 'auth' };
+      if (this.replay) {
+        const v = this.replay.check(readU48(buf, HEADER_BYTES), readU48(buf, HEADER_BYTES + 6), readU48(buf, HEADER_BYTES + 12), this.now());
+        if (v !== 'ok') return { ok: false, reason: v };
+      }
+      start += ENVELOPE_BYTES;
     } else if (flags === FLAG_TAG) {
+      // Without the secret the tag cannot be checked: read past the envelope and the tag (an observer).
       end -= TAG_BYTES;
-      if (end <= HEADER_BYTES) return { ok: false, reason: 'short' };
+      start += ENVELOPE_BYTES;
+      if (end <= start) return { ok: false, reason: 'short' };
     } else if (flags !== 0) {
       return { ok: false, reason: 'malformed' };
     }
     let fields: unknown;
     try {
-      fields = packr.unpack(buf.subarray(HEADER_BYTES, end));
+      fields = packr.unpack(buf.subarray(start, end));
     } catch {
       return { ok: false, reason: 'malformed' };
     }
