@@ -267,7 +267,7 @@ describe('P-SMR retries', () => {
     await lonely.stop();
 
     // Commands sent (and retried) before any replica runs are ordered several times; replicas run each once.
-    const kv = await createKvClient(cluster, { mode: 'psmr', workers: 2, retryMs: 150, deadlineMs: 20_000 });
+    const kv = await createKvClient(cluster, { mode: 'psmr', workers: 2, retryMs: 150, deadlineMs: 60_000 }); // past the 30 s the late replicas may take to start
     const puts = Array.from({ length: 40 }, (_, i) => kv.put(`r${i}`, `once-${i}`));
     const mputs = Array.from({ length: 10 }, (_, i) => kv.mput([[`m${i}`, 'a'], [`n${i}`, 'b']]));
     await new Promise((r) => setTimeout(r, 600));
