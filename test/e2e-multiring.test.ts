@@ -82,21 +82,24 @@ describe('Multi-Ring Paxos, real processes', () => {
   it('learners given the same start and stop rounds deliver exactly the same sequence, whenever they joined', async () => {
     expect(ring).toBeDefined();
     const args = (start: number): string[] => ['learn', '--cluster', ring!.clusterPath, '--groups', 'g0,gall', '--start-round', String(start), '--stop-round', String(start + 2 * SETTINGS.lambda)];
+    // The load runs from before the start round is chosen until both learners are done (at most 60 s at
+    // 400/s per group): however slowly the machine starts processes, the rounds [start, stop) fall inside it.
+    const load = (['g0', 'gall'] as const).map((g) =>
+      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '24000', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
+    );
+    procs.push(...load);
+    await Promise.all(load.map((l) => l.waitFor('ready', 60_000)));
     const { early, late } = await aheadOfRings(5000, async (start) => {
       const early = spawnRingcast(args(start));
       procs.push(early);
       await early.waitFor('ready').catch(() => {}); // a learner that found the round passed exits at once
-      const load = (['g0', 'gall'] as const).map((g) =>
-        spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '4400', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
-      );
-      procs.push(...load);
       await new Promise((r) => setTimeout(r, 1500));
       const late = spawnRingcast(args(start));
       procs.push(late);
       await Promise.all([early.exited, late.exited]);
-      await stopAll(load);
       return { early, late };
     });
+    await stopAll(load);
     expect(await early.exited, `early learner: ${early.stderr()}`).toBe(0);
     expect(await late.exited, `late learner: ${late.stderr()}`).toBe(0);
     const a = delivered(early).map((x) => x.d);
