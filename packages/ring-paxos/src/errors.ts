@@ -30,3 +30,9 @@ export class TrimmedGapError extends RingcastError {
     this.name = 'TrimmedGapError';
   }
 }
+
+/** A server could not listen on `host:port` (in use, no permission): a ConfigError naming `field` and what to do. */
+export function listenError(e: Error & { code?: string }, field: string, host: string, port: number): ConfigError {
+  const why = e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'no permission to bind it' : e.message;
+  return new ConfigError(field, `cannot listen on ${host}:${port}: ${why} (${e.code ?? 'error'}); choose another port, or 0 for any free one`);
+}

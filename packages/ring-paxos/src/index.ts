@@ -14,8 +14,9 @@ export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from '
 export type { DropReason, Decoded } from './wire/codec.js';
 export { Driver, BackpressureError, ProposalFailedError } from './driver.js';
 export type { Address, Clock, Transport, DriverHooks, DriverOptions, DurableLog, DriverDropReason } from './driver.js';
-export { RingcastError, ConfigError, TrimmedGapError } from './errors.js';
+export { RingcastError, ConfigError, TrimmedGapError, listenError } from './errors.js';
 export { parseCluster, loadCluster, localCluster, parseSettings } from './config.js';
+export { hasName, editDistance, suggest, checkKeys } from './names.js';
 export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
 export { RingMetrics } from './metrics.js';
 export { realClock, UdpTransport, startNode, startClient, ringPort, ipv4Lookup } from './runtime.js';

@@ -155,7 +155,27 @@ export interface RunningNode {
  * Start the acceptor (and coordinator, if last in a ring) roles of static node `id` for every ring it
  * belongs to. One UDP socket per ring: the node's port for the first ring, the next ports after it.
  */
-export async function startNode(
+export async function startNode(cluster: ClusterConfig, id: number, opts: Parameters<typeof openNode>[2] = {}): Promise<RunningNode> {
+  // A start that fails half-way (a port in use, a log it cannot open) closes what it opened, then throws:
+  // a process that cannot serve must not keep its UDP ports bound.
+  const opened = { rings: [] as RunningRing[], logs: [] as FileLog[] };
+  try {
+    return await openNode(cluster, id, opts, opened);
+  } catch (e) {
+    await closeRings(opened.rings, opened.logs).catch(() => {}); // the first error is the one to report
+    throw e;
+  }
+}
+
+async function closeRings(running: RunningRing[], logs: FileLog[]): Promise<void> {
+  for (const r of running) {
+    r.driver.stop();
+    await r.transport.close();
+  }
+  for (const l of logs) l.close();
+}
+
+async function openNode(
   cluster: ClusterConfig,
   id: number,
   opts: {
@@ -168,7 +188,8 @@ export async function startNode(
     logDir?: string;
     /** This node lost its log (memory mode restarted, or the log directory is gone): rejoin safely. */
     rejoin?: boolean;
-  } = {},
+  },
+  opened: { rings: RunningRing[]; logs: FileLog[] },
 ): Promise<RunningNode> {
   const spec = cluster.nodes.find((n) => n.id === id);
   if (!spec) throw new ConfigError('id', `node ${id} is not in the cluster file (nodes: ${cluster.nodes.map((n) => n.id).join(', ')})`);
@@ -176,10 +197,10 @@ export async function startNode(
   if (rings.length === 0) throw new ConfigError('id', `node ${id} is an acceptor of no ring`);
   const metrics = new RingMetrics({ node: String(id) });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
-  const running: RunningRing[] = [];
+  const running = opened.rings;
   const durable = opts.durable ?? 'memory';
   if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
-  const logs: FileLog[] = [];
+  const logs = opened.logs;
   for (const r of rings) {
     const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin: opts.rejoin, incarnation: startRound() });
     let log: FileLog | undefined;
@@ -220,11 +241,7 @@ export async function startNode(
     metrics,
     metricsPort: server?.port,
     async stop() {
-      for (const r of running) {
-        r.driver.stop();
-        await r.transport.close();
-      }
-      for (const l of logs) l.close();
+      await closeRings(running, logs);
       await server?.close();
     },
   };
