@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm test` runs this first (npm's pretest script). It checks that the programs the suites start are on
-// PATH: redis-server (the Redis registry tests start their own servers) and ip from iproute2 (the
-// network-namespace multicast test). Missing ones are installed with apt-get when this runs as root;
-// otherwise it stops at once with the command to run. It never lets a suite skip for want of them.
+// PATH: redis-server (the Redis registry tests start their own servers), ip from iproute2 (the
+// network-namespace multicast test) and mount (the full-disk test mounts a tmpfs). Missing ones are
+// installed with apt-get when this runs as root; otherwise it stops at once with the command to run. It
+// never lets a suite skip for want of them.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -11,6 +12,7 @@ import { delimiter, join } from 'node:path';
 const NEEDED = [
   { bin: 'redis-server', pkg: 'redis-server', for: 'the Redis registry tests' },
   { bin: 'ip', pkg: 'iproute2', for: 'the network-namespace multicast test' },
+  { bin: 'mount', pkg: 'mount', for: 'the full-disk test (it mounts a small tmpfs)' },
 ];
 
 function onPath(bin) {
