@@ -8,7 +8,7 @@ import type { ClusterConfig, RingSpec } from './config.js';
 import { DYNAMIC_ID_BASE, START_NEXT } from './core/messages.js';
 import { RingNode } from './core/ring-node.js';
 import { Driver, type Address, type Clock, type DriverHooks, type Transport } from './driver.js';
-import { ConfigError, RingcastError } from './errors.js';
+import { ConfigError, listenError, RingcastError } from './errors.js';
 import { RingMetrics } from './metrics.js';
 import { Codec } from './wire/codec.js';
 import { FileLog, type LogMode } from './storage/file-log.js';
@@ -215,7 +215,9 @@ async function openNode(
     }
     let driver: Driver | undefined;
     const port = (opts.bindPort ?? spec.port) + (ringPort(cluster, id, r.id) - spec.port);
-    const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast);
+    const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast).catch((e: Error) => {
+      throw listenError(e, opts.bindPort !== undefined ? 'bindPort' : `nodes[${cluster.nodes.indexOf(spec)}].port`, spec.host, port, true);
+    });
     driver = new Driver({
       node,
       codec,
