@@ -106,10 +106,10 @@ describe('fatal errors, real processes', () => {
       const { path } = await clusterFile('enospc');
       // Node 1 (a ring member) logs to the 256 KiB tmpfs; the others keep memory logs.
       const nodes = [1, 2, 3].map((id) => run(['node', '--cluster', path, '--id', String(id), ...(id === 1 ? ['--durable', 'sync', '--log-dir', full] : [])]));
-      await Promise.all(nodes.map((n) => n.waitFor('ready')));
+      await Promise.all(nodes.map((n) => n.waitFor('ready', EXIT_WITHIN_MS)));
       // 4 KB values: the tmpfs is full after about 60 of them.
       const load = run(['propose', '--cluster', path, '--count', '400', '--size', '4000', '--outstanding', '8', '--prefix', 'fill']);
-      const code = await exitCode(nodes[0]!, 30_000);
+      const code = await exitCode(nodes[0]!);
       const err = nodes[0]!.stderr().trimEnd();
       expect(code, `node 1: ${err}; proposer: ${JSON.stringify(load.lines)} ${load.stderr()}`).toBe(1);
       expect(err.split('\n')).toHaveLength(1);
