@@ -86,6 +86,9 @@ export class RingMetrics {
     each('ringcast_retransmitted_instances', 'Decided instances served from the acceptor log (cumulative)', (d) => d.node.acceptor?.stats.retransmittedInstances);
     each('ringcast_acceptor_log_entries', 'Entries held in the acceptor log', (d) => d.node.acceptor?.log.size);
     each('ringcast_acceptor_trimmed_below', 'Acceptor log trimmed below this instance', (d) => d.node.acceptor?.trimmed);
+    each('ringcast_acceptor_rejoining', '1 while the acceptor rejoins (no Phase 1 answer, no vote) after losing its log or finding it damaged', (d) =>
+      d.node.acceptor ? Number(d.node.acceptor.rejoining) : undefined,
+    );
     each('ringcast_learner_next_instance', 'Next instance the learner will deliver', (d) => d.node.learner?.next);
     each('ringcast_duplicates_dropped', 'Duplicate values dropped by the learner (cumulative)', (d) => d.node.learner?.stats.duplicatesDropped);
     each('ringcast_proposer_outstanding', 'Values the proposer has outstanding', (d) => d.node.proposer?.inflight);
@@ -127,14 +130,14 @@ export class RingMetrics {
     };
   }
 
-  private readonly logs: Array<{ ring: string; log: FileLog }> = [];
+  private readonly logs: Array<{ ring: string; log: FileLog; recovered: RecoveredLog }> = [];
 
   /** Export an acceptor log's counters (appends, fsyncs, bytes) and what its recovery found. */
   attachLog(ring: number, log: FileLog, recovered: RecoveredLog): void {
-    this.logs.push({ ring: String(ring), log });
+    this.logs.push({ ring: String(ring), log, recovered });
     if (this.logs.length > 1) return;
     const self = this;
-    const gauge = (name: string, help: string, read: (l: FileLog) => number): void => {
+    const gauge = (name: string, help: string, read: (l: FileLog, rec: RecoveredLog) => number): void => {
       new Gauge({
         name,
         help,
@@ -142,7 +145,7 @@ export class RingMetrics {
         registers: [this.registry],
         collect() {
           this.reset();
-          for (const { ring, log: l } of self.logs) this.set({ ring }, read(l));
+          for (const { ring, log: l, recovered: rec } of self.logs) this.set({ ring }, read(l, rec));
         },
       });
     };
@@ -150,8 +153,8 @@ export class RingMetrics {
     gauge('ringcast_log_bytes', 'Bytes written to the acceptor log (cumulative)', (l) => l.stats.bytes);
     gauge('ringcast_log_syncs', 'fdatasync calls on the acceptor log (cumulative)', (l) => l.stats.syncs);
     gauge('ringcast_log_sync_seconds', 'Time spent in fdatasync (cumulative)', (l) => l.stats.syncMicros / 1e6);
-    const cut = new Gauge({ name: 'ringcast_log_recovery_cut_bytes', help: 'Bytes of torn or corrupt tail cut at the last start', labelNames: ['ring'], registers: [this.registry] });
-    cut.set({ ring: String(ring) }, recovered.cutBytes);
+    gauge('ringcast_log_recovery_cut_bytes', 'Bytes of torn tail cut at the last start', (_, rec) => rec.cutBytes);
+    gauge('ringcast_log_damaged', '1 if the log was found damaged (lost synced records) at the last start: set aside, the node rejoined', (_, rec) => Number(rec.damage !== undefined));
   }
 
   attach(ring: number, driver: Driver): void {

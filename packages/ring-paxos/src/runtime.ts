@@ -186,7 +186,10 @@ async function openNode(
     /** Acceptor log: 'memory' (default, nothing survives a restart), 'async' or 'sync' in `logDir`. */
     durable?: LogMode;
     logDir?: string;
-    /** This node lost its log (memory mode restarted, or the log directory is gone): rejoin safely. */
+    /**
+     * This node lost its log (memory mode restarted, or the log directory is gone): rejoin safely. A durable
+     * log found damaged at start (or holding an unfinished rejoin) makes the node rejoin without it.
+     */
     rejoin?: boolean;
   },
   opened: { rings: RunningRing[]; logs: FileLog[] },
@@ -202,17 +205,22 @@ async function openNode(
   if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
   const logs = opened.logs;
   for (const r of rings) {
-    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin: opts.rejoin, incarnation: startRound() });
     let log: FileLog | undefined;
-    if (durable !== 'memory') {
-      const opened = FileLog.open(opts.logDir!, r.id, durable);
-      log = opened.log;
+    let rejoin = opts.rejoin === true;
+    const restored = durable === 'memory' ? undefined : FileLog.open(opts.logDir!, r.id, durable, { rejoin });
+    if (restored) {
+      const rec = restored.recovered;
+      log = restored.log;
       logs.push(log);
-      const rec = opened.recovered;
-      node.acceptor!.restore(rec.promised, rec.entries, rec.trimmed);
-      if (rec.cutBytes > 0) process.stderr.write(`ringcast node ${id}: ring ${r.id} log had a torn or corrupt tail; cut ${rec.cutBytes} bytes\n`);
+      if (rec.cutBytes > 0) process.stderr.write(`ringcast node ${id}: ring ${r.id} log had a torn tail (an append a crash cut short); cut ${rec.cutBytes} bytes\n`);
+      // A log that lost synced records lost promises or votes: rejoin, exactly as --rejoin does.
+      if (rec.damage) process.stderr.write(`ringcast node ${id}: ring ${r.id} log is damaged at ${rec.damage.file} byte ${rec.damage.offset}: ${rec.damage.reason}; its segments were moved to ${log.path}/damaged and the node rejoins (as with --rejoin) before it votes\n`);
+      else if (rec.rejoin && !rejoin) process.stderr.write(`ringcast node ${id}: ring ${r.id} log holds a rejoin that did not finish; the node rejoins again\n`);
+      rejoin = rec.rejoin;
       metrics.attachLog(r.id, log, rec);
     }
+    const node = new RingNode({ ring: r.id, id, ringOrder: r.ring, acceptors: r.acceptors, settings: cluster.settings, round: startRound(), rejoin, incarnation: startRound() });
+    if (restored) node.acceptor!.restore(restored.recovered.promised, restored.recovered.entries, restored.recovered.trimmed);
     let driver: Driver | undefined;
     const port = (opts.bindPort ?? spec.port) + (ringPort(cluster, id, r.id) - spec.port);
     const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast).catch((e: Error) => {

@@ -64,6 +64,24 @@ function bytes(n: number, fill: number): Uint8Array {
   return b;
 }
 
+/** A frame as the log writes it: [u32 length][u32 crc][payload]. */
+function frame(payload: Buffer): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt32LE(payload.length, 0);
+  h.writeUInt32LE(crc32(payload), 4);
+  return Buffer.concat([h, payload]);
+}
+const f64 = (x: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(x);
+  return b;
+};
+const u32 = (x: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(x);
+  return b;
+};
+
 const RING = 3;
 const promise = (ballot: number): PersistRecord => ({ kind: 'promise', ring: RING, ballot });
 const accept = (instance: number, ballot: number, vid: number, value: Uint8Array): PersistRecord => ({ kind: 'accept', ring: RING, instance, ballot, vid, value });
@@ -134,7 +152,7 @@ describe('FileLog round trip', () => {
 
   it('memory: writes nothing and recovers empty', () => {
     const { log, recovered } = FileLog.open(tmp, RING, 'memory');
-    expect(recovered).toEqual({ promised: 0, trimmed: 0, entries: new Map(), records: 0, cutBytes: 0, segments: 0 });
+    expect(recovered).toEqual({ promised: 0, trimmed: 0, entries: new Map(), records: 0, cutBytes: 0, segments: 0, rejoin: false });
     log.append(EVERY_KIND);
     expect(log.stats.records).toBe(EVERY_KIND.length);
     expect(log.stats.bytes).toBe(0);
@@ -227,7 +245,7 @@ describe('FileLog against an in-memory model', () => {
   }
 });
 
-describe('FileLog recovery from a torn or corrupt tail', () => {
+describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', () => {
   const first = [promise(65537), accept(0, 65537, 65537, bytes(100, 1)), accept(1, 65537, 65537, bytes(50, 2)), decide(0, 2, 65537)];
   const lastBatch = [accept(2, 65537, 65537, bytes(400, 3))];
   const after = [accept(3, 65537, 65537, bytes(20, 4)), trim(1)];
@@ -244,6 +262,8 @@ describe('FileLog recovery from a torn or corrupt tail', () => {
   function recoverAndContinue(good: number, mode: LogMode): void {
     const size = fs.statSync(lastSeg()).size;
     const r = FileLog.open(tmp, RING, mode);
+    expect(r.recovered.damage).toBeUndefined();
+    expect(r.recovered.rejoin).toBe(false);
     expect(r.recovered.cutBytes).toBe(size - good);
     expect(r.recovered.cutBytes).toBeGreaterThan(0);
     expect(r.recovered.records).toBe(first.length);
@@ -259,56 +279,108 @@ describe('FileLog recovery from a torn or corrupt tail', () => {
     again.log.close();
   }
 
+  /** Recovery found damage: nothing of the old log is applied, it is set aside, and the node must rejoin. */
+  function expectDamaged(mode: LogMode, opts: { segmentBytes?: number } = {}, where?: { file: string; offset?: number }): void {
+    const before = segs();
+    const r = FileLog.open(tmp, RING, mode, opts);
+    expect(r.recovered.damage).toBeDefined();
+    if (where) expect(r.recovered.damage).toMatchObject(where);
+    expect(r.recovered.rejoin).toBe(true);
+    expect(r.recovered.entries.size).toBe(0);
+    expect(r.recovered.promised).toBe(0);
+    expect(r.recovered.trimmed).toBe(0);
+    // The old segments are kept for inspection, out of the log; a new one holds the rejoin.
+    expect(fs.readdirSync(path.join(ringDir(), 'damaged')).sort()).toEqual(before);
+    expect(segs()).toHaveLength(1);
+    expect(segs()[0]! > before.at(-1)!).toBe(true);
+    // Until the acceptor records that its rejoin finished, every restart rejoins again.
+    r.log.append([promise(131073)]);
+    r.log.close();
+    const again = FileLog.open(tmp, RING, mode, opts);
+    expect(again.recovered.damage).toBeUndefined();
+    expect(again.recovered.rejoin).toBe(true);
+    expect(again.recovered.promised).toBe(131073);
+    again.log.append([accept(7, 131073, 131073, bytes(9, 9)), { kind: 'rejoined', ring: RING }]);
+    again.log.close();
+    const whole = FileLog.open(tmp, RING, mode, opts);
+    expect(whole.recovered.rejoin).toBe(false);
+    expect([...whole.recovered.entries.keys()]).toEqual([7]);
+    whole.log.close();
+  }
+
   for (const mode of ['sync', 'async'] as LogMode[]) {
-    it(`${mode}: a file truncated mid-record is cut there and the log goes on`, () => {
+    it(`${mode}: an append cut short by a crash is a torn tail: cut, and the log goes on`, () => {
       const good = writeBoth(mode);
-      fs.truncateSync(lastSeg(), good + 200); // header and half the payload of the last record
+      fs.truncateSync(lastSeg(), good + 200); // header and half the payload of the last append's record
       recoverAndContinue(good, mode);
     });
 
-    it(`${mode}: a flipped byte in the last record's payload is cut`, () => {
+    it(`${mode}: a flipped byte in the last, committed record is damage, not a torn tail`, () => {
       const good = writeBoth(mode);
       const f = lastSeg();
       const b = fs.readFileSync(f);
       b[good + 8 + 100] ^= 0x40; // inside the value
       fs.writeFileSync(f, b);
-      recoverAndContinue(good, mode);
+      expectDamaged(mode, {}, { file: f, offset: good });
     });
   }
 
-  it('a torn frame header, an absurd length and a zero-filled tail are cut', () => {
-    for (const tail of [Buffer.from([9, 0, 0]), Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1]), Buffer.alloc(4096)]) {
+  it('flipped bytes in the middle of a segment, with records after them, are damage', () => {
+    const { log } = FileLog.open(tmp, RING, 'sync');
+    log.append(first);
+    const mid = fs.statSync(lastSeg()).size;
+    for (let i = 2; i < 12; i++) log.append([accept(i, 65537, 65537, bytes(200, i))]);
+    log.close();
+    for (const at of [mid + 2, mid + 60]) {
+      // A frame header (the length: the record then seems to run past the end) and a value byte.
+      fs.rmSync(path.join(ringDir(), 'damaged'), { recursive: true, force: true });
+      const f = lastSeg();
+      const copy = fs.readFileSync(f);
+      const b = Buffer.from(copy);
+      for (let k = 0; k < 4; k++) b[at + k] ^= 0xa5;
+      fs.writeFileSync(f, b);
+      expectDamaged('sync', {}, { file: f, offset: mid });
+      // Put the untouched log back for the next case.
+      fs.rmSync(ringDir(), { recursive: true, force: true });
+      fs.mkdirSync(ringDir());
+      fs.writeFileSync(f, copy);
+    }
+  });
+
+  it('a zero-filled tail and a torn frame header are torn tails; an absurd length or an unknown kind is damage', () => {
+    for (const [tail, torn] of [
+      [Buffer.from([9, 0, 0]), true],
+      [Buffer.alloc(4096), true],
+      [Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1]), false],
+    ] as Array<[Buffer, boolean]>) {
       fs.rmSync(ringDir(), { recursive: true, force: true });
       const { log } = FileLog.open(tmp, RING, 'async');
       log.append(first);
       log.close();
       const good = fs.statSync(lastSeg()).size;
       fs.appendFileSync(lastSeg(), tail);
+      if (!torn) {
+        expectDamaged('async', {}, { offset: good });
+        continue;
+      }
       const r = FileLog.open(tmp, RING, 'async');
       expect(r.recovered.cutBytes).toBe(tail.length);
+      expect(r.recovered.rejoin).toBe(false);
       expectState(r.recovered, new Model().applyAll(first));
       expect(fs.statSync(lastSeg()).size).toBe(good);
       r.log.close();
     }
-  });
-
-  it('an unknown kind byte (with a valid crc) is never applied', () => {
+    fs.rmSync(ringDir(), { recursive: true, force: true });
     const { log } = FileLog.open(tmp, RING, 'async');
     log.append(first);
     log.close();
     const payload = Buffer.from([77, 1, 2, 3]);
-    const frame = Buffer.alloc(8);
-    frame.writeUInt32LE(payload.length, 0);
-    frame.writeUInt32LE(crc32(payload), 4);
-    fs.appendFileSync(lastSeg(), Buffer.concat([frame, payload, frame, payload]));
-    const r = FileLog.open(tmp, RING, 'async');
-    expect(r.recovered.cutBytes).toBe(2 * (8 + payload.length));
-    expect(r.recovered.records).toBe(first.length);
-    r.log.close();
+    fs.appendFileSync(lastSeg(), Buffer.concat([frame(payload), frame(payload)]));
+    expectDamaged('async'); // an unknown kind with a valid crc is never applied
   });
 
-  it('corruption in an older segment cuts it there and deletes every later segment', () => {
-    const { log } = FileLog.open(tmp, RING, 'async', { segmentBytes: 1000 });
+  function manySegments(): { names: string[]; all: PersistRecord[] } {
+    const { log } = FileLog.open(tmp, RING, 'sync', { segmentBytes: 1000 });
     const all: PersistRecord[] = [promise(65537)];
     log.append([all[0]!]);
     for (let i = 0; i < 20; i++) {
@@ -319,22 +391,80 @@ describe('FileLog recovery from a torn or corrupt tail', () => {
     log.close();
     const names = segs();
     expect(names.length).toBeGreaterThan(3);
-    // Flip a byte in the value of the first accept of the second segment.
+    return { names, all };
+  }
+
+  it('a bad record in a segment that is not the last is damage, even at its end', () => {
+    const { names } = manySegments();
     const second = path.join(ringDir(), names[1]!);
     const b = fs.readFileSync(second);
-    // The second segment starts with the promise header record (8 + 9 bytes), then an accept.
-    const at = 17 + 8 + 29 + 10;
-    b[at] ^= 1;
+    b[b.length - 20] ^= 1; // the last append of the segment
     fs.writeFileSync(second, b);
-    const r = FileLog.open(tmp, RING, 'async', { segmentBytes: 1000 });
-    expect(r.recovered.segments).toBe(2);
-    expect(segs()).toEqual(names.slice(0, 2));
-    expect(fs.statSync(second).size).toBe(17);
-    expect(r.recovered.cutBytes).toBeGreaterThan(b.length - 17);
-    const firstSegAccepts = r.recovered.entries.size;
-    expect(firstSegAccepts).toBeGreaterThan(0);
-    expectState(r.recovered, new Model().applyAll(all.slice(0, 1 + firstSegAccepts)));
+    expectDamaged('sync', { segmentBytes: 1000 }, { file: second });
+  });
+
+  it('a middle segment cut short (even at a record boundary) is damage', () => {
+    const { names } = manySegments();
+    const second = path.join(ringDir(), names[1]!);
+    const size = fs.statSync(second).size;
+    // Cut exactly one append (its accept and commit) off the end: every record left is whole.
+    fs.truncateSync(second, size - (8 + 29 + 300) - 17);
+    expectDamaged('sync', { segmentBytes: 1000 }, { file: second, offset: size - (8 + 29 + 300) - 17 });
+  });
+
+  it('a missing middle segment is damage; the whole log with no gap is not', () => {
+    const { names, all } = manySegments();
+    const whole = FileLog.open(tmp, RING, 'sync', { segmentBytes: 1000 });
+    expect(whole.recovered.damage).toBeUndefined();
+    expectState(whole.recovered, new Model().applyAll(all));
+    whole.log.close();
+    fs.rmSync(path.join(ringDir(), names[2]!));
+    expectDamaged('sync', { segmentBytes: 1000 }, { file: path.join(ringDir(), names[3]!), offset: 0 });
+  });
+
+  it('a log of the format before commit records (format 1) is read; a short tail is cut, a bad crc is damage', () => {
+    const old = [promise(65537), accept(0, 65537, 65537, bytes(20, 1)), accept(1, 65537, 65537, bytes(20, 2))];
+    const v1 = Buffer.concat([frame(Buffer.concat([Buffer.from([1]), f64(65537)])), ...[0, 1].map((i) => frame(Buffer.concat([Buffer.from([2]), f64(i), f64(65537), f64(65537), u32(20), Buffer.from(bytes(20, i + 1))])))]);
+    fs.mkdirSync(ringDir(), { recursive: true });
+    const f = path.join(ringDir(), '0000000000000001.seg');
+    fs.writeFileSync(f, v1);
+    const r = FileLog.open(tmp, RING, 'sync');
+    expect(r.recovered.damage).toBeUndefined();
+    expectState(r.recovered, new Model().applyAll(old));
+    r.log.append([accept(2, 65537, 65537, bytes(5, 5))]); // appended in format 2 (with a commit) to the same segment
     r.log.close();
+    const again = FileLog.open(tmp, RING, 'sync');
+    expectState(again.recovered, new Model().applyAll([...old, accept(2, 65537, 65537, bytes(5, 5))]));
+    again.log.close();
+
+    fs.writeFileSync(f, v1.subarray(0, v1.length - 5));
+    const cut = FileLog.open(tmp, RING, 'sync');
+    expect(cut.recovered.cutBytes).toBe(v1.length - 5 - (8 + 9) - (8 + 29 + 20));
+    expect(cut.recovered.rejoin).toBe(false);
+    cut.log.close();
+
+    fs.rmSync(ringDir(), { recursive: true, force: true });
+    fs.mkdirSync(ringDir());
+    const flipped = Buffer.from(v1);
+    flipped[flipped.length - 3] ^= 1;
+    fs.writeFileSync(f, flipped);
+    expectDamaged('sync');
+  });
+
+  it('--rejoin on a whole log is recorded: a restart before the rejoin finishes rejoins again', () => {
+    const { log } = FileLog.open(tmp, RING, 'sync');
+    log.append(first);
+    log.close();
+    const r = FileLog.open(tmp, RING, 'sync', { rejoin: true });
+    expect(r.recovered.rejoin).toBe(true);
+    expect(r.recovered.damage).toBeUndefined();
+    expectState(r.recovered, new Model().applyAll(first)); // a whole log is kept
+    r.log.close();
+    const again = FileLog.open(tmp, RING, 'sync');
+    expect(again.recovered.rejoin).toBe(true);
+    again.log.append([{ kind: 'rejoined', ring: RING }]);
+    again.log.close();
+    expect(FileLog.open(tmp, RING, 'sync').recovered.rejoin).toBe(false);
   });
 });
 
@@ -367,11 +497,16 @@ describe('FileLog segments', () => {
     model.apply(accept(40, 131073, 131073, bytes(5000, 0)));
     log.append([accept(41, 131073, 131073, bytes(10, 0))]);
     model.apply(accept(41, 131073, 131073, bytes(10, 0)));
-    // The new segment opens with the current promise and trim, then the records of that append.
+    // The new segment opens with its header (seq, the size the previous one ended at), the current promise
+    // and trim, then the records of that append, then a commit naming its own offset.
     const head = fs.readFileSync(lastSeg());
-    expect([head.readUInt32LE(0), head[8], head.readDoubleLE(9)]).toEqual([9, 1, 131073]);
-    expect([head.readUInt32LE(17), head[25], head.readDoubleLE(26)]).toEqual([9, 4, 30]);
-    expect([head[42], head.readDoubleLE(43)]).toEqual([2, 41]);
+    const prevSeg = path.join(ringDir(), segs().at(-2)!);
+    expect([head.readUInt32LE(0), head[8], head.readDoubleLE(9), head.readDoubleLE(17)]).toEqual([17, 6, Number(segs().at(-1)!.slice(0, 16)), fs.statSync(prevSeg).size]);
+    expect([head.readUInt32LE(25), head[33], head.readDoubleLE(34)]).toEqual([9, 1, 131073]);
+    expect([head.readUInt32LE(42), head[50], head.readDoubleLE(51)]).toEqual([9, 4, 30]);
+    expect([head[67], head.readDoubleLE(68)]).toEqual([2, 41]);
+    const commitAt = 59 + 8 + 29 + 10;
+    expect([head.readUInt32LE(commitAt), head[commitAt + 8], head.readDoubleLE(commitAt + 9), head.length]).toEqual([9, 5, commitAt, commitAt + 17]);
     expect(segs().length).toBe(after.length + 1);
     log.close();
 

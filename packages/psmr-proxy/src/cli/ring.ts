@@ -16,7 +16,8 @@ const HELP_NODE = `ringcast node --cluster FILE --id N [--metrics-port P] [--bin
   --registry redis://HOST:PORT: keep this node's address and its coordinator leases in a Redis registry
   (a hint for discovery; the ring keeps ordering when Redis is gone).
   --rejoin: this node lost its log (memory mode restarted, or its log directory is gone). It asks f+1 other
-  acceptors what they promised and accepted and takes no part in instances it may have forgotten.
+  acceptors what they promised and accepted and takes no part in instances it may have forgotten. A node
+  whose durable log is found damaged at start (lost synced records) does this by itself; see the README.
   Prints {"event":"ready",...} once its sockets are bound; stops cleanly on SIGINT/SIGTERM.
 `;
 

@@ -265,15 +265,21 @@ export class Acceptor {
     this.promise(promised, out);
     this.horizon = horizon;
     this.caughtUpTo = this.trimmed;
-    this.advanceCatchUp();
+    this.advanceCatchUp(out);
   }
 
-  /** Move the catch-up point over trimmed and held-decided instances; finish the rejoin at the horizon. */
-  private advanceCatchUp(): void {
+  /**
+   * Move the catch-up point over trimmed and held-decided instances; finish the rejoin at the horizon,
+   * recording that in the log (after the records that made it whole) so a restart need not rejoin again.
+   */
+  private advanceCatchUp(out: Outbox): void {
     if (this.horizon === 0 || this.horizon === Infinity) return;
     if (this.caughtUpTo < this.trimmed) this.caughtUpTo = this.trimmed;
     while (this.caughtUpTo < this.horizon && this.log.get(this.caughtUpTo)?.decided) this.caughtUpTo++;
-    if (this.caughtUpTo >= this.horizon) this.horizon = 0;
+    if (this.caughtUpTo >= this.horizon) {
+      this.horizon = 0;
+      out.persist.push({ kind: 'rejoined', ring: this.ring });
+    }
   }
 
   /**
@@ -293,13 +299,13 @@ export class Acceptor {
       out.persist.push({ kind: 'decide', ring: this.ring, decisions: [i, 1, vid] });
       if (i + 1 > this.top) this.top = i + 1;
     }
-    this.advanceCatchUp();
+    this.advanceCatchUp(out);
   }
 
   /** Where a rejoining acceptor should ask next: [lo, hi), or undefined when it is not catching up. */
-  catchUpRange(): { lo: number; hi: number } | undefined {
+  catchUpRange(out: Outbox): { lo: number; hi: number } | undefined {
     if (this.horizon === 0 || this.horizon === Infinity) return undefined;
-    this.advanceCatchUp();
+    this.advanceCatchUp(out);
     if (this.horizon === 0) return undefined;
     return { lo: this.caughtUpTo, hi: Math.min(this.horizon, this.caughtUpTo + this.settings.maxRetransmitInstances) };
   }
@@ -343,7 +349,7 @@ export class Acceptor {
     for (const i of this.earlyVotes.keys()) if (i < below) this.earlyVotes.delete(i);
     this.trimmed = below;
     out.persist.push({ kind: 'trim', ring: this.ring, below });
-    this.advanceCatchUp();
+    this.advanceCatchUp(out);
   }
 
   /** Serve decided values of [lo, hi) to a learner, in datagram-sized Learn messages. */

@@ -11,7 +11,11 @@ export type PersistRecord =
   | { kind: 'promise'; ring: number; ballot: number }
   | { kind: 'accept'; ring: number; instance: number; ballot: number; vid: number; value: Uint8Array }
   | { kind: 'decide'; ring: number; decisions: readonly number[] }
-  | { kind: 'trim'; ring: number; below: number };
+  | { kind: 'trim'; ring: number; below: number }
+  /** This acceptor lost (part of) its log and is rejoining: a restart before `rejoined` must rejoin again. */
+  | { kind: 'rejoin'; ring: number }
+  /** The rejoin finished: the log from here on is whole again. */
+  | { kind: 'rejoined'; ring: number };
 
 /**
  * The one output channel of the cores (etcd-io/raft's Ready, flattened): roles push what to send and what

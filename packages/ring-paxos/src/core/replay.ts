@@ -5,23 +5,27 @@ export type ReplayRecord =
   | { kind: 'promise'; ballot: number }
   | { kind: 'accept'; instance: number; ballot: number; vid: number; value: Uint8Array }
   | { kind: 'decide'; decisions: readonly number[] }
-  | { kind: 'trim'; below: number };
+  | { kind: 'trim'; below: number }
+  | { kind: 'rejoin' }
+  | { kind: 'rejoined' };
 
 /** The state a sequence of records leaves: what recovery returns and `Acceptor.restore` takes. */
 export interface ReplayState {
   promised: number;
   trimmed: number;
   entries: Map<number, LogEntry>;
+  /** A `rejoin` record with no `rejoined` after it: the acceptor must rejoin before it takes part. */
+  rejoining: boolean;
 }
 
 export function emptyReplayState(): ReplayState {
-  return { promised: 0, trimmed: 0, entries: new Map() };
+  return { promised: 0, trimmed: 0, entries: new Map(), rejoining: false };
 }
 
 /**
  * Apply one record: promise raises `promised`; accept sets the entry (undecided) if not below `trimmed`;
  * decide marks entries of each `[start, count, vid]` triple whose vid matches; trim raises `trimmed` and
- * drops entries below it. Work is bounded by the entries held, whatever the counts say.
+ * drops entries below it; rejoin / rejoined set and clear `rejoining`. Work is bounded by the entries held, whatever the counts say.
  */
 export function applyRecord(s: ReplayState, r: ReplayRecord): void {
   switch (r.kind) {
@@ -58,6 +62,12 @@ export function applyRecord(s: ReplayState, r: ReplayRecord): void {
         }
         s.trimmed = r.below;
       }
+      break;
+    case 'rejoin':
+      s.rejoining = true;
+      break;
+    case 'rejoined':
+      s.rejoining = false;
       break;
   }
 }

@@ -299,7 +299,7 @@ export class RingNode {
         }
       } else if (this.acceptor.rejoining) {
         // Fetch the decided values below the horizon from the others, in turn.
-        const r = this.acceptor.catchUpRange();
+        const r = this.acceptor.catchUpRange(this.out);
         if (r && now - this.lastRejoinQueryAt >= this.cfg.settings.gapTimeoutMs) {
           this.lastRejoinQueryAt = now;
           const others = this.cfg.acceptors.filter((a) => a !== this.cfg.id);

@@ -3,8 +3,7 @@ import { DYNAMIC_ID_BASE, MessageType, START_OLDEST } from '../core/messages.js'
 import { RingNode } from '../core/ring-node.js';
 import type { RingSettings } from '../core/settings.js';
 import { Driver, type Address, type Clock, type DriverHooks, type DurableLog, type Transport } from '../driver.js';
-import type { PersistRecord } from '../core/outbox.js';
-import { applyRecord, emptyReplayState } from '../core/replay.js';
+import { FileLog, MemSegments } from '../storage/file-log.js';
 import { Codec } from '../wire/codec.js';
 import { Prng } from './prng.js';
 import { VirtualTime } from './events.js';
@@ -40,6 +39,9 @@ export interface SimResult {
   datagrams: number;
   dropped: number;
   crashes: number;
+  /** Acceptor restarts whose log recovery found damage (then rejoined), and restarts that cut a torn tail. */
+  damaged: number;
+  torn: number;
   /** Times an acceptor took the coordinator role over. */
   takeovers: number;
   virtualMs: number;
@@ -165,19 +167,74 @@ export function runSimulation(opts: SimOptions): SimResult {
     return driver;
   };
 
-  // --- acceptors: each keeps its persisted records (its durable log) across crashes
-  const durable = new Map<number, PersistRecord[]>(acceptorIds.map((id) => [id, []]));
+  // --- acceptors: each keeps its log (the same FileLog, on an in-memory disk) across crashes
+  const segmentBytes = rng2.pick([256, 1024, 4096, 16384]);
+  // Share of acceptor crashes after which the disk is damaged (see damageLog) before the restart.
+  const damageP = rng2.pick([0, 0, 0.3, 1]);
+  const stores = new Map<number, MemSegments>(acceptorIds.map((id) => [id, new MemSegments(`a${id}`)]));
+  /** Damage injected into a stopped acceptor's log: what its recovery must find. */
+  const injected = new Map<number, 'damage' | 'torn' | 'last commit'>();
   let incarnations = 0;
-  const startAcceptor = (id: number, rejoin = false): Driver => {
-    if (rejoin) durable.set(id, []); // the log is gone
-    const records = durable.get(id)!;
-    const d = makeDriver(id, `a${id}`, { rejoin, incarnation: ++incarnations }, {}, { append: (rs) => void records.push(...rs) });
-    if (records.length > 0) {
-      const st = emptyReplayState();
-      for (const r of records) applyRecord(st, r);
-      d.node.acceptor!.restore(st.promised, st.entries, st.trimmed);
-    }
+  let damaged = 0;
+  let torn = 0;
+  const startAcceptor = (id: number, amnesia = false): Driver => {
+    if (amnesia) stores.set(id, new MemSegments(`a${id}`)); // the log is gone
+    const { log, recovered } = FileLog.openStore(stores.get(id)!, 0, 'sync', { segmentBytes, rejoin: amnesia });
+    const d = makeDriver(id, `a${id}`, { rejoin: recovered.rejoin, incarnation: ++incarnations }, {}, log);
+    d.node.acceptor!.restore(recovered.promised, recovered.entries, recovered.trimmed);
+    const want = injected.get(id);
+    injected.delete(id);
+    if (recovered.damage) damaged++;
+    if (recovered.cutBytes > 0) torn++;
+    if (want === 'damage' && !recovered.damage) violate(`acceptor ${id}: damage injected into its log was not detected`);
+    if (want === 'torn' && (recovered.damage || recovered.cutBytes === 0)) violate(`acceptor ${id}: a torn tail was not cut as one (${recovered.damage?.reason ?? 'nothing cut'})`);
+    // Bytes flipped only in the log's final commit record: damage, or (a length now past the end of the
+    // file looks like a torn append) that commit cut alone, which loses no record.
+    if (want === 'last commit' && !recovered.damage && recovered.cutBytes !== 17) violate(`acceptor ${id}: a damaged last commit record was neither damage nor cut alone`);
+    if (recovered.damage) trace(`${vt.now.toFixed(1)} acceptor ${id} log damaged: ${recovered.damage.file} at ${recovered.damage.offset}: ${recovered.damage.reason}`);
     return d;
+  };
+  /**
+   * Storage faults on a stopped acceptor's disk, as recovery sees them: bytes flipped anywhere in what
+   * was written (all of it synced: the simulated log syncs every append), a middle segment cut short,
+   * a middle segment deleted; or a torn tail (a partial append, or zeros, after the last commit), the only
+   * damage that may be cut silently. Returns what was done, or undefined when the log is too small.
+   */
+  const damageLog = (id: number): string | undefined => {
+    const st = stores.get(id)!;
+    const seqs = st.list().sort((a, b) => a - b);
+    const written = seqs.filter((s) => st.bytes(s).length > 0);
+    if (written.length === 0) return undefined;
+    const kind = rng2.pick(['flip', 'flip', 'truncate', 'delete', 'torn']);
+    const middle = written.filter((s) => s !== seqs[seqs.length - 1]);
+    if (kind === 'truncate' && middle.length > 0) {
+      const seq = rng2.pick(middle);
+      const b = st.bytes(seq);
+      st.put(seq, b.subarray(0, rng2.int(0, b.length)));
+      injected.set(id, 'damage');
+      return `segment ${seq} cut to ${st.bytes(seq).length} of ${b.length} bytes`;
+    }
+    if (kind === 'delete' && seqs.length >= 3) {
+      const seq = rng2.pick(seqs.slice(1, -1));
+      st.remove(seq);
+      injected.set(id, 'damage');
+      return `segment ${seq} deleted`;
+    }
+    if (kind === 'torn') {
+      const last = seqs[seqs.length - 1]!;
+      const tail = rng2.chance(0.5) ? Buffer.alloc(rng2.int(1, 65)) : Buffer.from([rng2.int(20, 200), 0, 0, 0, 1, 2, 3, 4, 2, 0, 0]);
+      st.put(last, Buffer.concat([st.bytes(last), tail]));
+      injected.set(id, 'torn');
+      return `torn tail of ${tail.length} bytes on segment ${last}`;
+    }
+    const seq = rng2.pick(written);
+    const b = Buffer.from(st.bytes(seq));
+    const at = rng2.int(0, b.length);
+    const n = Math.min(rng2.int(1, 5), b.length - at);
+    for (let k = 0; k < n; k++) b[at + k]! ^= rng2.int(1, 256);
+    st.put(seq, b);
+    injected.set(id, seq === seqs[seqs.length - 1] && at >= b.length - 17 ? 'last commit' : 'damage');
+    return `${n} bytes flipped at ${at} of segment ${seq} (${b.length} bytes)`;
   };
   const acceptors: Driver[] = acceptorIds.map((id) => startAcceptor(id));
   const acceptorUp = acceptorIds.map(() => true);
@@ -314,13 +371,19 @@ export function runSimulation(opts: SimOptions): SimResult {
       const id = acceptorIds[k]!;
       const wasRejoining = acceptors[k]!.node.acceptor!.rejoining;
       // A rejoin needs every other acceptor's answer: lose a log only while all the others are available.
-      const amnesia = wasRejoining || (rng.chance(amnesiaP) && acceptorIds.every((_, j) => j === k || !unavailable(j)));
+      const othersUp = acceptorIds.every((_, j) => j === k || !unavailable(j));
+      const amnesia = wasRejoining || (rng.chance(amnesiaP) && othersUp);
       acceptorUp[k] = false;
       takeovers += acceptors[k]!.node.takeovers;
       acceptors[k]!.stop();
       receivers.delete(`a${id}`);
       crashes++;
       trace(`${vt.now.toFixed(1)} crash acceptor ${id}${acceptors[k]!.node.coordinator ? ' (coordinator)' : ''}`);
+      // A damaged log makes the acceptor rejoin, which needs every other acceptor: only while they are up.
+      if (!amnesia && othersUp && rng2.chance(damageP)) {
+        const what = damageLog(id);
+        if (what) trace(`${vt.now.toFixed(1)} damage the log of acceptor ${id}: ${what}`);
+      }
       q.push(vt.now + 50 + rng.float() * 750, () => {
         acceptors[k] = startAcceptor(id, amnesia);
         acceptors[k]!.start();
@@ -412,6 +475,8 @@ export function runSimulation(opts: SimOptions): SimResult {
     datagrams,
     dropped,
     crashes,
+    damaged,
+    torn,
     virtualMs: end,
     replay: `npx ringcast sim --seed ${opts.seed}`,
   };
