@@ -9,6 +9,27 @@ import { delivered, stopAll, waitUntil } from './helpers.js';
 // come in the same relative order, and an idle ring must not stop the others.
 const SETTINGS = { lambda: 2000, skipIntervalMs: 5, heartbeatMs: 50, coordinatorTimeoutMs: 300, acceptorTimeoutMs: 300 };
 const GROUPS = { g0: 0, g1: 1, gall: 2 };
+// Positions follow the wall clock at lambda per second from the epoch (settings default), M = 1.
+const EPOCH = 1_700_000_000_000;
+const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - EPOCH)) / 1000);
+
+/**
+ * Run `attempt` with a start round `marginMs` ahead of the rings. A learner started on a busy machine may
+ * find that round passed (ERR_RINGCAST_START_PASSED, exit 4, naming the round the rings were at when it
+ * joined): then try again with a margin derived from how late it joined (at most 3 attempts).
+ */
+async function aheadOfRings<T extends Record<string, Spawned>>(marginMs: number, attempt: (start: number) => Promise<T>): Promise<T> {
+  let start = roundAt(Date.now() + marginMs);
+  for (let k = 1; ; k++) {
+    const got = await attempt(start);
+    const passed = Object.values(got).map((p) => /ERR_RINGCAST_START_PASSED.*the rings are at round (\d+)/.exec(p.stderr()));
+    if (k === 3 || passed.every((m) => m === null)) return got;
+    // The latest learner joined `lateMs` after the start round: it needs that much more margin (twice, for slack).
+    const lateMs = Math.max(...passed.map((m) => (m ? ((Number(m[1]) - start) * 1000) / SETTINGS.lambda : 0)));
+    marginMs = 2 * (marginMs + lateMs);
+    start = roundAt(Date.now() + marginMs);
+  }
+}
 
 describe('Multi-Ring Paxos, real processes', () => {
   let ring: LocalRing | undefined;
@@ -60,25 +81,25 @@ describe('Multi-Ring Paxos, real processes', () => {
 
   it('learners given the same start and stop rounds deliver exactly the same sequence, whenever they joined', async () => {
     expect(ring).toBeDefined();
-    // Positions follow the wall clock at lambda per second from the epoch (settings default), M = 1.
-    const epoch = 1_700_000_000_000;
-    const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - epoch)) / 1000);
-    const t = Date.now();
-    // Generous margins: a learner process may take a while to start on a loaded machine.
-    const start = roundAt(t + 8000);
-    const stop = roundAt(t + 10000);
-    const args = ['learn', '--cluster', ring!.clusterPath, '--groups', 'g0,gall', '--start-round', String(start), '--stop-round', String(stop)];
-    const early = spawnRingcast(args);
-    procs.push(early);
-    await early.waitFor('ready');
+    const args = (start: number): string[] => ['learn', '--cluster', ring!.clusterPath, '--groups', 'g0,gall', '--start-round', String(start), '--stop-round', String(start + 2 * SETTINGS.lambda)];
+    // The load runs from before the start round is chosen until both learners are done (at most 60 s at
+    // 400/s per group): however slowly the machine starts processes, the rounds [start, stop) fall inside it.
     const load = (['g0', 'gall'] as const).map((g) =>
-      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '4400', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
+      spawnRingcast(['propose', '--cluster', ring!.clusterPath, '--group', g, '--count', '24000', '--rate', '400', '--outstanding', '4', '--prefix', `agreed-${g}`]),
     );
     procs.push(...load);
-    await new Promise((r) => setTimeout(r, 1500));
-    const late = spawnRingcast(args);
-    procs.push(late);
-    await late.waitFor('ready');
+    await Promise.all(load.map((l) => l.waitFor('ready', 60_000)));
+    const { early, late } = await aheadOfRings(5000, async (start) => {
+      const early = spawnRingcast(args(start));
+      procs.push(early);
+      await early.waitFor('ready').catch(() => {}); // a learner that found the round passed exits at once
+      await new Promise((r) => setTimeout(r, 1500));
+      const late = spawnRingcast(args(start));
+      procs.push(late);
+      await Promise.all([early.exited, late.exited]);
+      return { early, late };
+    });
+    await stopAll(load);
     expect(await early.exited, `early learner: ${early.stderr()}`).toBe(0);
     expect(await late.exited, `late learner: ${late.stderr()}`).toBe(0);
     const a = delivered(early).map((x) => x.d);
@@ -170,17 +191,20 @@ describe('Multi-Ring Paxos, real processes', () => {
     const solo = await launchLocalRing({ acceptors: 3, rings: 1, settings: SETTINGS, groups: { g0: 0 }, mergeM: 1 });
     const mine: Spawned[] = [];
     try {
-      const epoch = 1_700_000_000_000;
-      const roundAt = (ms: number): number => Math.floor((SETTINGS.lambda * (ms - epoch)) / 1000);
-      const start = roundAt(Date.now() + 3000);
-      const learner = spawnRingcast(['learn', '--cluster', solo.clusterPath, '--groups', 'g0', '--start-round', String(start), '--count', '5']);
-      mine.push(learner);
-      await learner.waitFor('ready');
-      // Propose only once the start round has passed.
-      expect(await waitUntil(() => roundAt(Date.now()) > start + 2 * SETTINGS.lambda, 15000)).toBe(true);
-      const load = spawnRingcast(['propose', '--cluster', solo.clusterPath, '--group', 'g0', '--count', '5', '--outstanding', '1', '--prefix', 'late']);
-      mine.push(load);
-      expect(await load.exited).toBe(0);
+      const { learner } = await aheadOfRings(3000, async (start) => {
+        const learner = spawnRingcast(['learn', '--cluster', solo.clusterPath, '--groups', 'g0', '--start-round', String(start), '--count', '5']);
+        mine.push(learner);
+        await learner.waitFor('ready').catch(() => {});
+        // Propose only once the start round has passed (or the learner found it passed and left).
+        await waitUntil(() => roundAt(Date.now()) > start + 2 * SETTINGS.lambda || learner.child.exitCode !== null, 30_000);
+        if (learner.child.exitCode === null) {
+          const load = spawnRingcast(['propose', '--cluster', solo.clusterPath, '--group', 'g0', '--count', '5', '--outstanding', '1', '--prefix', 'late']);
+          mine.push(load);
+          expect(await load.exited).toBe(0);
+        }
+        await learner.exited;
+        return { learner };
+      });
       expect(await learner.exited, `learner: ${learner.stderr()}`).toBe(0);
       const ds = delivered(learner);
       expect(ds.map((x) => x.d)).toHaveLength(5);

@@ -39,3 +39,10 @@ export async function scrape(port: number, name: string, match = ''): Promise<nu
 export async function stopAll(ps: Spawned[]): Promise<void> {
   await Promise.all(ps.map((p) => stopProcess(p)));
 }
+
+/** Fail (never skip) naming the missing privilege when the test is not run as root. */
+export function requireRoot(what: string): void {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    throw new Error(`${what} needs root (uid 0, running as uid ${process.getuid?.() ?? 'unknown'}): run the tests as root, as CI does`);
+  }
+}

@@ -2,7 +2,7 @@ import { execFileSync, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
-import { delivered, stopAll, waitUntil } from './helpers.js';
+import { delivered, requireRoot, stopAll, waitUntil } from './helpers.js';
 
 // IP multicast for Phase 2A and decisions, exercised only inside a network namespace this test creates
 // (loopback of the namespace, interface set explicitly); nothing is multicast on the host's network.
@@ -31,6 +31,7 @@ describe('IP multicast inside a network namespace', () => {
   });
 
   it('orders values with Phase 2A and decisions sent once to a multicast group', async () => {
+    requireRoot('creating a network namespace (ip netns add)');
     execFileSync('ip', ['netns', 'add', NS]);
     execFileSync('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up']);
     execFileSync('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'multicast', 'on']);

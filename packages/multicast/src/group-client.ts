@@ -1,4 +1,4 @@
-import { ConfigError, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { ConfigError, hasName, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { Merger, joinRound, type Merged } from './merge.js';
 
@@ -6,9 +6,8 @@ import { Merger, joinRound, type Merged } from './merge.js';
 export function ringsOf(cluster: ClusterConfig, groups: readonly string[]): number[] {
   if (groups.length === 0) throw new ConfigError('groups', 'subscribe to at least one group');
   const rings = groups.map((g) => {
-    const r = cluster.groups[g];
-    if (r === undefined) throw new ConfigError(`groups.${g}`, `no such group (known: ${Object.keys(cluster.groups).join(', ')})`);
-    return r;
+    if (!hasName(cluster.groups, g)) throw new ConfigError(`groups.${g}`, `no such group (known: ${Object.keys(cluster.groups).join(', ')})`);
+    return cluster.groups[g]!;
   });
   return [...new Set(rings)];
 }

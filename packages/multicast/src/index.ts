@@ -10,6 +10,7 @@ export {
   REGISTRY_LIMITS,
   DEFAULT_PREFIX,
   DEFAULT_TIMEOUT_MS,
+  checkRedisUrl,
   startAnnouncer,
 } from './registry/index.js';
 export type {

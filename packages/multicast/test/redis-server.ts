@@ -1,6 +1,20 @@
 // Test helper: a real redis-server child process on a free loopback port, stopped by its PID.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { delimiter, join } from 'node:path';
+
+/** Fail (never skip) with the command that installs it when redis-server is not on PATH. */
+function requireRedisServer(): void {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    try {
+      if (dir) return accessSync(join(dir, 'redis-server'), constants.X_OK);
+    } catch {
+      /* not here */
+    }
+  }
+  throw new Error('redis-server is not on PATH; the Redis registry tests need it: run npm test as root (its pretest installs it) or: sudo apt-get install -y redis-server');
+}
 
 /** Ask the kernel for a free TCP port on 127.0.0.1. */
 export function freeTcpPort(): Promise<number> {
@@ -48,6 +62,7 @@ export interface RedisServer {
 
 /** Start `redis-server` on a free loopback port, no persistence; resolves once it answers PING. */
 export async function startRedisServer(port?: number): Promise<RedisServer> {
+  requireRedisServer();
   const p = port ?? (await freeTcpPort());
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { pack, unpack } from 'msgpackr';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
-import { ConfigError, RingcastError, startClient, type ClusterConfig, type RingClient } from '@ringcast/ring-paxos';
+import { ConfigError, hasName, listenError, RingcastError, startClient, type ClusterConfig, type RingClient } from '@ringcast/ring-paxos';
 import { CheckpointStore } from './checkpoint-store.js';
 import { SharedBarrier } from './barrier.js';
 import { MAX_REPLY_TAG } from './protocol/wire.js';
@@ -154,7 +154,7 @@ export function checkReplicaGroups(cluster: ClusterConfig, mode: Mode, workers: 
   const names = mode === 'smr' ? [groupName(0)] : [...Array.from({ length: workers }, (_, i) => groupName(i)), ALL_GROUP];
   const seen = new Map<number, string>();
   for (const g of names) {
-    const r = cluster.groups[g];
+    const r = hasName(cluster.groups, g) ? cluster.groups[g] : undefined;
     if (r === undefined) throw new ConfigError(`groups.${g}`, `a ${mode} replica with ${workers} worker(s) needs group '${g}' in the cluster file`);
     const other = seen.get(r);
     if (other !== undefined) throw new ConfigError(`groups.${g}`, `shares ring ${r} with group '${other}'; P-SMR needs one ring per group`);
@@ -368,9 +368,14 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
         state().then((s) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: id, mode, workers: s })));
       } else res.writeHead(404).end('try /metrics, /state or /checkpoint\n');
     });
+    const host = opts.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
       server!.once('error', reject);
-      server!.listen(opts.metricsPort, opts.host ?? '127.0.0.1', () => resolve());
+      server!.listen(opts.metricsPort, host, () => resolve());
+    }).catch(async (e: Error) => {
+      // The workers already hold their UDP sockets: a replica that cannot serve stops them before it throws.
+      await Promise.all(threads.map((t) => t.terminate()));
+      throw listenError(e, 'metricsPort', host, opts.metricsPort!);
     });
     const a = server.address();
     metricsPort = typeof a === 'object' && a ? a.port : undefined;

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError } from '@ringcast/ring-paxos';
+import { ConfigError, hasName } from '@ringcast/ring-paxos';
 import type { Service } from './service.js';
 import { kvService } from './services/kv.js';
 
@@ -14,8 +14,7 @@ export const BUILTIN_SERVICES: Record<string, Service<unknown, unknown, unknown>
  * is a Service). Worker threads load it themselves, so it must be importable from any thread.
  */
 export async function loadService(spec: string): Promise<Service<unknown, unknown, unknown>> {
-  const builtin = BUILTIN_SERVICES[spec];
-  if (builtin) return builtin;
+  if (hasName(BUILTIN_SERVICES, spec)) return BUILTIN_SERVICES[spec]!;
   const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
   let mod: Record<string, unknown>;
   try {

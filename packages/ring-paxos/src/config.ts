@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { BALLOT_ID_SPACE } from './core/messages.js';
 import { DATAGRAM_OVERHEAD, DEFAULT_RING_SETTINGS, type RingSettings } from './core/settings.js';
 import { ConfigError } from './errors.js';
+import { checkKeys, hasName, suggest } from './names.js';
 import { MAX_UDP_PAYLOAD, TAG_BYTES } from './wire/codec.js';
 
 /** A static node of the cluster: an acceptor process. */
@@ -98,8 +99,8 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
   if (raw === undefined) return s;
   if (!isObj(raw)) throw new ConfigError(prefix, 'must be an object');
   for (const [k, v] of Object.entries(raw)) {
+    if (!hasName(SETTING_BOUNDS, k)) throw new ConfigError(`${prefix}.${k}`, `unknown setting; ${suggest(k, Object.keys(SETTING_BOUNDS))}`);
     const bounds = SETTING_BOUNDS[k as keyof RingSettings];
-    if (!bounds) throw new ConfigError(`${prefix}.${k}`, `unknown setting (known: ${Object.keys(SETTING_BOUNDS).join(', ')})`);
     s[k as keyof RingSettings] = int(v, `${prefix}.${k}`, bounds[0], bounds[1]);
   }
   if (s.maxValueBytes + DATAGRAM_OVERHEAD + TAG_BYTES > s.maxDatagramBytes) {
@@ -130,8 +131,8 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
 /** Validate a parsed cluster file. Every error names the field, as `rings[2].acceptors[1]`. */
 export function parseCluster(raw: Json): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'the cluster file must be a JSON object');
-  const known = new Set(['secret', 'nodes', 'rings', 'settings', 'tickMs', 'groups', 'mergeM']);
-  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(k, `unknown field (known: ${[...known].join(', ')})`);
+  // Unknown keys at every level are refused by name: a misspelt key would otherwise read as a missing one.
+  checkKeys(raw, ['secret', 'nodes', 'rings', 'settings', 'tickMs', 'groups', 'mergeM']);
   let secret: string | undefined;
   if (raw.secret !== undefined) {
     if (typeof raw.secret !== 'string' || raw.secret.length < 16) throw new ConfigError('secret', 'must be a string of at least 16 characters');
@@ -144,6 +145,7 @@ export function parseCluster(raw: Json): ClusterConfig {
   raw.nodes.forEach((n: Json, i: number) => {
     const f = `nodes[${i}]`;
     if (!isObj(n)) throw new ConfigError(f, 'must be an object');
+    checkKeys(n, ['id', 'host', 'port', 'metricsPort'], f);
     const id = int(n.id, `${f}.id`, 1, BALLOT_ID_SPACE - 1);
     if (ids.has(id)) throw new ConfigError(`${f}.id`, `duplicate node id ${id}`);
     ids.add(id);
@@ -160,6 +162,7 @@ export function parseCluster(raw: Json): ClusterConfig {
   const rings: RingSpec[] = raw.rings.map((r: Json, i: number) => {
     const f = `rings[${i}]`;
     if (!isObj(r)) throw new ConfigError(f, 'must be an object');
+    checkKeys(r, ['id', 'acceptors', 'ring', 'multicast'], f);
     const id = int(r.id, `${f}.id`, 0, 0xffff);
     if (ringIds.has(id)) throw new ConfigError(`${f}.id`, `duplicate ring id ${id}`);
     ringIds.add(id);
@@ -186,6 +189,7 @@ export function parseCluster(raw: Json): ClusterConfig {
     if (r.multicast !== undefined) {
       const m = r.multicast;
       if (!isObj(m)) throw new ConfigError(`${f}.multicast`, 'must be an object { group, port, interface }');
+      checkKeys(m, ['group', 'port', 'interface'], `${f}.multicast`);
       const group = host(m.group, `${f}.multicast.group`);
       const first = Number(group.split('.')[0]);
       if (first < 224 || first > 239) throw new ConfigError(`${f}.multicast.group`, `must be an IPv4 multicast address (224.0.0.0/4), got ${group}`);
@@ -195,13 +199,14 @@ export function parseCluster(raw: Json): ClusterConfig {
   });
   const settings = parseSettings(raw.settings);
   const tickMs = raw.tickMs === undefined ? 5 : int(raw.tickMs, 'tickMs', 1, 1000);
-  const groups: Record<string, number> = {};
+  // No prototype: a group named after an Object member (`constructor`, `__proto__`) is just a name.
+  const groups: Record<string, number> = Object.create(null) as Record<string, number>;
   if (raw.groups === undefined) {
     for (const r of rings) groups[`g${r.id}`] = r.id;
   } else {
     if (!isObj(raw.groups)) throw new ConfigError('groups', 'must be an object of group name -> ring id');
     for (const [name, v] of Object.entries(raw.groups)) {
-      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`groups.${name}`, 'names are 1-64 letters, digits, _ . -');
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || name === '__proto__') throw new ConfigError(`groups.${name}`, 'names are 1-64 letters, digits, _ . - (not __proto__)');
       const id = int(v, `groups.${name}`, 0, 0xffff);
       if (!ringIds.has(id)) throw new ConfigError(`groups.${name}`, `ring ${id} is not in rings`);
       groups[name] = id;

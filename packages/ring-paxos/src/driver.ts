@@ -44,6 +44,11 @@ export interface DriverHooks {
   onSent?(bytes: number, copies: number): void;
   onReceived?(bytes: number): void;
   onGapTrimmed?(needed: number, oldest: number): void;
+  /**
+   * The log could not keep this turn's records (a full disk: ERR_RINGCAST_LOG): the driver stopped and sent
+   * nothing of the turn, so no vote left for a record it could not write. Without this hook it throws.
+   */
+  onFatal?(e: Error): void;
 }
 
 export interface DriverOptions {
@@ -187,7 +192,15 @@ export class Driver {
   /** Persist, then send, then hand results to the hooks. */
   drain(): void {
     const { sends, persist } = this.node.out.drain();
-    if (persist.length > 0 && this.opts.log) this.opts.log.append(persist);
+    if (persist.length > 0 && this.opts.log) {
+      try {
+        this.opts.log.append(persist);
+      } catch (e) {
+        this.stop(); // this turn's sends (votes, promises) are dropped with it
+        if (!this.hooks.onFatal) throw e;
+        return this.hooks.onFatal(e as Error);
+      }
+    }
     for (const s of sends) this.sendOne(s.msg, s.to);
     const n = this.node;
     if (n.learner) {

@@ -30,3 +30,13 @@ export class TrimmedGapError extends RingcastError {
     this.name = 'TrimmedGapError';
   }
 }
+
+/**
+ * A server could not listen on `host:port` (in use, no permission), or a node could not bind its UDP port:
+ * a ConfigError naming `field` and what to do.
+ */
+export function listenError(e: Error & { code?: string }, field: string, host: string, port: number, udp = false): ConfigError {
+  const why = e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'no permission to bind it' : e.message;
+  const todo = udp ? 'is another process (this node, still running?) holding it?' : 'choose another port, or 0 for any free one';
+  return new ConfigError(field, `cannot ${udp ? 'bind UDP' : 'listen on'} ${host}:${port}: ${why} (${e.code ?? 'error'}); ${todo}`);
+}

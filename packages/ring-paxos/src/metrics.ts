@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DriverDropReason, DriverHooks, Driver } from './driver.js';
 import type { FileLog, RecoveredLog } from './storage/file-log.js';
+import { listenError } from './errors.js';
 
 /**
  * Prometheus metrics of one process, on a registry the process owns (never prom-client's global one).
@@ -164,8 +165,8 @@ export class RingMetrics {
     this.drivers.push({ ring: String(ring), driver });
   }
 
-  /** Serve GET /metrics on 127.0.0.1:port (or host); resolves with the bound port. */
-  async serve(port: number, host = '127.0.0.1'): Promise<{ port: number; close: () => Promise<void> }> {
+  /** Serve GET /metrics on 127.0.0.1:port (or host); resolves with the bound port; a port in use is a ConfigError naming `field`. */
+  async serve(port: number, host = '127.0.0.1', field = 'metricsPort'): Promise<{ port: number; close: () => Promise<void> }> {
     const server: Server = createServer((req, res) => {
       if (req.url !== '/metrics') {
         res.writeHead(404).end('only /metrics here\n');
@@ -177,7 +178,7 @@ export class RingMetrics {
       );
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(listenError(e, field, host, port)));
       server.listen(port, host, () => resolve());
     });
     const addr = server.address();

@@ -9,7 +9,7 @@ import { DYNAMIC_ID_BASE, START_NEXT } from './core/messages.js';
 import { RingNode } from './core/ring-node.js';
 import { encodeHold } from './core/retention-hold.js';
 import { Driver, type Address, type Clock, type DriverHooks, type Transport } from './driver.js';
-import { ConfigError, RingcastError } from './errors.js';
+import { ConfigError, listenError, RingcastError } from './errors.js';
 import { RingMetrics } from './metrics.js';
 import { Codec } from './wire/codec.js';
 import { FileLog, type LogMode } from './storage/file-log.js';
@@ -156,7 +156,27 @@ export interface RunningNode {
  * Start the acceptor (and coordinator, if last in a ring) roles of static node `id` for every ring it
  * belongs to. One UDP socket per ring: the node's port for the first ring, the next ports after it.
  */
-export async function startNode(
+export async function startNode(cluster: ClusterConfig, id: number, opts: Parameters<typeof openNode>[2] = {}): Promise<RunningNode> {
+  // A start that fails half-way (a port in use, a log it cannot open) closes what it opened, then throws:
+  // a process that cannot serve must not keep its UDP ports bound.
+  const opened = { rings: [] as RunningRing[], logs: [] as FileLog[] };
+  try {
+    return await openNode(cluster, id, opts, opened);
+  } catch (e) {
+    await closeRings(opened.rings, opened.logs).catch(() => {}); // the first error is the one to report
+    throw e;
+  }
+}
+
+async function closeRings(running: RunningRing[], logs: FileLog[]): Promise<void> {
+  for (const r of running) {
+    r.driver.stop();
+    await r.transport.close();
+  }
+  for (const l of logs) l.close();
+}
+
+async function openNode(
   cluster: ClusterConfig,
   id: number,
   opts: {
@@ -172,7 +192,8 @@ export async function startNode(
      * log found damaged at start (or holding an unfinished rejoin) makes the node rejoin without it.
      */
     rejoin?: boolean;
-  } = {},
+  },
+  opened: { rings: RunningRing[]; logs: FileLog[] },
 ): Promise<RunningNode> {
   const spec = cluster.nodes.find((n) => n.id === id);
   if (!spec) throw new ConfigError('id', `node ${id} is not in the cluster file (nodes: ${cluster.nodes.map((n) => n.id).join(', ')})`);
@@ -180,10 +201,10 @@ export async function startNode(
   if (rings.length === 0) throw new ConfigError('id', `node ${id} is an acceptor of no ring`);
   const metrics = new RingMetrics({ node: String(id) });
   const codec = new Codec({ maxDatagramBytes: cluster.settings.maxDatagramBytes, secret: cluster.secret });
-  const running: RunningRing[] = [];
+  const running = opened.rings;
   const durable = opts.durable ?? 'memory';
   if (durable !== 'memory' && !opts.logDir) throw new ConfigError('logDir', `durable mode '${durable}' needs a log directory`);
-  const logs: FileLog[] = [];
+  const logs = opened.logs;
   for (const r of rings) {
     let log: FileLog | undefined;
     let rejoin = opts.rejoin === true;
@@ -203,7 +224,9 @@ export async function startNode(
     if (restored) node.acceptor!.restore(restored.recovered.promised, restored.recovered.entries, restored.recovered.trimmed);
     let driver: Driver | undefined;
     const port = (opts.bindPort ?? spec.port) + (ringPort(cluster, id, r.id) - spec.port);
-    const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast);
+    const transport = await UdpTransport.bind(spec.host, port, (buf, from) => driver?.receive(buf, from), r.multicast).catch((e: Error) => {
+      throw listenError(e, opts.bindPort !== undefined ? 'bindPort' : `nodes[${cluster.nodes.indexOf(spec)}].port`, spec.host, port, true);
+    });
     driver = new Driver({
       node,
       codec,
@@ -229,11 +252,7 @@ export async function startNode(
     metrics,
     metricsPort: server?.port,
     async stop() {
-      for (const r of running) {
-        r.driver.stop();
-        await r.transport.close();
-      }
-      for (const l of logs) l.close();
+      await closeRings(running, logs);
       await server?.close();
     },
   };

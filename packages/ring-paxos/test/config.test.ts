@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseCluster } from '@ringcast/ring-paxos';
+import { ConfigError, editDistance, parseCluster, suggest } from '@ringcast/ring-paxos';
 
 const nodes = [
   { id: 1, host: '127.0.0.1', port: 7001 },
@@ -52,5 +52,51 @@ describe('cluster file validation', () => {
     expect(parseCluster({ nodes, rings: [{ id: 0, acceptors: [1] }] }).settings.logRetainBytes).toBe(0);
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], secret: 'short' })).toBe('secret');
     expect(fieldOf({ nodes, rings: [{ id: 0, acceptors: [1] }], extra: 1 })).toBe('extra');
+  });
+
+  it('refuses settings named after Object members, not only unknown plain names', () => {
+    const ring = [{ id: 0, acceptors: [1] }];
+    for (const k of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__', 'isPrototypeOf']) {
+      // JSON.parse makes "__proto__" an own key, as a cluster file read from disk has it.
+      const raw = JSON.parse(`{"settings": {"${k}": 5}}`) as Record<string, unknown>;
+      expect(() => parseCluster({ nodes, rings: ring, ...raw }), k).toThrow(`settings.${k}: unknown setting; known: window, `);
+    }
+    expect(() => parseCluster({ nodes, rings: ring, settings: { windw: 4 } })).toThrow('settings.windw: unknown setting; did you mean window?');
+  });
+
+  it('refuses unknown keys at every level by name, with the closest known key', () => {
+    const msg = (raw: unknown): string => {
+      try {
+        parseCluster(raw);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(msg({ nodes, rings: [{ id: 0, acceptor: [1, 2, 3] }] })).toBe('rings[0].acceptor: unknown key; did you mean acceptors?');
+    expect(msg({ nodes: [{ ...nodes[0], metricPort: 9100 }], rings: [{ id: 0, acceptors: [1] }] })).toBe('nodes[0].metricPort: unknown key; did you mean metricsPort?');
+    expect(msg({ nodes, rings: [{ id: 0, acceptors: [1], multicast: { group: '239.1.1.1', port: 9, interface: '127.0.0.1', ttl: 1 } }] })).toMatch(
+      /^rings\[0\]\.multicast\.ttl: unknown key; known: group, port, interface$/,
+    );
+    expect(msg({ node: nodes, rings: [{ id: 0, acceptors: [1] }] })).toBe('node: unknown key; did you mean nodes?');
+    expect(msg(JSON.parse('{"rings": [{"id": 0, "acceptors": [1], "constructor": 1}], "nodes": [{"id": 1, "host": "127.0.0.1", "port": 7001}]}'))).toBe(
+      'rings[0].constructor: unknown key; known: id, acceptors, ring, multicast',
+    );
+  });
+
+  it('groups are own names: a group called constructor is a group, __proto__ is refused', () => {
+    const ring = [{ id: 0, acceptors: [1] }];
+    const c = parseCluster({ nodes, rings: ring, groups: { constructor: 0 } });
+    expect(Object.keys(c.groups)).toEqual(['constructor']);
+    expect(parseCluster({ nodes, rings: ring }).groups.constructor).toBeUndefined();
+    expect(() => parseCluster({ nodes, rings: ring, groups: JSON.parse('{"__proto__": 0}') })).toThrow('groups.__proto__');
+  });
+
+  it('edit distance and suggestions', () => {
+    expect(editDistance('acceptor', 'acceptors')).toBe(1);
+    expect(editDistance('kitten', 'sitting')).toBe(3);
+    expect(editDistance('', 'abc')).toBe(3);
+    expect(suggest('widnow', ['window', 'lambda'])).toBe('did you mean window?');
+    expect(suggest('zzzz', ['window', 'lambda'])).toBe('known: window, lambda');
   });
 });

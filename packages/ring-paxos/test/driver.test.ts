@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { Codec, DEFAULT_RING_SETTINGS, Driver, RingNode, clientTickMs, type Address, type Clock } from '@ringcast/ring-paxos';
+import { Codec, DEFAULT_RING_SETTINGS, Driver, RingNode, RingcastError, clientTickMs, type Address, type Clock, type DriverHooks, type DurableLog, type PersistRecord } from '@ringcast/ring-paxos';
 
 /**
  * One real Driver (the coordinator's) among plain cores, over an in-memory network, with a clock whose
  * timers and deferred turn ends the test fires by hand: the order of a process's event-loop phases
  * (timers, then the datagrams that are ready, then deferred work) is in the test's hands.
  */
-function rig() {
+function rig(opts: { log?: DurableLog; hooks?: DriverHooks } = {}) {
   const settings = { ...DEFAULT_RING_SETTINGS, lambda: 1000, skipIntervalMs: 10, epochMs: 0 };
   const ids = [1, 2, 3];
   const order = [1, 2]; // node 2 coordinates
@@ -37,6 +37,8 @@ function rig() {
     peers,
     tickMs: 5,
     maxDynamicPeers: 4,
+    log: opts.log,
+    hooks: opts.hooks,
     transport: {
       send: (buf, to) => {
         driverSends++;
@@ -149,5 +151,32 @@ describe('driver', () => {
     loopRound(200, () => {});
     expect(c.stats.skips).toBe(skips);
     expect(sends()).toBe(sent);
+  });
+
+  it('a log append that fails (a full disk) stops the driver through onFatal; nothing of that turn is sent, no vote', () => {
+    const logged: PersistRecord[][] = [];
+    let full = false;
+    const log: DurableLog = {
+      append(rs) {
+        if (full) throw new RingcastError('ERR_RINGCAST_LOG', 'acceptor log append to x.seg: ENOSPC: no space left on device, write');
+        logged.push([...rs]);
+      },
+    };
+    const fatal: Error[] = [];
+    const { proposer, collect, network, loopRound, sends } = rig({ log, hooks: { onFatal: (e) => fatal.push(e) } });
+    expect(logged.length).toBeGreaterThan(0); // its promise and skip votes were logged while the disk had room
+    full = true;
+    const sent = sends();
+    proposer.proposer!.propose(new Uint8Array([1, 2, 3]), 60, proposer.out);
+    proposer.flush(60);
+    collect(proposer, 'p');
+    loopRound(80, network);
+    expect(fatal.map((e) => (e as RingcastError).code)).toEqual(['ERR_RINGCAST_LOG']);
+    expect(sends()).toBe(sent); // no Phase 2A carrying its vote, no skip, nothing
+    loopRound(200, network);
+    loopRound(400, network);
+    expect(sends()).toBe(sent);
+    expect(fatal).toHaveLength(1);
+    expect(proposer.proposer!.acked).toHaveLength(0);
   });
 });

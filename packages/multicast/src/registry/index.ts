@@ -18,6 +18,6 @@ export { StaticRegistry } from './static.js';
 export type { StaticRegistryOptions } from './static.js';
 export { RedisRegistry, registryKeys } from './redis.js';
 export type { RedisRegistryOptions } from './redis.js';
-export { REGISTRY_LIMITS, DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS } from './validate.js';
+export { REGISTRY_LIMITS, DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS, checkRedisUrl } from './validate.js';
 export { startAnnouncer } from './announce.js';
 export type { Announcer, AnnouncerOptions } from './announce.js';

@@ -12,6 +12,7 @@ import {
   checkNode,
   checkOrder,
   checkPrefix,
+  checkRedisUrl,
   checkRing,
   checkRings,
   checkTimeout,
@@ -115,10 +116,7 @@ export class RedisRegistry implements Registry {
   private closed = false;
 
   constructor(opts: RedisRegistryOptions = {}) {
-    this.url = opts.url ?? 'redis://127.0.0.1:6379';
-    if (typeof this.url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(this.url)) {
-      throw new ConfigError('url', `must be a redis:// or rediss:// URL, got ${JSON.stringify(this.url)}`);
-    }
+    this.url = checkRedisUrl(opts.url ?? 'redis://127.0.0.1:6379');
     this.prefix = checkPrefix(opts.prefix ?? DEFAULT_PREFIX);
     this.timeoutMs = opts.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkTimeout(opts.timeoutMs);
     const connectTimeout = opts.connectTimeoutMs === undefined ? 1000 : checkInt(opts.connectTimeoutMs, 'connectTimeoutMs', 10, 60_000);

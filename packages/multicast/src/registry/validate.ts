@@ -46,6 +46,20 @@ export function checkRings(v: unknown, field = 'rings'): number[] {
   return [...new Set(rings)].sort((a, b) => a - b);
 }
 
+/** A Redis URL, redis://HOST:PORT or rediss://; errors name `field` and what it accepts. */
+export function checkRedisUrl(v: unknown, field = 'url'): string {
+  const bad = (): ConfigError => new ConfigError(field, `must be a redis://HOST:PORT or rediss://HOST:PORT URL (port 1-65535), got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || v.length > 2048 || /\s/.test(v)) throw bad();
+  let u: URL;
+  try {
+    u = new URL(v); // refuses a port above 65535 ("Invalid URL")
+  } catch {
+    throw bad();
+  }
+  if ((u.protocol !== 'redis:' && u.protocol !== 'rediss:') || u.hostname === '' || u.port === '0') throw bad();
+  return v;
+}
+
 /** A key prefix: 1..64 printable characters without spaces; one cluster per prefix. */
 export function checkPrefix(v: unknown, field = 'prefix'): string {
   if (typeof v !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(v)) throw new ConfigError(field, `must be 1..64 printable characters without spaces, got ${JSON.stringify(v)}`);
@@ -80,7 +94,8 @@ export function clusterFacts(cluster: ClusterConfig, groups?: Record<string, num
   } else {
     if (typeof groups !== 'object' || groups === null || Array.isArray(groups)) throw new ConfigError('groups', 'must be an object { name: ringId }');
     for (const [name, ring] of Object.entries(groups)) {
-      if (!/^[\w.-]{1,64}$/.test(name)) throw new ConfigError(`groups.${name}`, 'a group name is 1..64 letters, digits, _ . -');
+      // Not __proto__: a registry view keeps groups in plain objects, where that name would set the prototype.
+      if (!/^[\w.-]{1,64}$/.test(name) || name === '__proto__') throw new ConfigError(`groups.${name}`, 'a group name is 1..64 letters, digits, _ . - (not __proto__)');
       checkRing(ring, `groups.${name}`);
       if (!ringIds.has(ring)) throw new ConfigError(`groups.${name}`, `ring ${ring} is not in the cluster`);
     }

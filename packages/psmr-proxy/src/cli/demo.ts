@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { createServer } from 'node:http';
-import { intFlag, parse } from '../cli.js';
+import { intFlag, listenHttp, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
 import { modeFlag, shareFlag } from './replica.js';
 import { launchLocalPsmr } from './psmr-local.js';
@@ -34,7 +34,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const window = intFlag(o.window, 'window', 256, 1, 65536);
   const registry = new Registry();
   const server = createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
-  const port = await new Promise<number>((resolve) => server.listen(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535), '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+  const port = await listenHttp(server, intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535), '--metrics-port');
   const say = (s: string): void => void process.stderr.write(`ringcast demo: ${s}\n`);
   say(`starting ${mode === 'smr' ? 'one ring (smr)' : `${workers + 1} rings (g0..g${workers - 1}, gall)`} on 3 acceptor processes and two replicas...`);
   const local = await launchLocalPsmr({ mode, workers });

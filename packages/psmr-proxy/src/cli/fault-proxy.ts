@@ -1,6 +1,6 @@
 import { fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { ConfigError, FaultProxy, type FaultProxyOptions } from '@ringcast/ring-paxos';
+import { ConfigError, FaultProxy, hasName, type FaultProxyOptions } from '@ringcast/ring-paxos';
 import { intFlag, parse, untilSignal } from '../cli.js';
 
 const HELP = `ringcast fault-proxy --listen 127.0.0.1:P --to 127.0.0.1:Q [--drop R] [--dup R] [--delay A-B]
@@ -99,7 +99,7 @@ export async function runFaultProxy(args: string[]): Promise<number> {
   try {
     proxy = new FaultProxy(opts);
   } catch (e) {
-    if (e instanceof ConfigError && FLAG_OF[e.field]) throw new ConfigError(FLAG_OF[e.field]!, e.message.slice(e.field.length + 2));
+    if (e instanceof ConfigError && hasName(FLAG_OF, e.field)) throw new ConfigError(FLAG_OF[e.field]!, e.message.slice(e.field.length + 2));
     throw e;
   }
   await proxy.start();

@@ -63,7 +63,12 @@ export interface Spawned {
   child: ChildProcess;
   /** Every JSON line the child printed on stdout, in order. */
   lines: unknown[];
-  /** Resolves with the first line whose event is `event`. */
+  /**
+   * Resolves with the first line whose event is `event`; rejects at once if the process exits first, and
+   * after `timeoutMs` (default 60 s) if it is still running. The default is generous: a process start takes
+   * a second alone, but over 15 s on a 2-core machine shared with other builds (load average 20), and the
+   * bound only matters for a process that hangs.
+   */
   waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   exited: Promise<number | null>;
   stderr(): string;
@@ -106,7 +111,7 @@ export function spawnRingcast(args: string[], opts: { env?: NodeJS.ProcessEnv; p
     lines,
     exited,
     stderr: () => err,
-    waitFor(event, timeoutMs = 15000) {
+    waitFor(event, timeoutMs = 60_000) {
       const seen = lines.find((l) => (l as Record<string, unknown>).event === event);
       if (seen) return Promise.resolve(seen as Record<string, unknown>);
       return new Promise((resolve, reject) => {

@@ -1,4 +1,4 @@
-import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
+import { ConfigError, hasName, loadCluster } from '@ringcast/ring-paxos';
 import { RedisRegistry, RegistryUnavailableError } from '@ringcast/multicast';
 import { intFlag, parse } from '../cli.js';
 
@@ -19,7 +19,7 @@ function open(o: Record<string, string | boolean | undefined>): { reg: RedisRegi
   try {
     return { reg: new RedisRegistry({ url: o.redis, prefix: typeof o.prefix === 'string' ? o.prefix : undefined, timeoutMs }), timeoutMs };
   } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(FLAG_OF[e.field] ?? e.field, e.message.slice(e.field.length + 2));
+    if (e instanceof ConfigError) throw new ConfigError(hasName(FLAG_OF, e.field) ? FLAG_OF[e.field]! : e.field, e.message.slice(e.field.length + 2));
     throw e;
   }
 }

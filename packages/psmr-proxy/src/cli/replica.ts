@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
-import { intFlag, need, parse } from '../cli.js';
+import { intFlag, listenHttp, need, parse } from '../cli.js';
 import { runKvLoad } from '../kv-load.js';
 import { checkpointToken, startReplica, type ReplicaCheckpoint } from '../replica.js';
 import { hasCheckpointTrailer, unframeCheckpoint } from '../checkpoint-store.js';
@@ -203,13 +203,8 @@ export async function runKvLoadCommand(args: string[]): Promise<number> {
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const registry = new Registry();
   const mport = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
-  const server =
-    mport === undefined
-      ? undefined
-      : await new Promise<ReturnType<typeof createServer>>((resolve) => {
-          const s = createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
-          s.listen(mport, '127.0.0.1', () => resolve(s));
-        });
+  const server = mport === undefined ? undefined : createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
+  if (server) await listenHttp(server, mport!, '--metrics-port');
   const display = o.quiet ? undefined : new RateDisplay('replied', 'commands');
   const cpu0 = process.cpuUsage();
   const r = await runKvLoad({

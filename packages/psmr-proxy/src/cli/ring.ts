@@ -1,6 +1,6 @@
 import { ConfigError, loadCluster, RingcastError, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
-import { RedisRegistry, startAnnouncer, startGroupLearner, ringsOf } from '@ringcast/multicast';
-import { intFlag, need, parse, untilSignal } from '../cli.js';
+import { checkRedisUrl, RedisRegistry, startAnnouncer, startGroupLearner, ringsOf } from '@ringcast/multicast';
+import { groupsFlag, intFlag, need, parse, untilSignal } from '../cli.js';
 import { proposeLoop } from './progress.js';
 
 function line(obj: unknown): void {
@@ -32,27 +32,39 @@ export async function runNode(args: string[]): Promise<number> {
   if (durable !== 'sync' && durable !== 'async' && durable !== 'memory') throw new ConfigError('--durable', `must be sync, async or memory, got ${JSON.stringify(durable)}`);
   const logDir = typeof o['log-dir'] === 'string' ? o['log-dir'] : undefined;
   if (durable !== 'memory' && !logDir) throw new ConfigError('--log-dir', `is required with --durable ${durable}`);
-  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir, rejoin: o.rejoin === true });
+  // Every flag is checked before a socket is bound; startNode closes what it opened if it fails.
+  const registryUrl = o.registry === undefined ? undefined : checkRedisUrl(o.registry, '--registry');
+  // A fatal error while running (a full disk: ERR_RINGCAST_LOG) stops the node and exits non-zero.
+  let fatal: (e: Error) => void = () => {};
+  const failed = new Promise<Error>((r) => (fatal = r));
+  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir, rejoin: o.rejoin === true, hooks: { onFatal: (e) => fatal(e) } });
   // The registry is a hint: announce this node and its coordinator leases; failures never stop the node.
-  const registry = typeof o.registry === 'string' ? new RedisRegistry({ url: o.registry }) : undefined;
+  const registry = registryUrl === undefined ? undefined : new RedisRegistry({ url: registryUrl });
   const announcer = registry
     ? startAnnouncer(registry, cluster, node, {
         onState: (up, err) => process.stderr.write(`ringcast node ${id}: registry ${up ? 'reachable' : `unreachable (${err?.message ?? 'error'})`}\n`),
       })
     : undefined;
   line({ event: 'ready', id, pid: process.pid, rings: node.rings.map((r) => r.driver.node.cfg.ring), metricsPort: node.metricsPort ?? null });
-  const sig = await untilSignal();
+  const end = await Promise.race([untilSignal(), failed]);
   await announcer?.stop();
   await registry?.close();
+  if (end instanceof Error) {
+    await node.stop().catch(() => {}); // the log that failed may fail to close too: report the first error
+    throw end;
+  }
   await node.stop();
-  process.stderr.write(`ringcast node ${id}: stopped on ${sig}\n`);
+  process.stderr.write(`ringcast node ${id}: stopped on ${end}\n`);
   return 0;
 }
 
 function startFlag(v: string | boolean | undefined): number {
   if (v === undefined || v === 'next') return START_NEXT;
   if (v === 'oldest') return START_OLDEST;
-  return intFlag(v, 'from', 0, 0, Number.MAX_SAFE_INTEGER);
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
+    throw new ConfigError('--from', `must be next, oldest or an instance number (an integer, 0 or more), got ${JSON.stringify(v)}`);
+  }
+  return Number(v);
 }
 
 const HELP_LEARN = `ringcast learn --cluster FILE [--ring R | --groups G1,G2,...] [--from next|oldest|N] [--count N] [--metrics-port P] [--quiet]
@@ -81,6 +93,7 @@ export async function runLearn(args: string[]): Promise<number> {
   const cluster = loadCluster(need(o.cluster, '--cluster'));
   const ring = o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
   const count = intFlag(o.count, 'count', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+  const mport = o['metrics-port'] === undefined ? undefined : intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535);
   const metrics = new RingMetrics({ role: 'learner' });
   let delivered = 0;
   let finish: (code: number) => void = () => {};
@@ -91,7 +104,7 @@ export async function runLearn(args: string[]): Promise<number> {
     const startRound = o['start-round'] === undefined ? undefined : intFlag(o['start-round'], 'start-round', 0, 0, Number.MAX_SAFE_INTEGER);
     const stopRound = o['stop-round'] === undefined ? undefined : intFlag(o['stop-round'], 'stop-round', 0, 0, Number.MAX_SAFE_INTEGER);
     const gl = await startGroupLearner(cluster, {
-      groups: o.groups.split(','),
+      groups: groupsFlag(cluster, o.groups, '--groups'),
       metrics,
       startRound,
       stopRound,
@@ -110,7 +123,10 @@ export async function runLearn(args: string[]): Promise<number> {
         if (delivered >= count) finish(0);
       },
     });
-    const server = o['metrics-port'] === undefined ? undefined : await metrics.serve(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535));
+    const server = mport === undefined ? undefined : await metrics.serve(mport, '127.0.0.1', '--metrics-port').catch(async (e: Error) => {
+      await gl.stop();
+      throw e;
+    });
     line({ event: 'ready', rings: gl.rings, pid: process.pid, metricsPort: server?.port ?? null });
     const code = await Promise.race([done, untilSignal().then(() => 0)]);
     await gl.stop();
@@ -138,7 +154,10 @@ export async function runLearn(args: string[]): Promise<number> {
       },
     },
   });
-  const server = o['metrics-port'] === undefined ? undefined : await metrics.serve(intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535));
+  const server = mport === undefined ? undefined : await metrics.serve(mport, '127.0.0.1', '--metrics-port').catch(async (e: Error) => {
+    await client.stop();
+    throw e;
+  });
   line({ event: 'ready', id: client.id, pid: process.pid, metricsPort: server?.port ?? null });
   const code = await Promise.race([done, untilSignal().then(() => 0)]);
   await client.stop();
@@ -167,7 +186,8 @@ export async function runPropose(args: string[]): Promise<number> {
   if (o.help) return void process.stdout.write(HELP_PROPOSE), 0;
   const rate = o.rate === undefined ? undefined : intFlag(o.rate, 'rate', 0, 1, 10_000_000);
   const cluster = loadCluster(need(o.cluster, '--cluster'));
-  const ring = typeof o.group === 'string' ? ringsOf(cluster, [o.group])[0] : o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
+  if (typeof o.group === 'string' && o.group.includes(',')) throw new ConfigError('--group', `takes one group name, got ${JSON.stringify(o.group)}`);
+  const ring = typeof o.group === 'string' ? ringsOf(cluster, groupsFlag(cluster, o.group, '--group'))[0] : o.ring === undefined ? undefined : intFlag(o.ring, 'ring', 0, 0, 65535);
   const count = intFlag(o.count, 'count', 1000, 1, 100_000_000);
   const size = intFlag(o.size, 'size', 0, 0, cluster.settings.maxValueBytes);
   const outstanding = intFlag(o.outstanding, 'outstanding', 256, 1, cluster.settings.maxOutstanding);
