@@ -89,6 +89,8 @@ export class RingMetrics {
     each('ringcast_duplicates_dropped', 'Duplicate values dropped by the learner (cumulative)', (d) => d.node.learner?.stats.duplicatesDropped);
     each('ringcast_proposer_outstanding', 'Values the proposer has outstanding', (d) => d.node.proposer?.inflight);
     each('ringcast_skips', 'Skip instances proposed by this coordinator for rate leveling (cumulative)', (d) => d.node.coordinator?.stats.skips);
+    each('ringcast_takeovers', 'Times this node took the coordinator role over from a silent one (cumulative)', (d) => (d.node.acceptor ? d.node.takeovers : undefined));
+    each('ringcast_promised_ballot', 'Highest ballot this acceptor promised (changes at every takeover or ring change)', (d) => d.node.acceptor?.promised);
     each('ringcast_proposer_resent', 'Values re-sent by the proposer (cumulative)', (d) => d.node.proposer?.stats.resent);
   }
 
