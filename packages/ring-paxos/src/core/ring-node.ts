@@ -293,9 +293,13 @@ export class RingNode {
   }
 
   tick(now: number): void {
-    // Ticks stopped for a while (the process was stopped, or its event loop stalled): a coordinator's
-    // messages from that time may still be waiting unread, so silence is counted from now, not from before.
-    if (now - this.lastTickAt > this.cfg.settings.coordinatorTimeoutMs / 2) this.lastLeaderContact = Math.max(this.lastLeaderContact, now);
+    // Coordinator silence is counted only while this node runs: after a gap between ticks (the process was
+    // stopped, or its event loop stalled) the coordinator's messages from that time may still wait unread,
+    // so all but a heartbeat of the gap is left out. A node ticking late all the time still counts at least
+    // a heartbeat per tick, so a takeover is delayed, never prevented.
+    const gap = now - this.lastTickAt;
+    const hb = this.cfg.settings.heartbeatMs;
+    if (gap > hb) this.lastLeaderContact = Math.min(now, this.lastLeaderContact + gap - hb);
     this.lastTickAt = now;
     if (this.coordinator?.deposed) this.coordinator = undefined;
     if (this.coordinator) {
