@@ -293,13 +293,13 @@ export class RingNode {
   }
 
   tick(now: number): void {
-    // Coordinator silence is counted only while this node runs: after a gap between ticks (the process was
-    // stopped, or its event loop stalled) the coordinator's messages from that time may still wait unread,
-    // so all but a heartbeat of the gap is left out. A node ticking late all the time still counts at least
-    // a heartbeat per tick, so a takeover is delayed, never prevented.
+    // A long gap between ticks (over half the timeout: the process was stopped, or its event loop stalled)
+    // is left out of the coordinator's silence, all but a heartbeat of it: the coordinator's messages from
+    // that time may still wait unread. Shorter gaps (a busy machine ticking late) count in full, so a real
+    // takeover is not slowed down by load.
     const gap = now - this.lastTickAt;
-    const hb = this.cfg.settings.heartbeatMs;
-    if (gap > hb) this.lastLeaderContact = Math.min(now, this.lastLeaderContact + gap - hb);
+    const s = this.cfg.settings;
+    if (gap > s.coordinatorTimeoutMs / 2) this.lastLeaderContact = Math.min(now, this.lastLeaderContact + gap - s.heartbeatMs);
     this.lastTickAt = now;
     if (this.coordinator?.deposed) this.coordinator = undefined;
     if (this.coordinator) {
