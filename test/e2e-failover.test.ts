@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
-import { delivered, stopAll, waitUntil } from './helpers.js';
+import { DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
+import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Real processes on 127.0.0.1 with a fault proxy in front of every acceptor (10 % loss, duplicates,
 // reordering), durable sync logs, and kill -9: first the coordinator, then (once it is back from its disk
@@ -63,6 +64,50 @@ describe('ring under failures, real processes', () => {
       const mine = a!.filter((x) => x.d.startsWith(`f${k}-`)).map((x) => x.d);
       expect(mine).toHaveLength(PER_PROPOSER);
       expect(new Set(mine).size).toBe(PER_PROPOSER);
+    }
+  });
+
+  it('SIGSTOP of the coordinator past its timeout, then SIGCONT: a member takes over, the old one steps down, nothing stalls (default settings)', async () => {
+    const d = DEFAULT_RING_SETTINGS;
+    const stopped = await launchLocalRing({ acceptors: 3, metrics: true });
+    const mine: Spawned[] = [];
+    try {
+      const learner = spawnRingcast(['learn', '--cluster', stopped.clusterPath, '--from', '0']);
+      mine.push(learner);
+      await learner.waitFor('ready');
+      const count = 1500;
+      const proposer = spawnRingcast(['propose', '--cluster', stopped.clusterPath, '--count', String(count), '--rate', '500', '--outstanding', '32', '--prefix', 's']);
+      mine.push(proposer);
+      expect(await waitUntil(() => delivered(learner).length >= 100, 20_000)).toBe(true);
+      const coordinator = stopped.nodes[1]!; // node 2, last of the configured ring [1, 2]
+      const port = (id: number): number => stopped.nodes[id - 1]!.lines.find((l) => (l as { event?: string }).event === 'ready')!.metricsPort as number;
+      expect(await scrape(port(2), 'ringcast_window_size')).toBeGreaterThan(0);
+      const other = async (): Promise<number> => (await scrape(port(1), 'ringcast_window_size')) + (await scrape(port(3), 'ringcast_window_size'));
+      process.kill(coordinator.child.pid!, 'SIGSTOP');
+      try {
+        // Takeover while the old coordinator is still stopped.
+        const t0 = performance.now();
+        expect(await waitUntil(async () => (await other()) > 0, 2 * d.coordinatorTimeoutMs + 5000, 10)).toBe(true);
+        const took = performance.now() - t0;
+        console.log(JSON.stringify({ event: 'sigstop', msToTakeover: Math.round(took) }));
+        await new Promise((r) => setTimeout(r, Math.max(0, 3 * d.coordinatorTimeoutMs - took)));
+      } finally {
+        process.kill(coordinator.child.pid!, 'SIGCONT');
+      }
+      // The resumed node hears the higher ballot and gives the role up; the ring keeps delivering.
+      expect(await waitUntil(async () => (await scrape(port(2), 'ringcast_window_size')) === 0, 10 * d.coordinatorTimeoutMs)).toBe(true);
+      expect(await other()).toBeGreaterThan(0);
+      const afterResume = delivered(learner).length;
+      expect(await waitUntil(() => delivered(learner).length >= afterResume + 100, 10_000)).toBe(true);
+      const done = await proposer.waitFor('done', 60_000);
+      expect(done).toMatchObject({ acked: count, failed: 0 });
+      await waitUntil(() => delivered(learner).length >= count, 20_000);
+      const values = delivered(learner).map((x) => x.d);
+      expect(values.length, `learner stderr: ${learner.stderr().slice(-1000)}`).toBe(count);
+      expect(new Set(values).size).toBe(count);
+    } finally {
+      await stopAll(mine);
+      await stopped.stop();
     }
   });
 });

@@ -45,6 +45,8 @@ export interface KvLoadOptions {
   deadlineMs?: number;
   registry?: Registry;
   onTick?: (done: number, elapsedMs: number) => void;
+  /** Every answered command (an error reply too) as its answer arrives. */
+  onReply?: (command: KvCommand, err: Error | null) => void;
 }
 
 export interface KvLoadResult {
@@ -198,6 +200,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
     let sync = true;
     client.proxy.send(c, (err, r, ms) => {
       done++;
+      o.onReply?.(c, err);
       if (err) {
         errors++;
         if (history && history.length < maxHistory) {

@@ -658,6 +658,67 @@ describe('ring cores (fault-free harness)', () => {
     h.advance(20);
     expect(c.stats.demandSkips).toBe(after);
   });
+
+  it('failover: a ring member fills what it missed as a spare, takes over first, and values in flight reach it at once', () => {
+    // Ring [1, 2] (2 coordinates), spare 3. Member 1 pauses: 2 swaps 3 in. 1 comes back (a spare now); then
+    // the coordinator pauses: member 3 (holding every decided instance, fetched what it lacked) takes over,
+    // the proposer's in-flight values and the learner follow it within a heartbeat or two of its Phase 1,
+    // and once 2 resumes it steps down on the higher ballot.
+    const h = new Harness(3);
+    const s = h.settings;
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    const paused = new Map<number, RingNode>();
+    const pause = (id: number): void => void paused.set(id, h.nodes.get(id)!);
+    const resume = (id: number): void => void paused.delete(id);
+    h.lose = (to, msg) => paused.has(to) || paused.has(msg.from);
+    const tickAll = h.advance.bind(h);
+    h.advance = (ms: number) => {
+      for (const id of paused.keys()) h.nodes.delete(id);
+      tickAll(ms);
+      for (const [id, n] of paused) h.nodes.set(id, n);
+    };
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
+    pause(1);
+    h.advance(s.acceptorTimeoutMs + 2 * s.phase1TimeoutMs);
+    for (let i = 0; i < 50; i++) h.submit(p, `b${i}`);
+    h.advance(200);
+    const a3 = h.nodes.get(3)!.acceptor!;
+    expect(h.nodes.get(2)!.coordinator!.ringLayout).toEqual([3, 2]);
+    // 3 holds every decided instance, those decided before it joined included.
+    expect(a3.filled).toBe(h.nodes.get(2)!.coordinator!.frontier);
+    resume(1);
+    h.advance(200);
+    expect(deliveries(l)).toHaveLength(250);
+    // Values in flight when the coordinator stops.
+    for (let i = 0; i < 5; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
+    pause(2);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    const stoppedAt = h.now;
+    let deliveredAt = -1;
+    while (h.now - stoppedAt < 5 * s.coordinatorTimeoutMs && deliveredAt < 0) {
+      h.advance(5);
+      if (l.learner!.deliveries.length >= 5) deliveredAt = h.now;
+    }
+    expect(h.nodes.get(3)!.takeovers).toBe(1);
+    expect(h.nodes.get(1)!.takeovers).toBe(0);
+    expect(deliveries(l)).toEqual(Array.from({ length: 5 }, (_, i) => `c${i}`));
+    // Detection, then at most two heartbeats for the proposer's probe and the learner's report to find it.
+    expect(deliveredAt - stoppedAt).toBeLessThanOrEqual(s.coordinatorTimeoutMs + 2 * s.heartbeatMs + 10);
+    // The member re-proposed only what was in flight, not the log it had missed as a spare.
+    expect(h.nodes.get(3)!.coordinator!.stats.decided).toBeLessThan(s.window);
+    // The old coordinator resumes: it hears the higher ballot and steps down; the ring goes on.
+    resume(2);
+    h.advance(3 * s.heartbeatMs);
+    expect(h.nodes.get(2)!.coordinator).toBeUndefined();
+    h.submit(p, 'd0');
+    h.advance(50);
+    expect(deliveries(l)).toEqual(['d0']);
+  });
 });
 
 describe('retention holds', () => {

@@ -4,6 +4,7 @@ import { ConfigError, ipv4Lookup, loadCluster, START_NEXT, startClient } from '@
 import { ringsOf } from '@ringcast/multicast';
 import { intFlag, parse, untilSignal } from '../cli.js';
 import { benchMultiring, groupSink, machineTicks, metricValue, stealShare } from './bench-multiring.js';
+import { benchFailover } from './bench-failover.js';
 import { benchPsmr } from './bench-psmr.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
@@ -15,6 +16,7 @@ const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W]
   = payload MB/s x copies / raw MB/s, copies = 1 + other ring acceptors + learners.
 ringcast bench multiring   k = 1, 2, 4 rings: MB/s and CPU s per MB vs one ring; idle-ring latency (--help)
 ringcast bench psmr        P-SMR key-value store: commands/s and p99 vs share of g_all, smr vs psmr; SVG plot (--help)
+ringcast bench failover    kill -9 coordinators under load: ring (next delivery) or psmr (client-observed gap) (--help)
 `;
 
 function line(obj: unknown): void {
@@ -531,73 +533,5 @@ async function benchRing(args: string[]): Promise<number> {
     }
     line(result);
   }
-  return 0;
-}
-
-const HELP_FAILOVER = `ringcast bench failover [--kills N] [--durable sync|async]
-  A ring of 3 acceptors (durable logs) on 127.0.0.1 under a steady proposal load; N times: kill -9 the
-  current coordinator, time until a learner delivers the next value, restart the killed node from its log,
-  let the ring settle. Prints one JSON line with every time and the p50 / max.
-`;
-
-/** Which node currently coordinates: the one whose metrics report a window. */
-async function currentCoordinator(ring: Awaited<ReturnType<typeof launchLocalRing>>): Promise<number | undefined> {
-  for (let id = 1; id <= ring.nodes.length; id++) {
-    const n = ring.nodes[id - 1]!;
-    if (n.child.exitCode !== null || n.child.signalCode !== null) continue;
-    const port = (await n.waitFor('ready')).metricsPort as number;
-    try {
-      if ((await metricValue(port, 'ringcast_window_size')) > 0) return id;
-    } catch {
-      /* not answering */
-    }
-  }
-  return undefined;
-}
-
-async function benchFailover(args: string[]): Promise<number> {
-  const o = parse(args, { kills: { type: 'string' }, durable: { type: 'string' } });
-  if (o.help) return void process.stdout.write(HELP_FAILOVER), 0;
-  const kills = intFlag(o.kills, 'kills', 5, 1, 100);
-  const durable = o.durable ?? 'sync';
-  if (durable !== 'sync' && durable !== 'async') throw new ConfigError('--durable', `must be sync or async, got ${JSON.stringify(durable)}`);
-  const settings = { heartbeatMs: 50, coordinatorTimeoutMs: 300, acceptorTimeoutMs: 300, retryTimeoutMs: 100, maxSends: 1000, learnerTimeoutMs: 1000 };
-  const ring = await launchLocalRing({ acceptors: 3, metrics: true, durable, settings });
-  const procs: Spawned[] = [];
-  const times: number[] = [];
-  try {
-    const learner = spawnRingcast(['learn', '--cluster', ring.clusterPath, '--from', 'next', '--quiet', '--metrics-port', '0']);
-    procs.push(learner);
-    const lport = (await learner.waitFor('ready')).metricsPort as number;
-    const load = spawnRingcast(['propose', '--cluster', ring.clusterPath, '--count', '100000000', '--rate', '2000', '--outstanding', '64', '--size', '64']);
-    procs.push(load);
-    const deliveredNow = (): Promise<number> => metricValue(lport, 'ringcast_values_delivered_total');
-    await sleep(1500);
-    for (let k = 0; k < kills; k++) {
-      const coord = await currentCoordinator(ring);
-      if (coord === undefined) throw new Error('no coordinator answers its metrics');
-      const before = await deliveredNow();
-      const t0 = performance.now();
-      await ring.kill(coord);
-      let t = 0;
-      while (performance.now() - t0 < 20_000) {
-        if ((await deliveredNow()) > before + 1) {
-          t = performance.now() - t0;
-          break;
-        }
-        await sleep(5);
-      }
-      if (t === 0) throw new Error(`no delivery within 20 s of killing coordinator ${coord}`);
-      times.push(Math.round(t));
-      process.stderr.write(`bench failover: kill ${k + 1}/${kills}: coordinator ${coord}, next delivery after ${Math.round(t)} ms\n`);
-      await ring.restart(coord);
-      await sleep(1500);
-    }
-  } finally {
-    await Promise.all(procs.map((p) => stopProcess(p)));
-    await ring.stop();
-  }
-  const sorted = [...times].sort((a, b) => a - b);
-  line({ bench: 'failover', durable, kills, msToNextDelivery: times, p50: percentile(sorted, 0.5), max: sorted[sorted.length - 1], settings });
   return 0;
 }

@@ -11,6 +11,9 @@ import {
 import type { Outbox } from './outbox.js';
 import { DATAGRAM_OVERHEAD, type RingSettings } from './settings.js';
 
+/** Retransmission requests a ring member filling its log sends per gapTimeoutMs (see fillRange). */
+export const FILL_REQUESTS = 4;
+
 /** One accepted value in the acceptor log. */
 export interface LogEntry {
   ballot: number;
@@ -283,15 +286,17 @@ export class Acceptor {
   }
 
   /**
-   * Decided values fetched while rejoining: held as accepted at the current promise (any ballot above the
-   * deciding one proposes the same value, so reporting it there in a later Phase 1 is sound) and decided.
+   * Decided values fetched while rejoining, or by a ring member filling what it missed as a spare: held as
+   * accepted at the current promise (any ballot above the deciding one proposes the same value, so
+   * reporting it there in a later Phase 1 is sound) and decided.
    */
   onLearn(m: Learn, out: Outbox): void {
-    if (this.horizon === 0 || this.horizon === Infinity) return;
+    if (this.horizon === Infinity) return;
+    const top = this.horizon > 0 ? this.horizon : this.decidedTop;
     if (m.trimmed > this.trimmed) this.trim(m.trimmed, out);
     for (let k = 0; k < m.insts.length; k++) {
       const i = m.insts[k]!;
-      if (i < this.trimmed || i >= this.horizon || this.log.get(i)?.decided) continue;
+      if (i < this.trimmed || i >= top || this.log.get(i)?.decided) continue;
       const value = m.values[k]!;
       const vid = m.vids[k]!;
       this.log.set(i, { ballot: this.promised, vid, value, decided: true });
@@ -300,6 +305,36 @@ export class Acceptor {
       if (i + 1 > this.top) this.top = i + 1;
     }
     this.advanceCatchUp(out);
+    this.advanceFilled();
+  }
+
+  /** Every instance in [trimmed, filled) is held decided (decidedTop: one past the highest decision heard). */
+  filled = 0;
+  private decidedTop = 0;
+  private filledStuckAt = -1;
+  private filledStuckSince = 0;
+
+  private advanceFilled(): void {
+    if (this.filled < this.trimmed) this.filled = this.trimmed;
+    while (this.filled < this.decidedTop && this.log.get(this.filled)?.decided) this.filled++;
+  }
+
+  /**
+   * A ring member that joined as a spare lacks the instances decided before it joined (a spare gets no Phase
+   * 2A), and a lost decision leaves an entry undecided. Should it take over, its Phase 1 would re-propose
+   * all of them while the ring waits. So it fetches them: [lo, hi) to ask the coordinator for, once the
+   * first missing one has stayed missing for gapTimeoutMs (decisions may come out of order); else undefined.
+   */
+  fillRange(now: number): { lo: number; hi: number } | undefined {
+    if (this.rejoining) return undefined;
+    this.advanceFilled();
+    if (this.filled >= this.decidedTop) return undefined;
+    if (this.filledStuckAt !== this.filled) {
+      this.filledStuckAt = this.filled;
+      this.filledStuckSince = now;
+    }
+    if (now - this.filledStuckSince < this.settings.gapTimeoutMs) return undefined;
+    return { lo: this.filled, hi: Math.min(this.decidedTop, this.filled + FILL_REQUESTS * this.settings.maxRetransmitInstances) };
   }
 
   /** Where a rejoining acceptor should ask next: [lo, hi), or undefined when it is not catching up. */
@@ -332,6 +367,7 @@ export class Acceptor {
       const vid = decisions[k + 2]!;
       // Nothing at or past trimmed + logCapacity is ever held: an absurd count cannot make this loop long.
       const stop = Math.min(end, this.trimmed + this.settings.logCapacity);
+      if (stop > this.decidedTop) this.decidedTop = stop;
       for (let i = Math.max(start, this.trimmed); i < stop; i++) {
         const e = this.log.get(i);
         if (e && e.vid === vid) e.decided = true;

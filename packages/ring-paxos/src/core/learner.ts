@@ -102,6 +102,8 @@ export class Learner {
   private acceptorTurn = 0;
   /** Last time anything came from the coordinator (2A, Decision, Status); -1 until the first tick. */
   private lastContactAt = -1;
+  /** When the acceptors were last asked who coordinates (while the coordinator is silent). */
+  private lastProbeAt = -Infinity;
   private knownBallot = 0;
   coordinator: number;
 
@@ -322,10 +324,12 @@ export class Learner {
     if (this.contact || this.lastContactAt < 0) {
       this.contact = false;
       this.lastContactAt = now;
-    } else if (now - this.lastContactAt > this.s.coordinatorTimeoutMs) {
-      // The coordinator is silent: report to every acceptor at once. The coordinator answers with Status,
-      // the others redirect to the coordinator they know; either way one round trip finds it.
-      this.lastContactAt = now;
+    } else if (now - this.lastContactAt > 2 * this.s.heartbeatMs && now - this.lastProbeAt >= this.s.progressIntervalMs) {
+      // The coordinator is silent (it sends at least every heartbeatMs): report to every acceptor, every
+      // progress interval until it is heard again. A new coordinator answers with Status and the others
+      // redirect to the highest ballot they know, so a takeover is followed within one interval of its
+      // Phase 1, not a whole coordinatorTimeoutMs later.
+      this.lastProbeAt = now;
       for (const a of this.cfg.acceptors) {
         if (a === this.coordinator) continue;
         out.send(a, this.progressMsg());

@@ -39,7 +39,8 @@ export class Proposer {
   coordinator: number;
 
   private knownBallot = 0;
-  private coordinatorTurn = 0;
+  /** When the acceptors were last asked which coordinator holds the highest ballot. */
+  private lastProbeAt = -Infinity;
   private nextSeq = 0;
   private readonly outstanding = new Map<number, Outstanding>();
   private unsent: number[] = [];
@@ -124,11 +125,29 @@ export class Proposer {
     this.sendSeqs(seqs, now, out);
   }
 
-  onRedirect(m: Redirect): void {
-    if (m.ballot >= this.knownBallot && m.coordinator !== this.coordinator) {
-      this.knownBallot = m.ballot;
-      this.coordinator = m.coordinator;
+  /**
+   * An acceptor (or the coordinator itself) named the coordinator of the highest ballot it knows. A new one:
+   * send it every value in flight at once, instead of when their retry timers run out (seqs keep it
+   * exactly-once: a value the old coordinator ordered is acknowledged, not ordered again).
+   */
+  onRedirect(m: Redirect, now: number, out: Outbox): void {
+    if (m.ballot < this.knownBallot) return;
+    this.knownBallot = m.ballot;
+    if (m.coordinator === this.coordinator) return;
+    this.coordinator = m.coordinator;
+    const sent: number[] = [];
+    for (const [seq, o] of this.outstanding) if (o.sends > 0) sent.push(seq);
+    if (sent.length === 0) return;
+    this.stats.resent += sent.length;
+    this.sendSeqs(sent, now, out);
+  }
+
+  /** Has a sent value waited longer than retryTimeoutMs? (The oldest sent one is first in seq order.) */
+  private waiting(now: number): boolean {
+    for (const o of this.outstanding.values()) {
+      if (o.sends > 0) return now - o.sentAt >= this.s.retryTimeoutMs || o.sends > 1;
     }
+    return false;
   }
 
   onAck(m: Ack): void {
@@ -160,14 +179,17 @@ export class Proposer {
       (resend ??= []).push(seq);
     }
     if (resend) {
-      // Re-sent twice without an answer: the coordinator may be gone; try the next acceptor, which
-      // forwards nothing but redirects us to the coordinator it knows.
-      if (this.outstanding.get(resend[0]!)!.sends % 2 === 0) {
-        const acc = this.cfg.acceptors;
-        this.coordinator = acc[this.coordinatorTurn++ % acc.length]!;
-      }
       this.stats.resent += resend.length;
       this.sendSeqs(resend, now, out);
+    }
+    // A value waits past its retry time: the coordinator may be gone. Ask every other acceptor, every
+    // heartbeat until an acknowledgement comes, which coordinator holds the highest ballot (an empty Propose:
+    // an acceptor answers with a Redirect, a coordinator with a Redirect naming itself); onRedirect re-sends
+    // at once to a new one.
+    if (this.waiting(now) && now - this.lastProbeAt >= this.s.heartbeatMs) {
+      this.lastProbeAt = now;
+      const to = this.cfg.acceptors.filter((a) => a !== this.coordinator);
+      out.send(to, { t: MessageType.Propose, ring: this.cfg.ring, from: this.cfg.id, floor: this.floor(), seqs: [], datas: [] });
     }
   }
 }

@@ -63,6 +63,7 @@ export class RingNode {
   private readonly acceptorSet: ReadonlySet<number>;
   private readonly initialCoordinator: number;
   private lastLeaderContact = 0;
+  private lastTickAt = 0;
   private readonly rejoinReplies = new Map<number, { promised: number; top: number }>();
   private lastRejoinQueryAt = -Infinity;
   private catchUpTurn = 0;
@@ -107,6 +108,7 @@ export class RingNode {
     if (this.started) return;
     this.started = true;
     this.lastLeaderContact = now;
+    this.lastTickAt = now;
     if (this.acceptor && this.cfg.rejoin) this.acceptor.horizon = Infinity;
     if (this.acceptor && this.cfg.id === this.initialCoordinator && this.acceptor.promised === 0 && !this.cfg.rejoin) {
       // First boot of the configured coordinator. A node that restarts with a log (promised > 0) comes back
@@ -128,6 +130,8 @@ export class RingNode {
     const c = this.coordinator;
     switch (m.t) {
       case MessageType.Propose:
+        // An empty Propose is a proposer asking who coordinates: the coordinator names itself.
+        if (c && m.seqs.length === 0) return out.send(m.from, { t: MessageType.Redirect, ring: this.cfg.ring, from: this.cfg.id, coordinator: this.cfg.id, ballot: c.ballot });
         if (c) return c.onPropose(m, now, out);
         if (this.acceptor) return this.redirect(m.from);
         break;
@@ -154,6 +158,10 @@ export class RingNode {
           // As a coordinator still, a lower ballot: the acceptor answers it with a Nack.
           this.acceptor.onPhase2A(m, out);
           if (!this.coordinator) this.leaderContact(m.ballot, now);
+          if (m.ballot >= this.acceptor.promised) {
+            this.layoutBallot = m.ballot;
+            this.layout = m.layout;
+          }
           used = true;
         }
         if (this.learner) {
@@ -201,7 +209,7 @@ export class RingNode {
         break;
       case MessageType.Learn: {
         let used = false;
-        if (this.acceptor?.rejoining) {
+        if (this.acceptor && m.from !== this.cfg.id) {
           this.acceptor.onLearn(m, out);
           used = true;
         }
@@ -248,7 +256,7 @@ export class RingNode {
           used = true;
         }
         if (this.proposer) {
-          this.proposer.onRedirect(m);
+          this.proposer.onRedirect(m, now, out);
           used = true;
         }
         if (used) return;
@@ -285,6 +293,14 @@ export class RingNode {
   }
 
   tick(now: number): void {
+    // A long gap between ticks (over half the timeout: the process was stopped, or its event loop stalled)
+    // is left out of the coordinator's silence, all but a heartbeat of it: the coordinator's messages from
+    // that time may still wait unread. Shorter gaps (a busy machine ticking late) count in full, so a real
+    // takeover is not slowed down by load.
+    const gap = now - this.lastTickAt;
+    const s = this.cfg.settings;
+    if (gap > s.coordinatorTimeoutMs / 2) this.lastLeaderContact = Math.min(now, this.lastLeaderContact + gap - s.heartbeatMs);
+    this.lastTickAt = now;
     if (this.coordinator?.deposed) this.coordinator = undefined;
     if (this.coordinator) {
       this.coordinator.tick(now, this.out);
@@ -307,6 +323,7 @@ export class RingNode {
           this.out.send(to, { t: MessageType.RetransmitRequest, ring: this.cfg.ring, from: this.cfg.id, lo: r.lo, hi: r.hi });
         }
       } else {
+        this.fill(now);
         this.maybeTakeOver(now);
       }
     }
@@ -314,19 +331,47 @@ export class RingNode {
     this.proposer?.tick(now, this.out);
   }
 
+  private lastFillAt = -Infinity;
+
+  /** A ring member fetches, from the coordinator, decided instances its log lacks (Acceptor.fillRange). */
+  private fill(now: number): void {
+    if (now - this.lastFillAt < this.cfg.settings.gapTimeoutMs) return;
+    const r = this.acceptor!.fillRange(now);
+    if (!r) return;
+    this.lastFillAt = now;
+    const step = this.cfg.settings.maxRetransmitInstances;
+    for (let lo = r.lo; lo < r.hi; lo += step) {
+      this.out.send(this.believedCoordinator(), { t: MessageType.RetransmitRequest, ring: this.cfg.ring, from: this.cfg.id, lo, hi: Math.min(r.hi, lo + step) });
+    }
+  }
+
+  /** The ring of the highest ballot this acceptor voted in, from its Phase 2A (coordinator last). */
+  private layout: readonly number[] = [];
+  private layoutBallot = 0;
+
   /**
    * Take the coordinator role when the believed coordinator has been silent for coordinatorTimeoutMs plus
-   * half of it per rank (rank: position among the other acceptors, in configuration order).
+   * a third of it per rank. Rank: the members of the coordinator's ring go first, in ring order (they hold
+   * every instance the ring decided and take over with one window to re-propose); then the rest in
+   * configuration order, after f ranks. A spare, whose log lacks what it was not sent, takes over only when
+   * no member does: its Phase 1 would re-propose the whole retained log. A node that has seen no Phase 2A
+   * of the current ballot counts itself among the rest.
    */
   private maybeTakeOver(now: number): void {
     const leader = this.believedCoordinator();
     const s = this.cfg.settings;
-    const candidates = this.cfg.acceptors.filter((a) => a !== leader);
-    const rank = Math.max(0, candidates.indexOf(this.cfg.id));
-    if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 2)) return;
+    const { id, acceptors } = this.cfg;
+    const ballot = Math.max(this.acceptor!.promised, this.leaderBallot);
+    const members = this.layoutBallot === ballot ? this.layout.filter((a) => a !== leader) : [];
+    let rank = members.indexOf(id);
+    if (rank < 0) {
+      const rest = acceptors.filter((a) => a !== leader && !members.includes(a));
+      rank = Math.max(members.length, (acceptors.length - 1) / 2) + Math.max(0, rest.indexOf(id));
+    }
+    if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 3)) return;
     this.lastLeaderContact = now;
     this.takeovers++;
-    this.coordinator = this.makeCoordinator(ballotRound(Math.max(this.acceptor!.promised, this.leaderBallot)) + 1, true);
+    this.coordinator = this.makeCoordinator(ballotRound(ballot) + 1, true);
     this.coordinator.start(now, this.out);
   }
 }

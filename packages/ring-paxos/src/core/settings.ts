@@ -56,7 +56,7 @@ export interface RingSettings {
   maxProposers: number;
   /** Coordinator heartbeats every acceptor this often, and sends learners a decision heartbeat when idle. */
   heartbeatMs: number;
-  /** An acceptor that hears nothing from the coordinator this long (plus a rank-based stagger) takes over. */
+  /** An acceptor that hears nothing from the coordinator this long (plus a third of it per rank) takes over. */
   coordinatorTimeoutMs: number;
   /** The coordinator replaces a ring member it has not heard from this long (new ballot, new ring). */
   acceptorTimeoutMs: number;
@@ -104,7 +104,7 @@ export const DEFAULT_RING_SETTINGS: Readonly<RingSettings> = Object.freeze({
   maxSends: 25,
   maxOutstanding: 4096,
   maxProposers: 4096,
-  heartbeatMs: 100,
+  heartbeatMs: 50,
   coordinatorTimeoutMs: 500,
   acceptorTimeoutMs: 500,
   lambda: 0,
