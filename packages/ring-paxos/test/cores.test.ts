@@ -716,4 +716,55 @@ describe('retention holds', () => {
     expect(next.holds.size).toBe(0);
     expect(h.nodes.get(1)!.acceptor!.trimmed).toBeGreaterThan(60);
   });
+  it('a coordinator that takes over keeps the trim point at the bounds until its Phase 1 is answered, learner progress or not', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 64, logRetain: 4, phase1Range: 64, maxHolds: 4 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    const put = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) h.submit(p, `a${i}`);
+      h.advance(200);
+    };
+    // No learner (every replica down): the log trims only as logCapacity forces.
+    put(0, 30);
+    // Node 1 goes away; the coordinator (2) replaces it with the spare 3. Node 1 knows up to about 30.
+    const n1 = h.nodes.get(1)!;
+    h.nodes.delete(1);
+    h.advance(1500);
+    const f1 = n1.acceptor!.top;
+    expect(f1).toBeGreaterThanOrEqual(25);
+    // A holder holds instance 10: decided above f1, at instances node 1 never saw.
+    p.proposer!.propose(encodeHold('replica-1', 10), h.now, p.out);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    put(30, 40);
+    expect(h.nodes.get(2)!.coordinator!.holds.lowest()).toBe(10);
+    // Node 1 comes back as a spare, the coordinator dies, node 1 (rank 0) takes over; its Phase 1 with node
+    // 3 is lost while a learner that delivered up to node 1's frontier reports progress to it.
+    h.nodes.set(1, n1);
+    h.nodes.delete(2);
+    h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+    let c1 = undefined as ReturnType<typeof n1.coordinator> | undefined;
+    for (let t = 0; t < 5000; t += 100) {
+      h.advance(100);
+      c1 ??= n1.coordinator;
+      if (!c1) continue;
+      n1.step({ t: MessageType.Progress, ring: 0, from: 100009, delivered: f1 - 1, start: 0, paced: 0 }, h.now);
+      n1.flush(h.now);
+      h.collect(n1);
+      h.run();
+      // f1 - logRetain lies above the hold: without its Phase 1 answered the new coordinator cannot know it.
+      expect(c1.safe, `trim point at ${h.now} ms`).toBeLessThanOrEqual(10);
+    }
+    expect(c1).toBeDefined();
+    expect(h.nodes.get(3)!.acceptor!.trimmed).toBeLessThanOrEqual(10);
+    // Phase 1 answered: the hold is re-learned from the values it recovers, and the trim point stays there.
+    h.lose = () => false;
+    h.advance(1000);
+    const c = (n1.coordinator ?? h.nodes.get(3)!.coordinator)!;
+    expect(c.holds.lowest()).toBe(10);
+    expect(c.holds.stats.broken).toBe(0);
+    for (const id of [1, 3]) expect(h.nodes.get(id)!.acceptor!.trimmed).toBeLessThanOrEqual(10);
+  });
 });

@@ -330,8 +330,9 @@ export class Coordinator {
     }
     this.lastHeard.set(m.from, this.now);
     if (m.trimmed > this.frontier) {
-      // Everything below is decided and delivered by every learner: start Phase 1 over from there.
-      this.jumpTo(m.trimmed, out);
+      // Everything below is decided and delivered by every learner: start Phase 1 over from there (keeping
+      // how far this acceptor accepted: values there may hold retention holds, see updateSafe).
+      this.jumpTo(m.trimmed, out, m.top);
       return;
     }
     const c = this.covered.get(m.from);
@@ -349,7 +350,7 @@ export class Coordinator {
   }
 
   /** Acceptors trimmed up to `t`: nothing below can be needed; run Phase 1 from there. */
-  private jumpTo(t: number, out: Outbox): void {
+  private jumpTo(t: number, out: Outbox, top: number): void {
     // Below t everything was delivered by every learner the old coordinator knew and trimmed at some
     // acceptor; this node cannot serve it either (it never learned those decisions), so trim here too.
     this.acceptor.applyDecisions([], t, out);
@@ -357,6 +358,7 @@ export class Coordinator {
     if (this.safe < t) this.safe = t;
     for (const i of this.inflight.keys()) if (i < t) this.inflight.delete(i);
     this.start(this.now, out);
+    if (top > this.recoverTop) this.recoverTop = top;
   }
 
   private recomputeOpen(): void {
@@ -821,9 +823,10 @@ export class Coordinator {
     // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
     // the lowest hold, unless keeping it would pass the bounds, where the hold yields.
     if (this.holds.size > 0) safe = this.holds.cap(safe, bound);
-    // Still re-proposing what earlier ballots accepted: holds among those values are not learned again yet,
-    // so the trim point rises only as far as logCapacity forces (where any hold would yield anyway).
-    if (this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
+    // Ring not chosen yet (Phase 1 unanswered: how far earlier ballots went is unknown) or still re-proposing
+    // what they accepted: holds among those values are not learned again yet, so the trim point rises only
+    // as far as logCapacity forces (where any hold would yield anyway).
+    if (this.others === undefined || this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
     if (safe > this.safe) this.safe = safe;
   }
 
