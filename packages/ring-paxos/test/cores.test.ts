@@ -767,4 +767,41 @@ describe('retention holds', () => {
     expect(c.holds.stats.broken).toBe(0);
     for (const id of [1, 3]) expect(h.nodes.get(id)!.acceptor!.trimmed).toBeLessThanOrEqual(10);
   });
+  for (const maxHolds of [0, 4]) {
+    it(`a coordinator that takes over honours logRetainBytes before its Phase 1 is answered (maxHolds ${maxHolds})`, () => {
+      const budget = 2000;
+      const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 1024, logRetain: 4, logRetainBytes: budget, phase1Range: 256, maxHolds });
+      const p = h.add(100003, { proposer: true });
+      h.start();
+      h.advance(20);
+      // A learner registered from 0 that has delivered nothing yet: the log keeps everything.
+      const progress = (n: RingNode, delivered: number): void => {
+        n.step({ t: MessageType.Progress, ring: 0, from: 100009, delivered, start: 0, paced: 0 }, h.now);
+        n.flush(h.now);
+        h.collect(n);
+        h.run();
+      };
+      const n2 = h.nodes.get(2)!;
+      for (let i = 0; i < 60; i++) {
+        h.submit(p, `v${i}-${'x'.repeat(100)}`);
+        if (i % 10 === 0) progress(n2, -1);
+      }
+      h.advance(100);
+      progress(n2, -1);
+      const n1 = h.nodes.get(1)!;
+      expect(n1.acceptor!.trimmed).toBe(0);
+      // The coordinator dies; node 1 takes over with its Phase 1 lost, and the learner reports it delivered all.
+      h.nodes.delete(2);
+      h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+      for (let t = 0; t < 5000; t += 100) {
+        h.advance(100);
+        if (n1.coordinator) progress(n1, n1.acceptor!.top - 1);
+      }
+      expect(n1.coordinator).toBeDefined();
+      let kept = 0;
+      for (const [i, e] of n1.acceptor!.log) if (i >= n1.acceptor!.trimmed) kept += e.value.length;
+      // The byte budget (plus the min(window, logRetain) instances always kept) holds during the recovery too.
+      expect(kept, `bytes kept from instance ${n1.acceptor!.trimmed}`).toBeLessThanOrEqual(budget + 4 * 200);
+    });
+  }
 });

@@ -821,12 +821,9 @@ export class Coordinator {
       bound = Math.max(bound, bytesSafe);
     }
     // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
-    // the lowest hold, unless keeping it would pass the bounds, where the hold yields.
-    if (this.holds.size > 0) safe = this.holds.cap(safe, bound);
-    // Ring not chosen yet (Phase 1 unanswered: how far earlier ballots went is unknown) or still re-proposing
-    // what they accepted: holds among those values are not learned again yet, so the trim point rises only
-    // as far as logCapacity forces (where any hold would yield anyway).
-    if (this.others === undefined || this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
+    // the lowest hold, unless keeping it would pass the bounds, where the hold yields. Recovering (ring not
+    // chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known: only the bounds.
+    safe = this.holds.trimPoint(safe, bound, this.others === undefined || this.frontier < this.recoverTop);
     if (safe > this.safe) this.safe = safe;
   }
 

@@ -142,6 +142,19 @@ export class RetentionHolds {
   }
 
   /**
+   * The coordinator's trim point with the holds applied (see cap). `recovering`: the coordinator has not
+   * chosen its ring yet (Phase 1 unanswered) or still re-proposes what earlier ballots accepted, so holds
+   * among those values are not learned again yet: the trim point rises only as far as the log's bounds
+   * (`bound`, the byte budget included) force, where any hold would yield anyway. Nothing to keep back when
+   * holds are refused (maxHolds 0).
+   */
+  trimPoint(safe: number, bound: number, recovering: boolean): number {
+    if (this.holds.size > 0) safe = this.cap(safe, bound);
+    if (recovering && this.maxHolds > 0 && bound < safe) safe = bound;
+    return safe;
+  }
+
+  /**
    * The trim point with the holds applied: `safe` (what the learners and the log's own retention allow),
    * lowered to the lowest hold. Holds below `bound` (the lowest trim point the log's bounds allow) are
    * broken first: a hold yields rather than stop the ring or pass the memory budget.
