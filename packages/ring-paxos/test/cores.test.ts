@@ -804,4 +804,44 @@ describe('retention holds', () => {
       expect(kept, `bytes kept from instance ${n1.acceptor!.trimmed}`).toBeLessThanOrEqual(budget + 4 * 200);
     });
   }
+  it('a new coordinator does not count as broken a hold it re-learns that a newer one replaced', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 128, logRetain: 4, phase1Range: 64, maxHolds: 4 });
+    h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    const hold = (x: number): void => {
+      p.proposer!.propose(encodeHold('replica-1', x), h.now, p.out);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    };
+    const put = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) h.submit(p, `a${i}`);
+      h.advance(200);
+    };
+    put(0, 10);
+    hold(8);
+    put(10, 40);
+    hold(8); // renewed (the holder's older checkpoint has not moved): this value lies above 35
+    put(40, 50);
+    // The holder moves on to 35; node 1 votes for that hold and trims to 35, but never learns it decided.
+    h.lose = (to, m) => to === 1 && m.t === MessageType.Decision;
+    hold(35);
+    h.advance(300);
+    const n1 = h.nodes.get(1)!;
+    expect(h.nodes.get(2)!.coordinator!.holds.lowest()).toBe(35);
+    expect(n1.acceptor!.trimmed).toBe(35);
+    // The coordinator dies; node 1 takes over, its Phase 1 lost past learnerTimeoutMs. Its log has the
+    // superseded hold of 8 decided, the hold of 35 only accepted.
+    h.nodes.delete(2);
+    h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+    h.advance(4000);
+    h.lose = () => false;
+    h.advance(1000);
+    const c = n1.coordinator!;
+    expect(c).toBeDefined();
+    expect(c.holds.lowest()).toBe(35);
+    expect(c.holds.stats.broken).toBe(0);
+  });
 });

@@ -18,7 +18,7 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RetentionHolds, holdsInValue, isHoldData, pushHold, type Hold } from './retention-hold.js';
+import { RetentionHolds, holdsToRelearn, isHoldData, pushHold, type Hold } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 
 interface Inflight {
@@ -221,7 +221,7 @@ export class Coordinator {
       for (const [i, e] of this.acceptor.log) {
         if (!e.decided) continue;
         this.markOrdered(e.value, i);
-        for (const h of holdsInValue(e.value)) this.holds.apply(h, i);
+        for (const h of holdsToRelearn(e.value, this.acceptor.trimmed)) this.holds.apply(h, i);
       }
     }
     const acc = this.acceptor;
@@ -509,7 +509,7 @@ export class Coordinator {
         const pos = this.markOrdered(r.value, this.next);
         if (pos >= 0) this.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
-        const holds = holdsInValue(r.value);
+        const holds = holdsToRelearn(r.value, this.acceptor.trimmed);
         this.propose(this.next++, r.vid, r.value, [], out, holds.length > 0 ? holds : undefined);
         continue;
       }

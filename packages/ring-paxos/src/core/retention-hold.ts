@@ -77,6 +77,15 @@ export function holdsInValue(value: Uint8Array): Hold[] {
   return out;
 }
 
+/**
+ * The holds a coordinator re-learns from a value it finds in its log or recovers with Phase 1, less those
+ * holding below `trimmed`: the acceptor trimmed past them, so they were replaced or broken already (and
+ * counted by the coordinator that saw it), not broken now.
+ */
+export function holdsToRelearn(value: Uint8Array, trimmed: number): Hold[] {
+  return holdsInValue(value).filter((h) => h.instance >= trimmed);
+}
+
 /** Add the hold `data` carries, if well formed, to `out` (a proposal's data already seen to be a hold). */
 export function pushHold(out: Hold[], data: Uint8Array): void {
   const h = decodeHold(data);
