@@ -426,6 +426,24 @@ function holdPoint(older: Map<number, number> | undefined, now: Map<number, numb
   return at;
 }
 
+/**
+ * The oldest instance ring `ring` still keeps, as its coordinator reports it to a learner asking from
+ * `from` (one Progress / Status exchange of a short-lived learner; undefined: no answer within `ms`).
+ */
+async function oldestKept(cluster: ClusterConfig, ring: number, from: number, host: string, ms: number): Promise<number | undefined> {
+  let oldest: number | undefined;
+  const probe = await startClient(cluster, { ring, learnFrom: from, host, hooks: { onGapTrimmed: (_n, o) => (oldest = o) } });
+  try {
+    const learner = probe.driver.node.learner!;
+    for (const end = Date.now() + ms; Date.now() < end && oldest === undefined && !learner.started; ) await new Promise((r) => setTimeout(r, 10));
+    // Let a trimmed start reach the hook (the driver reports it on its next turn).
+    if (learner.started && oldest === undefined) await new Promise((r) => setTimeout(r, 2 * cluster.tickMs));
+    return oldest ?? (learner.started ? from : undefined);
+  } finally {
+    await probe.stop();
+  }
+}
+
 interface DurableOptions {
   id: string;
   mode: Mode;
@@ -447,11 +465,14 @@ interface DurableOptions {
  * checkpoints kept (so the previous file stays usable if the newest is found damaged), through a proposer
  * of this replica's own; a newer hold of the same holder releases the older one.
  */
+/** How long a replica waits for a ring to say how far it keeps its log after a hold. */
+const HOLD_CHECK_MS = 3000;
+
 function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: DurableOptions): { stop(): Promise<void> } {
   const holder = holderOf(o.id);
   const groups = Array.from({ length: o.workers }, (_, w) => workerGroups(o.mode, w)).flat();
   const rings = [...new Set(groups.map((g) => cluster.groups[g]!))];
-  const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0 };
+  const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0, holdsBroken: 0 };
   const reg = o.registry;
   const gauge = (name: string, help: string, read: () => number): void =>
     void new Gauge({ name, help, registers: [reg], collect() { this.set(read()); } });
@@ -464,22 +485,44 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
   counter('ringcast_psmr_checkpoint_failures_total', 'Durable checkpoints that could not be taken or written', () => st.failures);
   counter('ringcast_psmr_checkpoint_files_refused_total', 'Checkpoint files refused at start as damaged (crc or trailer)', () => o.refusedFiles);
   counter('ringcast_psmr_retention_holds_total', 'Retention holds placed on the rings after a durable checkpoint', () => st.holds);
-  counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds the rings did not acknowledge', () => st.holdFailures);
+  counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds not in force (not acknowledged, or broken when placed)', () => st.holdFailures);
+  counter('ringcast_psmr_retention_holds_broken_total', 'Acknowledged retention holds found broken at once (the ring had trimmed past the instance)', () => st.holdsBroken);
   let older = o.resumedFrom ? instancesOf(o.resumedFrom) : undefined;
   let clients: RingClient[] | undefined;
   /** Every ring acknowledged this process's last hold: the trim point is pinned at or below it. */
   let pinned = false;
-  const placeHolds = async (at: Map<number, number>): Promise<void> => {
+  /** Place a hold on every ring at `at`; true when one was found broken at once. */
+  const placeHolds = async (at: Map<number, number>): Promise<boolean> => {
     clients ??= await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true, host: o.host })));
-    const results = await Promise.allSettled(rings.map((ring, k) => clients![k]!.hold(holder, at.get(ring) ?? 0)));
+    const point = (ring: number): number => {
+      const x = at.get(ring);
+      if (x === undefined) throw new RingcastError('ERR_PSMR_HOLD', `no resume instance for ring ${ring} in the checkpoint`);
+      return x;
+    };
+    const brokenBefore = st.holdsBroken;
+    // An acknowledged hold is decided, not necessarily in force: if the trim point had already passed the
+    // instance it names, it was broken at once. Ask the ring how far it keeps before counting on it.
+    const results = await Promise.allSettled(
+      rings.map(async (ring, k) => {
+        const x = point(ring);
+        await clients![k]!.hold(holder, x);
+        const oldest = await oldestKept(cluster, ring, x, o.host, HOLD_CHECK_MS);
+        if (oldest === undefined) throw new Error(`ring ${ring} did not say how far it keeps its log within ${HOLD_CHECK_MS} ms`);
+        if (oldest > x) {
+          st.holdsBroken++;
+          throw new Error(`the hold of ring ${ring} at instance ${x} was broken: the ring keeps from instance ${oldest} on`);
+        }
+      }),
+    );
     pinned = results.every((r) => r.status === 'fulfilled');
     for (const r of results) {
       if (r.status === 'fulfilled') st.holds++;
       else {
         st.holdFailures++;
-        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not acknowledged: ${(r.reason as Error).message}`));
+        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not in force: ${(r.reason as Error).message}`));
       }
     }
+    return st.holdsBroken > brokenBefore;
   };
   let baseline: number | undefined;
   const due = async (): Promise<boolean> => {
@@ -501,7 +544,9 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
       // the write: the hold must be decided while the acceptors still keep the instances it names, and they
       // may trim up to logRetain behind the slowest learner meanwhile. Later holds name instances at or above
       // the one in force, which pins the trim point below them.
-      if (!pinned) await placeHolds(holdPoint(older, instancesOf(c)));
+      // A hold found broken names a checkpoint no restart can use (the ring trimmed past it): the next names
+      // the newest alone rather than the same instance again.
+      if (!pinned && (await placeHolds(holdPoint(older, instancesOf(c))))) older = undefined;
       written = await store.write(taken.bytes);
     } catch (e) {
       st.failures++;
