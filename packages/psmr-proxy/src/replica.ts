@@ -76,6 +76,18 @@ export interface ReplicaCheckpoint {
   maxReplies: number;
   round: number;
   parts: WorkerCheckpoint[];
+  /** clusterFingerprint of the cluster the checkpoint was taken in (absent in files written before it was). */
+  cluster?: string;
+}
+
+/**
+ * What identifies the rings a checkpoint's resume instances refer to: ring ids with their acceptors and the
+ * groups on them (not addresses or settings, which an operator may change). 16 hex digits of a sha256.
+ */
+export function clusterFingerprint(cluster: ClusterConfig): string {
+  const rings = [...cluster.rings].sort((a, b) => a.id - b.id).map((r) => [r.id, [...r.acceptors].sort((x, y) => x - y)]);
+  const groups = Object.entries(cluster.groups).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256').update(JSON.stringify({ rings, groups })).digest('hex').slice(0, 16);
 }
 
 /**
@@ -104,7 +116,7 @@ function whyNot(svc: { state: string }): string {
 }
 
 /** Decode and check a checkpoint against the replica that would start from it (errors name `resume`). */
-export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
+export function readCheckpoint(bytes: Uint8Array, want: { cluster: string; mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
   let c: ReplicaCheckpoint;
   try {
     c = unpack(bytes) as ReplicaCheckpoint;
@@ -112,6 +124,12 @@ export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: n
     throw new ConfigError('resume', `not a checkpoint: ${(e as Error).message}`);
   }
   if (!c || c.format !== 'ringcast-psmr-checkpoint' || c.version !== 1 || !Array.isArray(c.parts)) throw new ConfigError('resume', 'not a version 1 ringcast checkpoint');
+  if (c.cluster !== undefined && c.cluster !== want.cluster) {
+    throw new ConfigError(
+      'resume',
+      `the checkpoint was taken against another cluster (rings, acceptors and groups fingerprint ${String(c.cluster)}; this cluster's is ${want.cluster}): start this replica with an empty --checkpoint-dir, or from a live peer with --from-replica URL`,
+    );
+  }
   if (c.mode !== want.mode || c.workers !== want.workers) {
     throw new ConfigError('resume', `the checkpoint is of a ${c.mode} replica with ${c.workers} worker(s); this one is ${want.mode} with ${want.workers}`);
   }
@@ -179,8 +197,21 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const store = opts.checkpointDir !== undefined ? new CheckpointStore(opts.checkpointDir) : undefined;
   let refusedFiles = 0;
   const own = !opts.resume && store ? store.readNewest((e) => (refusedFiles++, opts.onWarning?.(e))) : undefined;
-  const resumeBytes = opts.resume ?? own?.payload;
-  const resume = resumeBytes ? readCheckpoint(resumeBytes, { mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies }) : undefined;
+  const fingerprint = clusterFingerprint(cluster);
+  const want = { cluster: fingerprint, mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies };
+  let resume: ReplicaCheckpoint | undefined;
+  try {
+    resume = opts.resume ? readCheckpoint(opts.resume, want) : own ? readCheckpoint(own.payload, want) : undefined;
+  } catch (e) {
+    // A file of the directory that checks but does not fit: say which file and which flag.
+    if (own && e instanceof ConfigError) throw new ConfigError('--checkpoint-dir', `${own.file}: ${e.message.replace(/^resume: /, '')}`);
+    throw e;
+  }
+  if (opts.resume && store) {
+    // Another replica's checkpoint starts a new life: the previous life's files (another id, unheld) leave the rotation.
+    const moved = store.moveAside();
+    if (moved.length > 0) opts.onWarning?.(new RingcastError('ERR_PSMR_CHECKPOINT', `started from another checkpoint: the previous files of ${store.dir} were moved aside (${moved.join(', ')})`));
+  }
   if (resume && !checkpointable(svc)) throw new ConfigError('resume', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
   const sab = SharedBarrier.allocate(workers, slotBytes);
@@ -331,6 +362,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           maxReplies,
           round: parts[0]!.checkpoint!.resume.round,
           parts: parts.map((p) => p!.checkpoint!),
+          cluster: fingerprint,
         };
         return { c, bytes: pack(c) };
       }
@@ -537,6 +569,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     if (!(await due())) return;
     let written: { file: string; bytes: number };
     let c: ReplicaCheckpoint;
+    let placedFirst: Map<number, number> | undefined;
     try {
       const taken = await o.take();
       c = taken.c;
@@ -546,7 +579,10 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
       // the one in force, which pins the trim point below them.
       // A hold found broken names a checkpoint no restart can use (the ring trimmed past it): the next names
       // the newest alone rather than the same instance again.
-      if (!pinned && (await placeHolds(holdPoint(older, instancesOf(c))))) older = undefined;
+      if (!pinned) {
+        placedFirst = holdPoint(older, instancesOf(c));
+        if (await placeHolds(placedFirst)) older = undefined;
+      }
       written = await store.write(taken.bytes);
     } catch (e) {
       st.failures++;
@@ -560,6 +596,8 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     const now = instancesOf(c);
     const at = holdPoint(older, now);
     older = now;
+    // The hold just placed before the write names these instances already.
+    if (pinned && placedFirst && [...at].every(([ring, x]) => placedFirst!.get(ring) === x)) return;
     await placeHolds(at);
   };
   const periodMs = 'seconds' in o.every ? o.every.seconds * 1000 : 250;
