@@ -18,7 +18,7 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RetentionHolds, holdsToRelearn, isHoldData, pushHold, type Hold } from './retention-hold.js';
+import { RetentionHolds, isHoldData, relearnable, pushHold, type Hold } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 
 interface Inflight {
@@ -218,10 +218,11 @@ export class Coordinator {
       // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
       // ordered again.
       // Holds too: a hold in force lies above the instance it holds, so the log still has it.
+      const holds: Hold[] = [];
       for (const [i, e] of this.acceptor.log) {
         if (!e.decided) continue;
-        this.markOrdered(e.value, i);
-        for (const h of holdsToRelearn(e.value, this.acceptor.trimmed)) this.holds.apply(h, i);
+        this.markOrdered(e.value, i, holds);
+        for (const h of holds.splice(0)) if (relearnable(h, this.acceptor.trimmed)) this.holds.apply(h, i);
       }
     }
     const acc = this.acceptor;
@@ -431,15 +432,17 @@ export class Coordinator {
   }
 
   /**
-   * Remember every (proposer, seq) inside an instance value as ordered in `instance`; returns the value's
-   * position (-1 when it cannot be read).
+   * Remember every (proposer, seq) inside an instance value as ordered in `instance`, and add the retention
+   * holds among its proposals to `holds`; returns the value's position (-1 when it cannot be read).
    */
-  private markOrdered(value: Uint8Array, instance: number): number {
+  private markOrdered(value: Uint8Array, instance: number, holds: Hold[]): number {
     const b = decodeBatch(value);
     if (!b) return -1;
     for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
       for (const seq of g.seqs) cur.mark(seq, instance);
+      // The retention holds among the proposals, from the same decode (see retention-hold.ts).
+      for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
     }
     return b.pos;
   }
@@ -506,10 +509,11 @@ export class Coordinator {
           this.proposeEmpty(this.nextPos(this.next, false), true, out);
           continue;
         }
-        const pos = this.markOrdered(r.value, this.next);
+        const found: Hold[] = [];
+        const pos = this.markOrdered(r.value, this.next, found);
         if (pos >= 0) this.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
-        const holds = holdsToRelearn(r.value, this.acceptor.trimmed);
+        const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
         this.propose(this.next++, r.vid, r.value, [], out, holds.length > 0 ? holds : undefined);
         continue;
       }

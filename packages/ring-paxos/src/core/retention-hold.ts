@@ -20,7 +20,6 @@
  * low), then the holder id in UTF-8 (1..64 bytes). 0xC1 is the one byte msgpack never uses, and proposers
  * refuse application data that starts with these four bytes, so no application value is taken for a hold.
  */
-import { decodeBatch } from './batch.js';
 
 /** The four bytes every hold starts with. */
 export const HOLD_PREFIX: readonly number[] = [0xc1, 0x52, 0x48, 1];
@@ -66,24 +65,13 @@ export function decodeHold(data: Uint8Array): Hold | undefined {
   return { holder, instance };
 }
 
-/** The holds inside a batch's proposals (decodes the whole value: for the takeover path, not per instance). */
-export function holdsInValue(value: Uint8Array): Hold[] {
-  const out: Hold[] = [];
-  // msgpack never writes 0xC1 itself: a value without that byte anywhere holds no hold (no decode needed).
-  if (value.indexOf(0xc1) < 0) return out;
-  const b = decodeBatch(value);
-  if (!b) return out;
-  for (const g of b.groups) for (const d of g.datas) if (isHoldData(d)) pushHold(out, d);
-  return out;
-}
-
 /**
- * The holds a coordinator re-learns from a value it finds in its log or recovers with Phase 1, less those
- * holding below `trimmed`: the acceptor trimmed past them, so they were replaced or broken already (and
- * counted by the coordinator that saw it), not broken now.
+ * Whether a coordinator that takes over re-learns hold `h` from a value it finds in its log or recovers
+ * with Phase 1: not when it holds below `trimmed`, where the acceptor trimmed past it, so it was replaced
+ * or broken already (and counted by the coordinator that saw it), not broken now.
  */
-export function holdsToRelearn(value: Uint8Array, trimmed: number): Hold[] {
-  return holdsInValue(value).filter((h) => h.instance >= trimmed);
+export function relearnable(h: Hold, trimmed: number): boolean {
+  return h.instance >= trimmed;
 }
 
 /** Add the hold `data` carries, if well formed, to `out` (a proposal's data already seen to be a hold). */
