@@ -87,8 +87,10 @@ export interface HoldStats {
   renewed: number;
   /** Holds dropped because keeping them would pass logCapacity / logRetainBytes, or already trimmed past. */
   broken: number;
-  /** Holds that yielded to a newer holder at maxHolds (the least recently renewed), or refused there. */
+  /** Holds that yielded to a newer holder at maxHolds (the least recently renewed). */
   evicted: number;
+  /** Holds of a new holder refused at maxHolds (maxHolds 0, or every holder in force renewed since). */
+  refused: number;
 }
 
 /**
@@ -98,7 +100,7 @@ export interface HoldStats {
  * re-learns them after a takeover ends where the old one was, less what was trimmed since.
  */
 export class RetentionHolds {
-  readonly stats: HoldStats = { placed: 0, renewed: 0, broken: 0, evicted: 0 };
+  readonly stats: HoldStats = { placed: 0, renewed: 0, broken: 0, evicted: 0, refused: 0 };
   /** holder -> the instance held and the instance of the hold value that placed it. */
   private readonly holds = new Map<string, { instance: number; at: number }>();
 
@@ -106,13 +108,6 @@ export class RetentionHolds {
 
   get size(): number {
     return this.holds.size;
-  }
-
-  /** The lowest instance held (undefined: no hold in force). */
-  lowest(): number | undefined {
-    let lo: number | undefined;
-    for (const h of this.holds.values()) if (lo === undefined || h.instance < lo) lo = h.instance;
-    return lo;
   }
 
   /** A hold decided at instance `at` (a hold never holds above its own instance). */
@@ -130,8 +125,11 @@ export class RetentionHolds {
       let oldest: string | undefined;
       let oldestAt = Infinity;
       for (const [k, v] of this.holds) if (v.at < oldestAt) (oldest = k), (oldestAt = v.at);
+      if (oldest === undefined || oldestAt > at) {
+        this.stats.refused++; // maxHolds 0, or every holder renewed since this hold
+        return;
+      }
       this.stats.evicted++;
-      if (oldest === undefined || oldestAt > at) return; // maxHolds 0, or every holder renewed since: refused
       this.holds.delete(oldest);
     }
     this.holds.set(h.holder, { instance, at });
