@@ -476,6 +476,9 @@ async function oldestKept(cluster: ClusterConfig, ring: number, from: number, ho
   }
 }
 
+/** How long a replica waits for a ring to say how far it keeps its log after a hold. */
+const HOLD_CHECK_MS = 3000;
+
 interface DurableOptions {
   id: string;
   mode: Mode;
@@ -497,9 +500,6 @@ interface DurableOptions {
  * checkpoints kept (so the previous file stays usable if the newest is found damaged), through a proposer
  * of this replica's own; a newer hold of the same holder releases the older one.
  */
-/** How long a replica waits for a ring to say how far it keeps its log after a hold. */
-const HOLD_CHECK_MS = 3000;
-
 function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: DurableOptions): { stop(): Promise<void> } {
   const holder = holderOf(o.id);
   const groups = Array.from({ length: o.workers }, (_, w) => workerGroups(o.mode, w)).flat();
