@@ -30,7 +30,7 @@ describe('durable replica checkpoints, real processes', () => {
   });
 
   it('every replica killed with SIGKILL after the acceptors trimmed: both resume from their directories, converge, and the history is linearizable', async () => {
-    // logRetain 256: without holds the acceptors keep only 256 instances below what the replicas delivered,
+    // logRetain 64: without holds the acceptors keep only 64 instances below what the replicas delivered,
     // fewer than the instances since their older checkpoint under this load (with maxHolds 0 the restart
     // fails with ERR_RINGCAST_TRIMMED); enough for two fresh replicas to start a little apart. A dead
     // replica's registration expires after learnerTimeoutMs (600 ms here).

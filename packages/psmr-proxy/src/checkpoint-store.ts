@@ -9,11 +9,13 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32, RingcastError } from '@ringcast/ring-paxos';
+import { ConfigError, crc32, RingcastError } from '@ringcast/ring-paxos';
 
 const TRAILER = Buffer.from('RCK1');
 const TRAILER_BYTES = 8;
 const NAME = /^checkpoint-(\d{12})\.rckp$/;
+/** A temporary file this store writes (and removes when a crash left it): no other file of the directory. */
+const TMP_NAME = /^checkpoint-\d{12}\.rckp\.tmp$/;
 
 /** A checkpoint file that cannot be trusted: cut short, or its bytes changed since they were written. */
 export class CheckpointDamagedError extends RingcastError {
@@ -67,7 +69,7 @@ export class CheckpointStore {
     readonly keep = 2,
   ) {
     mkdirSync(dir, { recursive: true });
-    for (const f of readdirSync(dir)) if (f.endsWith('.tmp')) unlinkSync(join(dir, f));
+    for (const f of readdirSync(dir)) if (TMP_NAME.test(f)) unlinkSync(join(dir, f));
     for (const { seq } of this.list()) this.seq = Math.max(this.seq, seq);
   }
 
@@ -83,19 +85,51 @@ export class CheckpointStore {
 
   /**
    * The newest checkpoint file that checks. Each damaged one met on the way is given to `onDamaged` and
-   * renamed `<name>.damaged` (kept for the operator, out of the rotation); undefined when none is left.
+   * renamed `<name>.damaged` (kept for the operator, out of the rotation); undefined when the directory has
+   * no checkpoint file. A file that cannot be read (EACCES, EIO, ...) is no damage: a ConfigError naming
+   * the file and --checkpoint-dir, nothing renamed. Every file damaged: an ERR_PSMR_CHECKPOINT_DAMAGED error saying so
+   * (starting fresh would orphan this replica's holds and could never resume from the rings it trimmed).
    */
   readNewest(onDamaged: (e: CheckpointDamagedError) => void): StoredCheckpoint | undefined {
+    let damaged = 0;
     for (const { file, seq } of this.list()) {
+      let bytes: Uint8Array;
       try {
-        return { file, seq, payload: unframeCheckpoint(readFileSync(file), file) };
+        bytes = readFileSync(file);
       } catch (e) {
-        const err = e instanceof CheckpointDamagedError ? e : new CheckpointDamagedError(file, (e as Error).message);
-        onDamaged(err);
+        throw new ConfigError('--checkpoint-dir', `cannot read ${file}: ${(e as Error).message}`);
+      }
+      try {
+        return { file, seq, payload: unframeCheckpoint(bytes, file) };
+      } catch (e) {
+        if (!(e instanceof CheckpointDamagedError)) throw e;
+        onDamaged(e);
         renameSync(file, `${file}.damaged`);
+        damaged++;
       }
     }
+    if (damaged > 0) {
+      throw new RingcastError(
+        'ERR_PSMR_CHECKPOINT_DAMAGED',
+        `--checkpoint-dir ${this.dir}: every checkpoint file is damaged (${damaged}, renamed *.damaged); not starting fresh, which would orphan this replica's retention holds: restore it from a live peer with --from-replica URL`,
+      );
+    }
     return undefined;
+  }
+
+  /**
+   * Move every checkpoint file out of the rotation (renamed `<name>.replaced`): a replica started from
+   * another replica's checkpoint is a new life, and its previous files (another id, no hold) must not be
+   * kept as its older checkpoint. Returns the new names.
+   */
+  moveAside(): string[] {
+    const moved: string[] = [];
+    for (const { file } of this.list()) {
+      renameSync(file, `${file}.replaced`);
+      moved.push(`${file}.replaced`);
+    }
+    if (moved.length > 0) this.syncDir();
+    return moved;
   }
 
   /** Write a checkpoint durably (temp file, fsync, rename, fsync the directory), then keep the newest `keep`. */

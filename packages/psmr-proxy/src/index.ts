@@ -3,7 +3,7 @@ export { createClientProxy, NoReplyError } from './client-proxy.js';
 export type { ClientProxy, ClientProxyOptions, ClientStats } from './client-proxy.js';
 export { createKvClient } from './kv-client.js';
 export type { KvClient } from './kv-client.js';
-export { startReplica, checkReplicaGroups, checkpointToken, readCheckpoint } from './replica.js';
+export { startReplica, checkReplicaGroups, checkpointToken, clusterFingerprint, readCheckpoint } from './replica.js';
 export type { Replica, ReplicaOptions, ReplicaCheckpoint } from './replica.js';
 export { CheckpointStore, CheckpointDamagedError, frameCheckpoint, unframeCheckpoint } from './checkpoint-store.js';
 export type { StoredCheckpoint } from './checkpoint-store.js';

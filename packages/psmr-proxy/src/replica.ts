@@ -76,6 +76,18 @@ export interface ReplicaCheckpoint {
   maxReplies: number;
   round: number;
   parts: WorkerCheckpoint[];
+  /** clusterFingerprint of the cluster the checkpoint was taken in (absent in files written before it was). */
+  cluster?: string;
+}
+
+/**
+ * What identifies the rings a checkpoint's resume instances refer to: ring ids with their acceptors and the
+ * groups on them (not addresses or settings, which an operator may change). 16 hex digits of a sha256.
+ */
+export function clusterFingerprint(cluster: ClusterConfig): string {
+  const rings = [...cluster.rings].sort((a, b) => a.id - b.id).map((r) => [r.id, [...r.acceptors].sort((x, y) => x - y)]);
+  const groups = Object.entries(cluster.groups).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256').update(JSON.stringify({ rings, groups })).digest('hex').slice(0, 16);
 }
 
 /**
@@ -104,7 +116,7 @@ function whyNot(svc: { state: string }): string {
 }
 
 /** Decode and check a checkpoint against the replica that would start from it (errors name `resume`). */
-export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
+export function readCheckpoint(bytes: Uint8Array, want: { cluster: string; mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
   let c: ReplicaCheckpoint;
   try {
     c = unpack(bytes) as ReplicaCheckpoint;
@@ -112,6 +124,12 @@ export function readCheckpoint(bytes: Uint8Array, want: { mode: Mode; workers: n
     throw new ConfigError('resume', `not a checkpoint: ${(e as Error).message}`);
   }
   if (!c || c.format !== 'ringcast-psmr-checkpoint' || c.version !== 1 || !Array.isArray(c.parts)) throw new ConfigError('resume', 'not a version 1 ringcast checkpoint');
+  if (c.cluster !== undefined && c.cluster !== want.cluster) {
+    throw new ConfigError(
+      'resume',
+      `the checkpoint was taken against another cluster (rings, acceptors and groups fingerprint ${String(c.cluster)}; this cluster's is ${want.cluster}): start this replica with an empty --checkpoint-dir, or from a live peer with --from-replica URL`,
+    );
+  }
   if (c.mode !== want.mode || c.workers !== want.workers) {
     throw new ConfigError('resume', `the checkpoint is of a ${c.mode} replica with ${c.workers} worker(s); this one is ${want.mode} with ${want.workers}`);
   }
@@ -179,8 +197,21 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const store = opts.checkpointDir !== undefined ? new CheckpointStore(opts.checkpointDir) : undefined;
   let refusedFiles = 0;
   const own = !opts.resume && store ? store.readNewest((e) => (refusedFiles++, opts.onWarning?.(e))) : undefined;
-  const resumeBytes = opts.resume ?? own?.payload;
-  const resume = resumeBytes ? readCheckpoint(resumeBytes, { mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies }) : undefined;
+  const fingerprint = clusterFingerprint(cluster);
+  const want = { cluster: fingerprint, mode, workers, service, mergeM: cluster.mergeM, maxClients, maxReplies };
+  let resume: ReplicaCheckpoint | undefined;
+  try {
+    resume = opts.resume ? readCheckpoint(opts.resume, want) : own ? readCheckpoint(own.payload, want) : undefined;
+  } catch (e) {
+    // A file of the directory that checks but does not fit: say which file and which flag.
+    if (own && e instanceof ConfigError) throw new ConfigError('--checkpoint-dir', `${own.file}: ${e.message.replace(/^resume: /, '')}`);
+    throw e;
+  }
+  if (opts.resume && store) {
+    // Another replica's checkpoint starts a new life: the previous life's files (another id, unheld) leave the rotation.
+    const moved = store.moveAside();
+    if (moved.length > 0) opts.onWarning?.(new RingcastError('ERR_PSMR_CHECKPOINT', `started from another checkpoint: the previous files of ${store.dir} were moved aside (${moved.join(', ')})`));
+  }
   if (resume && !checkpointable(svc)) throw new ConfigError('resume', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
   const sab = SharedBarrier.allocate(workers, slotBytes);
@@ -331,6 +362,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           maxReplies,
           round: parts[0]!.checkpoint!.resume.round,
           parts: parts.map((p) => p!.checkpoint!),
+          cluster: fingerprint,
         };
         return { c, bytes: pack(c) };
       }
@@ -431,6 +463,27 @@ function holdPoint(older: Map<number, number> | undefined, now: Map<number, numb
   return at;
 }
 
+/**
+ * The oldest instance ring `ring` still keeps, as its coordinator reports it to a learner asking from
+ * `from` (one Progress / Status exchange of a short-lived learner; undefined: no answer within `ms`).
+ */
+async function oldestKept(cluster: ClusterConfig, ring: number, from: number, host: string, ms: number): Promise<number | undefined> {
+  let oldest: number | undefined;
+  const probe = await startClient(cluster, { ring, learnFrom: from, host, hooks: { onGapTrimmed: (_n, o) => (oldest = o) } });
+  try {
+    const learner = probe.driver.node.learner!;
+    for (const end = Date.now() + ms; Date.now() < end && oldest === undefined && !learner.started; ) await new Promise((r) => setTimeout(r, 10));
+    // Let a trimmed start reach the hook (the driver reports it on its next turn).
+    if (learner.started && oldest === undefined) await new Promise((r) => setTimeout(r, 2 * cluster.tickMs));
+    return oldest ?? (learner.started ? from : undefined);
+  } finally {
+    await probe.stop();
+  }
+}
+
+/** How long a replica waits for a ring to say how far it keeps its log after a hold. */
+const HOLD_CHECK_MS = 3000;
+
 interface DurableOptions {
   id: string;
   mode: Mode;
@@ -456,7 +509,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
   const holder = holderOf(o.id);
   const groups = Array.from({ length: o.workers }, (_, w) => workerGroups(o.mode, w)).flat();
   const rings = [...new Set(groups.map((g) => cluster.groups[g]!))];
-  const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0 };
+  const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0, holdsBroken: 0 };
   const reg = o.registry;
   const gauge = (name: string, help: string, read: () => number): void =>
     void new Gauge({ name, help, registers: [reg], collect() { this.set(read()); } });
@@ -469,22 +522,44 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
   counter('ringcast_psmr_checkpoint_failures_total', 'Durable checkpoints that could not be taken or written', () => st.failures);
   counter('ringcast_psmr_checkpoint_files_refused_total', 'Checkpoint files refused at start as damaged (crc or trailer)', () => o.refusedFiles);
   counter('ringcast_psmr_retention_holds_total', 'Retention holds placed on the rings after a durable checkpoint', () => st.holds);
-  counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds the rings did not acknowledge', () => st.holdFailures);
+  counter('ringcast_psmr_retention_hold_failures_total', 'Retention holds not in force (not acknowledged, or broken when placed)', () => st.holdFailures);
+  counter('ringcast_psmr_retention_holds_broken_total', 'Acknowledged retention holds found broken at once (the ring had trimmed past the instance)', () => st.holdsBroken);
   let older = o.resumedFrom ? instancesOf(o.resumedFrom) : undefined;
   let clients: RingClient[] | undefined;
   /** Every ring acknowledged this process's last hold: the trim point is pinned at or below it. */
   let pinned = false;
-  const placeHolds = async (at: Map<number, number>): Promise<void> => {
+  /** Place a hold on every ring at `at`; true when one was found broken at once. */
+  const placeHolds = async (at: Map<number, number>): Promise<boolean> => {
     clients ??= await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true, host: o.host })));
-    const results = await Promise.allSettled(rings.map((ring, k) => clients![k]!.hold(holder, at.get(ring) ?? 0)));
+    const point = (ring: number): number => {
+      const x = at.get(ring);
+      if (x === undefined) throw new RingcastError('ERR_PSMR_HOLD', `no resume instance for ring ${ring} in the checkpoint`);
+      return x;
+    };
+    const brokenBefore = st.holdsBroken;
+    // An acknowledged hold is decided, not necessarily in force: if the trim point had already passed the
+    // instance it names, it was broken at once. Ask the ring how far it keeps before counting on it.
+    const results = await Promise.allSettled(
+      rings.map(async (ring, k) => {
+        const x = point(ring);
+        await clients![k]!.hold(holder, x);
+        const oldest = await oldestKept(cluster, ring, x, o.host, HOLD_CHECK_MS);
+        if (oldest === undefined) throw new Error(`ring ${ring} did not say how far it keeps its log within ${HOLD_CHECK_MS} ms`);
+        if (oldest > x) {
+          st.holdsBroken++;
+          throw new Error(`the hold of ring ${ring} at instance ${x} was broken: the ring keeps from instance ${oldest} on`);
+        }
+      }),
+    );
     pinned = results.every((r) => r.status === 'fulfilled');
     for (const r of results) {
       if (r.status === 'fulfilled') st.holds++;
       else {
         st.holdFailures++;
-        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not acknowledged: ${(r.reason as Error).message}`));
+        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not in force: ${(r.reason as Error).message}`));
       }
     }
+    return st.holdsBroken > brokenBefore;
   };
   let baseline: number | undefined;
   const due = async (): Promise<boolean> => {
@@ -499,6 +574,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     if (!(await due())) return;
     let written: { file: string; bytes: number };
     let c: ReplicaCheckpoint;
+    let placedFirst: Map<number, number> | undefined;
     try {
       const taken = await o.take();
       c = taken.c;
@@ -506,7 +582,12 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
       // the write: the hold must be decided while the acceptors still keep the instances it names, and they
       // may trim up to logRetain behind the slowest learner meanwhile. Later holds name instances at or above
       // the one in force, which pins the trim point below them.
-      if (!pinned) await placeHolds(holdPoint(older, instancesOf(c)));
+      // A hold found broken names a checkpoint no restart can use (the ring trimmed past it): the next names
+      // the newest alone rather than the same instance again.
+      if (!pinned) {
+        placedFirst = holdPoint(older, instancesOf(c));
+        if (await placeHolds(placedFirst)) older = undefined;
+      }
       written = await store.write(taken.bytes);
     } catch (e) {
       st.failures++;
@@ -520,6 +601,8 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     const now = instancesOf(c);
     const at = holdPoint(older, now);
     older = now;
+    // The hold just placed before the write names these instances already.
+    if (pinned && placedFirst && [...at].every(([ring, x]) => placedFirst!.get(ring) === x)) return;
     await placeHolds(at);
   };
   const periodMs = 'seconds' in o.every ? o.every.seconds * 1000 : 250;

@@ -95,7 +95,8 @@ export class RingMetrics {
     each('ringcast_proposer_outstanding', 'Values the proposer has outstanding', (d) => d.node.proposer?.inflight);
     each('ringcast_retention_holds', 'Retention holds in force at the coordinator', (d) => d.node.coordinator?.holds.size);
     each('ringcast_retention_holds_broken', 'Retention holds broken at the coordinator: keeping them would pass logCapacity or logRetainBytes, or they held trimmed instances (cumulative)', (d) => d.node.coordinator?.holds.stats.broken);
-    each('ringcast_retention_holds_evicted', 'Retention holds that yielded to a newer holder at maxHolds, or were refused there (cumulative)', (d) => d.node.coordinator?.holds.stats.evicted);
+    each('ringcast_retention_holds_evicted', 'Retention holds that yielded to a newer holder at maxHolds (cumulative)', (d) => d.node.coordinator?.holds.stats.evicted);
+    each('ringcast_retention_holds_refused', 'Retention holds of a new holder refused at maxHolds: maxHolds 0, or every holder renewed since (cumulative)', (d) => d.node.coordinator?.holds.stats.refused);
     each('ringcast_skips', 'Skip instances proposed by this coordinator for rate leveling (cumulative)', (d) => d.node.coordinator?.stats.skips);
     each('ringcast_takeovers', 'Times this node took the coordinator role over from a silent one (cumulative)', (d) => (d.node.acceptor ? d.node.takeovers : undefined));
     each('ringcast_promised_ballot', 'Highest ballot this acceptor promised (changes at every takeover or ring change)', (d) => d.node.acceptor?.promised);

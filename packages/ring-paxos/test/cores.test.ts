@@ -721,6 +721,12 @@ describe('ring cores (fault-free harness)', () => {
   });
 });
 
+/** The lowest instance held (undefined: none): the trim point the holds allow, breaking none. */
+const lowest = (h: RetentionHolds): number | undefined => {
+  const lo = h.cap(Infinity, -Infinity);
+  return lo === Infinity ? undefined : lo;
+};
+
 describe('retention holds', () => {
   it('one hold per holder (the newest), the most recently renewed maxHolds whatever the order, yields below the bound', () => {
     const seq: Array<[Hold, number]> = [
@@ -734,10 +740,11 @@ describe('retention holds', () => {
     for (const [h, at] of seq) a.apply(h, at);
     for (const [h, at] of [...seq].reverse()) b.apply(h, at);
     // r2, renewed least recently, yields to r3 in either order; r1's older hold never comes back.
-    expect([a.size, a.lowest()]).toEqual([2, 30]);
-    expect([b.size, b.lowest()]).toEqual([2, 30]);
+    expect([a.size, a.stats.evicted]).toEqual([2, 1]);
+    expect([a.size, lowest(a)]).toEqual([2, 30]);
+    expect([b.size, lowest(b)]).toEqual([2, 30]);
     a.apply({ holder: 'r1', instance: 12 }, 22);
-    expect(a.lowest()).toBe(30);
+    expect(lowest(a)).toBe(30);
     expect(a.cap(100, 0)).toBe(30);
     expect(a.cap(20, 0)).toBe(20);
     // Keeping r1's hold would pass the bound: it yields, r3's holds the trim point.
@@ -746,10 +753,10 @@ describe('retention holds', () => {
     // A hold never holds above its own instance; maxHolds 0 refuses every hold.
     const c = new RetentionHolds(1);
     c.apply({ holder: 'x', instance: 99 }, 50);
-    expect(c.lowest()).toBe(50);
+    expect(lowest(c)).toBe(50);
     const none = new RetentionHolds(0);
     none.apply({ holder: 'x', instance: 1 }, 2);
-    expect([none.size, none.stats.evicted]).toEqual([0, 1]);
+    expect([none.size, none.stats.evicted, none.stats.refused]).toEqual([0, 0, 1]);
   });
 
   it('hold values round-trip and are told apart from application data', () => {
@@ -785,7 +792,7 @@ describe('retention holds', () => {
     expect(deliveries(l)).toEqual(want.splice(0));
     expect(l.learner!.stats.holdValues).toBe(1);
     const first = h.nodes.get(2)!.coordinator!;
-    expect(first.holds.lowest()).toBe(8);
+    expect(lowest(first.holds)).toBe(8);
     // Without the hold the ring members would have trimmed to about 40 - logRetain.
     for (const id of [1, 2]) expect(h.nodes.get(id)!.acceptor!.trimmed).toBe(8);
     // The coordinator dies: the one that takes over learns the hold again from its log.
@@ -793,7 +800,7 @@ describe('retention holds', () => {
     h.advance(2000);
     const next = (h.nodes.get(1)!.coordinator ?? h.nodes.get(3)!.coordinator)!;
     expect(next).toBeDefined();
-    expect(next.holds.lowest()).toBe(8);
+    expect(lowest(next.holds)).toBe(8);
     put(40, 50);
     h.advance(3000);
     expect(deliveries(l)).toEqual(want.splice(0));
@@ -805,5 +812,133 @@ describe('retention holds', () => {
     expect(next.holds.stats.broken).toBe(1);
     expect(next.holds.size).toBe(0);
     expect(h.nodes.get(1)!.acceptor!.trimmed).toBeGreaterThan(60);
+  });
+  it('a coordinator that takes over keeps the trim point at the bounds until its Phase 1 is answered, learner progress or not', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 64, logRetain: 4, phase1Range: 64, maxHolds: 4 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    const put = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) h.submit(p, `a${i}`);
+      h.advance(200);
+    };
+    // No learner (every replica down): the log trims only as logCapacity forces.
+    put(0, 30);
+    // Node 1 goes away; the coordinator (2) replaces it with the spare 3. Node 1 knows up to about 30.
+    const n1 = h.nodes.get(1)!;
+    h.nodes.delete(1);
+    h.advance(1500);
+    const f1 = n1.acceptor!.top;
+    expect(f1).toBeGreaterThanOrEqual(25);
+    // A holder holds instance 10: decided above f1, at instances node 1 never saw.
+    p.proposer!.propose(encodeHold('replica-1', 10), h.now, p.out);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    put(30, 40);
+    expect(lowest(h.nodes.get(2)!.coordinator!.holds)).toBe(10);
+    // Node 1 comes back as a spare, the coordinator dies, node 1 (rank 0) takes over; its Phase 1 with node
+    // 3 is lost while a learner that delivered up to node 1's frontier reports progress to it.
+    h.nodes.set(1, n1);
+    h.nodes.delete(2);
+    h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+    let c1 = undefined as ReturnType<typeof n1.coordinator> | undefined;
+    for (let t = 0; t < 5000; t += 100) {
+      h.advance(100);
+      c1 ??= n1.coordinator;
+      if (!c1) continue;
+      n1.step({ t: MessageType.Progress, ring: 0, from: 100009, delivered: f1 - 1, start: 0, paced: 0 }, h.now);
+      n1.flush(h.now);
+      h.collect(n1);
+      h.run();
+      // f1 - logRetain lies above the hold: without its Phase 1 answered the new coordinator cannot know it.
+      expect(c1.safe, `trim point at ${h.now} ms`).toBeLessThanOrEqual(10);
+    }
+    expect(c1).toBeDefined();
+    expect(h.nodes.get(3)!.acceptor!.trimmed).toBeLessThanOrEqual(10);
+    // Phase 1 answered: the hold is re-learned from the values it recovers, and the trim point stays there.
+    h.lose = () => false;
+    h.advance(1000);
+    const c = (n1.coordinator ?? h.nodes.get(3)!.coordinator)!;
+    expect(lowest(c.holds)).toBe(10);
+    expect(c.holds.stats.broken).toBe(0);
+    for (const id of [1, 3]) expect(h.nodes.get(id)!.acceptor!.trimmed).toBeLessThanOrEqual(10);
+  });
+  for (const maxHolds of [0, 4]) {
+    it(`a coordinator that takes over honours logRetainBytes before its Phase 1 is answered (maxHolds ${maxHolds})`, () => {
+      const budget = 2000;
+      const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 1024, logRetain: 4, logRetainBytes: budget, phase1Range: 256, maxHolds });
+      const p = h.add(100003, { proposer: true });
+      h.start();
+      h.advance(20);
+      // A learner registered from 0 that has delivered nothing yet: the log keeps everything.
+      const progress = (n: RingNode, delivered: number): void => {
+        n.step({ t: MessageType.Progress, ring: 0, from: 100009, delivered, start: 0, paced: 0 }, h.now);
+        n.flush(h.now);
+        h.collect(n);
+        h.run();
+      };
+      const n2 = h.nodes.get(2)!;
+      for (let i = 0; i < 60; i++) {
+        h.submit(p, `v${i}-${'x'.repeat(100)}`);
+        if (i % 10 === 0) progress(n2, -1);
+      }
+      h.advance(100);
+      progress(n2, -1);
+      const n1 = h.nodes.get(1)!;
+      expect(n1.acceptor!.trimmed).toBe(0);
+      // The coordinator dies; node 1 takes over with its Phase 1 lost, and the learner reports it delivered all.
+      h.nodes.delete(2);
+      h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+      for (let t = 0; t < 5000; t += 100) {
+        h.advance(100);
+        if (n1.coordinator) progress(n1, n1.acceptor!.top - 1);
+      }
+      expect(n1.coordinator).toBeDefined();
+      let kept = 0;
+      for (const [i, e] of n1.acceptor!.log) if (i >= n1.acceptor!.trimmed) kept += e.value.length;
+      // The byte budget (plus the min(window, logRetain) instances always kept) holds during the recovery too.
+      expect(kept, `bytes kept from instance ${n1.acceptor!.trimmed}`).toBeLessThanOrEqual(budget + 4 * 200);
+    });
+  }
+  it('a new coordinator does not count as broken a hold it re-learns that a newer one replaced', () => {
+    const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, logCapacity: 128, logRetain: 4, phase1Range: 64, maxHolds: 4 });
+    h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    const hold = (x: number): void => {
+      p.proposer!.propose(encodeHold('replica-1', x), h.now, p.out);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    };
+    const put = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) h.submit(p, `a${i}`);
+      h.advance(200);
+    };
+    put(0, 10);
+    hold(8);
+    put(10, 40);
+    hold(8); // renewed (the holder's older checkpoint has not moved): this value lies above 35
+    put(40, 50);
+    // The holder moves on to 35; node 1 votes for that hold and trims to 35, but never learns it decided.
+    h.lose = (to, m) => to === 1 && m.t === MessageType.Decision;
+    hold(35);
+    h.advance(300);
+    const n1 = h.nodes.get(1)!;
+    expect(lowest(h.nodes.get(2)!.coordinator!.holds)).toBe(35);
+    expect(n1.acceptor!.trimmed).toBe(35);
+    // The coordinator dies; node 1 takes over, its Phase 1 lost past learnerTimeoutMs. Its log has the
+    // superseded hold of 8 decided, the hold of 35 only accepted.
+    h.nodes.delete(2);
+    h.lose = (_to, m) => m.t === MessageType.Phase1A || m.t === MessageType.Phase1B;
+    h.advance(4000);
+    h.lose = () => false;
+    h.advance(1000);
+    const c = n1.coordinator!;
+    expect(c).toBeDefined();
+    expect(lowest(c.holds)).toBe(35);
+    expect(c.holds.stats.broken).toBe(0);
   });
 });

@@ -52,8 +52,11 @@ const HELP_REPLICA = `ringcast replica --cluster FILE [--mode psmr|smr] [--worke
   of this replica to keep what a restart from the older of the two needs (a retention hold, bounded by the
   rings' logCapacity and logRetainBytes). Started again with the same DIR (and --id, or none: the id is
   taken from the checkpoint), the replica resumes from the newest checkpoint there that checks; a damaged
-  file is refused (stderr, ringcast_psmr_checkpoint_files_refused_total) and the one before it used.
-  --from-replica wins over DIR's checkpoints.
+  file is refused (stderr, ringcast_psmr_checkpoint_files_refused_total) and the one before it used; with
+  every file damaged, or a file of another cluster (its rings, acceptors and groups), or of another
+  --mode/--workers/--service, the replica refuses to start with an error naming the file. Only the
+  checkpoint-*.rckp files (and their .tmp) of DIR are the replica's. --from-replica wins over DIR's
+  checkpoints and moves them aside (renamed *.replaced: a previous life's files, another id, unheld).
   --checkpoint-every: seconds with an 's' (30s, 0.5s; at least 0.1s) or a count of commands executed
   (100000, summed over workers); default 30s. Needs --checkpoint-dir.
   Prints {"event":"ready",...}; stops cleanly on SIGINT/SIGTERM; exits 1 if a worker fails.

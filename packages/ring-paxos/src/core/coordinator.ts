@@ -18,7 +18,7 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RetentionHolds, holdsInValue, isHoldData, pushHold, type Hold } from './retention-hold.js';
+import { RetentionHolds, isHoldData, relearnable, pushHold, type Hold } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 import { leftBehind } from './stuck-learner.js';
 
@@ -226,10 +226,11 @@ export class Coordinator {
       // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
       // ordered again.
       // Holds too: a hold in force lies above the instance it holds, so the log still has it.
+      const holds: Hold[] = [];
       for (const [i, e] of this.acceptor.log) {
         if (!e.decided) continue;
-        this.markOrdered(e.value, i);
-        for (const h of holdsInValue(e.value)) this.holds.apply(h, i);
+        this.markOrdered(e.value, i, holds);
+        for (const h of holds.splice(0)) if (relearnable(h, this.acceptor.trimmed)) this.holds.apply(h, i);
       }
     }
     const acc = this.acceptor;
@@ -338,8 +339,9 @@ export class Coordinator {
     }
     this.lastHeard.set(m.from, this.now);
     if (m.trimmed > this.frontier) {
-      // Everything below is decided and delivered by every learner: start Phase 1 over from there.
-      this.jumpTo(m.trimmed, out);
+      // Everything below is decided and delivered by every learner: start Phase 1 over from there (keeping
+      // how far this acceptor accepted: values there may hold retention holds, see updateSafe).
+      this.jumpTo(m.trimmed, out, m.top);
       return;
     }
     const c = this.covered.get(m.from);
@@ -357,7 +359,7 @@ export class Coordinator {
   }
 
   /** Acceptors trimmed up to `t`: nothing below can be needed; run Phase 1 from there. */
-  private jumpTo(t: number, out: Outbox): void {
+  private jumpTo(t: number, out: Outbox, top: number): void {
     // Below t everything was delivered by every learner the old coordinator knew and trimmed at some
     // acceptor; this node cannot serve it either (it never learned those decisions), so trim here too.
     this.acceptor.applyDecisions([], t, out);
@@ -365,6 +367,7 @@ export class Coordinator {
     if (this.safe < t) this.safe = t;
     for (const i of this.inflight.keys()) if (i < t) this.inflight.delete(i);
     this.start(this.now, out);
+    if (top > this.recoverTop) this.recoverTop = top;
   }
 
   private recomputeOpen(): void {
@@ -437,15 +440,17 @@ export class Coordinator {
   }
 
   /**
-   * Remember every (proposer, seq) inside an instance value as ordered in `instance`; returns the value's
-   * position (-1 when it cannot be read).
+   * Remember every (proposer, seq) inside an instance value as ordered in `instance`, and add the retention
+   * holds among its proposals to `holds`; returns the value's position (-1 when it cannot be read).
    */
-  private markOrdered(value: Uint8Array, instance: number): number {
+  private markOrdered(value: Uint8Array, instance: number, holds: Hold[]): number {
     const b = decodeBatch(value);
     if (!b) return -1;
     for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
       for (const seq of g.seqs) cur.mark(seq, instance);
+      // The retention holds among the proposals, from the same decode (see retention-hold.ts).
+      for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
     }
     return b.pos;
   }
@@ -512,10 +517,11 @@ export class Coordinator {
           this.proposeEmpty(this.nextPos(this.next, false), true, out);
           continue;
         }
-        const pos = this.markOrdered(r.value, this.next);
+        const found: Hold[] = [];
+        const pos = this.markOrdered(r.value, this.next, found);
         if (pos >= 0) this.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
-        const holds = holdsInValue(r.value);
+        const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
         this.propose(this.next++, r.vid, r.value, [], out, holds.length > 0 ? holds : undefined);
         continue;
       }
@@ -836,11 +842,9 @@ export class Coordinator {
       bound = Math.max(bound, bytesSafe);
     }
     // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
-    // the lowest hold, unless keeping it would pass the bounds, where the hold yields.
-    if (this.holds.size > 0) safe = this.holds.cap(safe, bound);
-    // Still re-proposing what earlier ballots accepted: holds among those values are not learned again yet,
-    // so the trim point rises only as far as logCapacity forces (where any hold would yield anyway).
-    if (this.frontier < this.recoverTop) safe = Math.min(safe, this.frontier - (this.s.logCapacity - 2 * this.s.window));
+    // the lowest hold, unless keeping it would pass the bounds, where the hold yields. Recovering (ring not
+    // chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known: only the bounds.
+    safe = this.holds.trimPoint(safe, bound, this.others === undefined || this.frontier < this.recoverTop);
     if (safe > this.safe) this.safe = safe;
   }
 

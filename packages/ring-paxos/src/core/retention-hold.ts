@@ -20,7 +20,6 @@
  * low), then the holder id in UTF-8 (1..64 bytes). 0xC1 is the one byte msgpack never uses, and proposers
  * refuse application data that starts with these four bytes, so no application value is taken for a hold.
  */
-import { decodeBatch } from './batch.js';
 
 /** The four bytes every hold starts with. */
 export const HOLD_PREFIX: readonly number[] = [0xc1, 0x52, 0x48, 1];
@@ -66,15 +65,13 @@ export function decodeHold(data: Uint8Array): Hold | undefined {
   return { holder, instance };
 }
 
-/** The holds inside a batch's proposals (decodes the whole value: for the takeover path, not per instance). */
-export function holdsInValue(value: Uint8Array): Hold[] {
-  const out: Hold[] = [];
-  // msgpack never writes 0xC1 itself: a value without that byte anywhere holds no hold (no decode needed).
-  if (value.indexOf(0xc1) < 0) return out;
-  const b = decodeBatch(value);
-  if (!b) return out;
-  for (const g of b.groups) for (const d of g.datas) if (isHoldData(d)) pushHold(out, d);
-  return out;
+/**
+ * Whether a coordinator that takes over re-learns hold `h` from a value it finds in its log or recovers
+ * with Phase 1: not when it holds below `trimmed`, where the acceptor trimmed past it, so it was replaced
+ * or broken already (and counted by the coordinator that saw it), not broken now.
+ */
+export function relearnable(h: Hold, trimmed: number): boolean {
+  return h.instance >= trimmed;
 }
 
 /** Add the hold `data` carries, if well formed, to `out` (a proposal's data already seen to be a hold). */
@@ -90,8 +87,10 @@ export interface HoldStats {
   renewed: number;
   /** Holds dropped because keeping them would pass logCapacity / logRetainBytes, or already trimmed past. */
   broken: number;
-  /** Holds that yielded to a newer holder at maxHolds (the least recently renewed), or refused there. */
+  /** Holds that yielded to a newer holder at maxHolds (the least recently renewed). */
   evicted: number;
+  /** Holds of a new holder refused at maxHolds (maxHolds 0, or every holder in force renewed since). */
+  refused: number;
 }
 
 /**
@@ -101,7 +100,7 @@ export interface HoldStats {
  * re-learns them after a takeover ends where the old one was, less what was trimmed since.
  */
 export class RetentionHolds {
-  readonly stats: HoldStats = { placed: 0, renewed: 0, broken: 0, evicted: 0 };
+  readonly stats: HoldStats = { placed: 0, renewed: 0, broken: 0, evicted: 0, refused: 0 };
   /** holder -> the instance held and the instance of the hold value that placed it. */
   private readonly holds = new Map<string, { instance: number; at: number }>();
 
@@ -109,13 +108,6 @@ export class RetentionHolds {
 
   get size(): number {
     return this.holds.size;
-  }
-
-  /** The lowest instance held (undefined: no hold in force). */
-  lowest(): number | undefined {
-    let lo: number | undefined;
-    for (const h of this.holds.values()) if (lo === undefined || h.instance < lo) lo = h.instance;
-    return lo;
   }
 
   /** A hold decided at instance `at` (a hold never holds above its own instance). */
@@ -133,12 +125,28 @@ export class RetentionHolds {
       let oldest: string | undefined;
       let oldestAt = Infinity;
       for (const [k, v] of this.holds) if (v.at < oldestAt) (oldest = k), (oldestAt = v.at);
+      if (oldest === undefined || oldestAt > at) {
+        this.stats.refused++; // maxHolds 0, or every holder renewed since this hold
+        return;
+      }
       this.stats.evicted++;
-      if (oldest === undefined || oldestAt > at) return; // maxHolds 0, or every holder renewed since: refused
       this.holds.delete(oldest);
     }
     this.holds.set(h.holder, { instance, at });
     this.stats.placed++;
+  }
+
+  /**
+   * The coordinator's trim point with the holds applied (see cap). `recovering`: the coordinator has not
+   * chosen its ring yet (Phase 1 unanswered) or still re-proposes what earlier ballots accepted, so holds
+   * among those values are not learned again yet: the trim point rises only as far as the log's bounds
+   * (`bound`, the byte budget included) force, where any hold would yield anyway. Nothing to keep back when
+   * holds are refused (maxHolds 0).
+   */
+  trimPoint(safe: number, bound: number, recovering: boolean): number {
+    if (this.holds.size > 0) safe = this.cap(safe, bound);
+    if (recovering && this.maxHolds > 0 && bound < safe) safe = bound;
+    return safe;
   }
 
   /**
