@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileLog, crc32, crc32Js, type LogMode } from '../dist/storage/file-log.js';
 import type { PersistRecord } from '../dist/core/outbox.js';
 import type { LogEntry } from '../dist/core/acceptor.js';
+import { DEFAULT_RING_SETTINGS, MessageType, RingNode } from '@ringcast/ring-paxos';
 
 /** A plain, independent model of what a sequence of records means (no bounded loops, no cleverness). */
 class Model {
@@ -464,6 +465,24 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     expect(again.recovered.rejoin).toBe(true);
     again.log.append([{ kind: 'rejoined', ring: RING }]);
     again.log.close();
+    expect(FileLog.open(tmp, RING, 'sync').recovered.rejoin).toBe(false);
+  });
+
+  it('a rejoin that finds nothing to fetch (every other acceptor at top 0) records rejoined: the next start votes', () => {
+    const { log } = FileLog.open(tmp, RING, 'sync', { rejoin: true });
+    const ids = [1, 2, 3];
+    const node = new RingNode({ ring: RING, id: 1, ringOrder: ids, acceptors: ids, settings: { ...DEFAULT_RING_SETTINGS }, rejoin: true, incarnation: 7 });
+    node.start(0);
+    node.tick(1);
+    log.append(node.out.drain().persist);
+    // A young ring: the others promised but nothing was accepted yet.
+    for (const from of [2, 3]) node.step({ t: MessageType.RejoinReply, ring: RING, from, nonce: 7, promised: 65538, top: 0 }, 2);
+    node.tick(100);
+    const persisted = node.out.drain().persist;
+    log.append(persisted);
+    log.close();
+    expect(node.acceptor!.rejoining).toBe(false);
+    expect(persisted.map((r) => r.kind)).toContain('rejoined');
     expect(FileLog.open(tmp, RING, 'sync').recovered.rejoin).toBe(false);
   });
 });
