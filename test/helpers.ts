@@ -39,3 +39,10 @@ export async function scrape(port: number, name: string, match = ''): Promise<nu
 export async function stopAll(ps: Spawned[]): Promise<void> {
   await Promise.all(ps.map((p) => stopProcess(p)));
 }
+
+/** Bytes of an acceptor log segment up to its last non-zero byte: what was written into it (segments are created at their full length, zeros after what was written). */
+export function writtenBytes(b: Uint8Array): number {
+  let n = b.length;
+  while (n > 0 && b[n - 1] === 0) n--;
+  return n;
+}
