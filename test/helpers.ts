@@ -46,3 +46,10 @@ export function requireRoot(what: string): void {
     throw new Error(`${what} needs root (uid 0, running as uid ${process.getuid?.() ?? 'unknown'}): run the tests as root, as CI does`);
   }
 }
+
+/** Bytes of an acceptor log segment up to its last non-zero byte: what was written into it (segments are created at their full length, zeros after what was written). */
+export function writtenBytes(b: Uint8Array): number {
+  let n = b.length;
+  while (n > 0 && b[n - 1] === 0) n--;
+  return n;
+}

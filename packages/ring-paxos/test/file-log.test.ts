@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileLog, crc32, crc32Js, type LogMode } from '../dist/storage/file-log.js';
 import type { PersistRecord } from '../dist/core/outbox.js';
 import type { LogEntry } from '../dist/core/acceptor.js';
+import { DEFAULT_RING_SETTINGS, MessageType, RingNode } from '@ringcast/ring-paxos';
 
 /** A plain, independent model of what a sequence of records means (no bounded loops, no cleverness). */
 class Model {
@@ -96,9 +97,34 @@ afterEach(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+/** Segments of 256 KiB unless a test says otherwise (the 64 MiB default is slow to read back in tests). */
+const open = (mode: LogMode, opts: { segmentBytes?: number; rejoin?: boolean } = {}) => FileLog.open(tmp, RING, mode, { segmentBytes: 256 * 1024, ...opts });
 const ringDir = () => path.join(tmp, `ring-${RING}`);
 const segs = () => fs.readdirSync(ringDir()).filter((n) => n.endsWith('.seg')).sort();
 const lastSeg = () => path.join(ringDir(), segs().at(-1)!);
+/** Bytes of segment file `f` up to its last non-zero byte: what was written into it. */
+const used = (f: string): number => {
+  const b = fs.readFileSync(f);
+  const zeros = Buffer.alloc(65536);
+  let n = b.length;
+  while (n >= zeros.length && b.subarray(n - zeros.length, n).equals(zeros)) n -= zeros.length;
+  while (n > 0 && b[n - 1] === 0) n--;
+  return n;
+};
+/** Write `data` into segment file `f` right after what was written into it (its length stays). */
+const writeAfter = (f: string, data: Buffer): void => {
+  const b = fs.readFileSync(f);
+  data.copy(b, used(f));
+  fs.writeFileSync(f, b);
+};
+/** Zero segment file `f` from `from` on, its length kept: an append of which only `from` bytes reached the disk. */
+const tearAt = (f: string, from: number): void => {
+  const b = fs.readFileSync(f);
+  b.fill(0, from);
+  fs.writeFileSync(f, b);
+};
+/** The directory the log's damaged segments were last set aside in. */
+const damagedDir = (): string => path.join(ringDir(), fs.readdirSync(ringDir()).filter((n) => n.startsWith('damaged-')).sort().at(-1)!);
 
 /** Every kind, including large safe integers and an empty value. */
 const EVERY_KIND: PersistRecord[] = [
@@ -120,18 +146,20 @@ const EVERY_KIND: PersistRecord[] = [
 describe('FileLog round trip', () => {
   for (const mode of ['sync', 'async'] as LogMode[]) {
     it(`${mode}: every record kind survives close and reopen`, () => {
-      const { log, recovered } = FileLog.open(tmp, RING, mode);
+      const { log, recovered } = open(mode);
       expect(recovered.records).toBe(0);
       expect(recovered.entries.size).toBe(0);
+      const created = log.stats.syncs; // the new segment, made durable in every mode
+      expect(created).toBe(1);
       log.append(EVERY_KIND.slice(0, 6));
       log.append(EVERY_KIND.slice(6));
       expect(log.stats.appends).toBe(2);
       expect(log.stats.records).toBe(EVERY_KIND.length);
-      expect(log.stats.bytes).toBe(fs.statSync(lastSeg()).size);
-      expect(log.stats.syncs).toBe(mode === 'sync' ? 2 : 0);
+      expect(log.stats.bytes).toBe(used(lastSeg()));
+      expect(log.stats.syncs - created).toBe(mode === 'sync' ? 2 : 0);
       log.close();
 
-      const again = FileLog.open(tmp, RING, mode);
+      const again = open(mode);
       const model = new Model().applyAll(EVERY_KIND);
       expectState(again.recovered, model);
       expect(again.recovered.records).toBe(EVERY_KIND.length);
@@ -151,37 +179,40 @@ describe('FileLog round trip', () => {
   }
 
   it('memory: writes nothing and recovers empty', () => {
-    const { log, recovered } = FileLog.open(tmp, RING, 'memory');
+    const { log, recovered } = open('memory');
     expect(recovered).toEqual({ promised: 0, trimmed: 0, entries: new Map(), records: 0, cutBytes: 0, segments: 0, rejoin: false });
     log.append(EVERY_KIND);
     expect(log.stats.records).toBe(EVERY_KIND.length);
     expect(log.stats.bytes).toBe(0);
     log.close();
     expect(fs.readdirSync(tmp)).toEqual([]);
-    const again = FileLog.open(tmp, RING, 'memory');
+    const again = open('memory');
     expect(again.recovered.entries.size).toBe(0);
     expect(again.recovered.promised).toBe(0);
   });
 
   it('one append is one write of all its records, and an empty append writes nothing', () => {
-    const { log } = FileLog.open(tmp, RING, 'sync');
+    const { log } = open('sync');
+    const head = used(lastSeg());
+    const created = log.stats.syncs;
     log.append([]);
-    expect(log.stats.syncs).toBe(0);
-    expect(fs.statSync(lastSeg()).size).toBe(0);
+    expect(log.stats.syncs).toBe(created);
+    expect(used(lastSeg())).toBe(head);
     log.append(EVERY_KIND);
-    expect(log.stats.syncs).toBe(1);
+    expect(log.stats.syncs).toBe(created + 1);
     expect(log.stats.syncMicros).toBeGreaterThan(0);
     log.close();
   });
 
   it('rejects a record of another ring and a value that is not a safe integer, writing nothing', () => {
-    const { log } = FileLog.open(tmp, RING, 'async');
+    const { log } = open('async');
+    const head = used(lastSeg());
     expect(() => log.append([{ kind: 'promise', ring: RING + 1, ballot: 5 }])).toThrow(/ring 4/);
     expect(() => log.append([promise(5), accept(0.5, 5, 5, bytes(1, 1))])).toThrow(expect.objectContaining({ code: 'ERR_RINGCAST_LOG' }));
-    expect(fs.statSync(lastSeg()).size).toBe(0);
+    expect(used(lastSeg())).toBe(head);
     log.append([promise(9)]);
     log.close();
-    expect(FileLog.open(tmp, RING, 'async').recovered.promised).toBe(9);
+    expect(open('async').recovered.promised).toBe(9);
   });
 });
 
@@ -226,7 +257,7 @@ describe('FileLog against an in-memory model', () => {
         if (rnd() < 0.01) {
           deleted += log.stats.segmentsDeleted;
           log.close();
-          const r = FileLog.open(tmp, RING, 'async', { segmentBytes });
+          const r = open('async', { segmentBytes });
           expectState(r.recovered, model);
           expect(r.recovered.cutBytes).toBe(0);
           log = r.log;
@@ -234,7 +265,7 @@ describe('FileLog against an in-memory model', () => {
       }
       deleted += log.stats.segmentsDeleted;
       log.close();
-      const r = FileLog.open(tmp, RING, 'async', { segmentBytes });
+      const r = open('async', { segmentBytes });
       expectState(r.recovered, model);
       expect(model.entries.size).toBeGreaterThan(0);
       expect([...model.entries.values()].some((e) => e.decided)).toBe(true);
@@ -251,17 +282,17 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
   const after = [accept(3, 65537, 65537, bytes(20, 4)), trim(1)];
 
   function writeBoth(mode: LogMode): number {
-    const { log } = FileLog.open(tmp, RING, mode);
+    const { log } = open(mode);
     log.append(first);
-    const good = fs.statSync(lastSeg()).size;
+    const good = used(lastSeg());
     log.append(lastBatch);
     log.close();
     return good;
   }
 
   function recoverAndContinue(good: number, mode: LogMode): void {
-    const size = fs.statSync(lastSeg()).size;
-    const r = FileLog.open(tmp, RING, mode);
+    const size = used(lastSeg());
+    const r = open(mode);
     expect(r.recovered.damage).toBeUndefined();
     expect(r.recovered.rejoin).toBe(false);
     expect(r.recovered.cutBytes).toBe(size - good);
@@ -269,10 +300,10 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     expect(r.recovered.records).toBe(first.length);
     expectState(r.recovered, new Model().applyAll(first));
     expect(r.recovered.entries.has(2)).toBe(false);
-    expect(fs.statSync(lastSeg()).size).toBe(good);
+    expect(used(lastSeg())).toBe(good);
     r.log.append(after);
     r.log.close();
-    const again = FileLog.open(tmp, RING, mode);
+    const again = open(mode);
     expect(again.recovered.cutBytes).toBe(0);
     expect(again.recovered.records).toBe(first.length + after.length);
     expectState(again.recovered, new Model().applyAll([...first, ...after]));
@@ -282,7 +313,7 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
   /** Recovery found damage: nothing of the old log is applied, it is set aside, and the node must rejoin. */
   function expectDamaged(mode: LogMode, opts: { segmentBytes?: number } = {}, where?: { file: string; offset?: number }): void {
     const before = segs();
-    const r = FileLog.open(tmp, RING, mode, opts);
+    const r = open(mode, opts);
     expect(r.recovered.damage).toBeDefined();
     if (where) expect(r.recovered.damage).toMatchObject(where);
     expect(r.recovered.rejoin).toBe(true);
@@ -290,19 +321,19 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     expect(r.recovered.promised).toBe(0);
     expect(r.recovered.trimmed).toBe(0);
     // The old segments are kept for inspection, out of the log; a new one holds the rejoin.
-    expect(fs.readdirSync(path.join(ringDir(), 'damaged')).sort()).toEqual(before);
+    expect(fs.readdirSync(damagedDir()).sort()).toEqual(before);
     expect(segs()).toHaveLength(1);
     expect(segs()[0]! > before.at(-1)!).toBe(true);
     // Until the acceptor records that its rejoin finished, every restart rejoins again.
     r.log.append([promise(131073)]);
     r.log.close();
-    const again = FileLog.open(tmp, RING, mode, opts);
+    const again = open(mode, opts);
     expect(again.recovered.damage).toBeUndefined();
     expect(again.recovered.rejoin).toBe(true);
     expect(again.recovered.promised).toBe(131073);
     again.log.append([accept(7, 131073, 131073, bytes(9, 9)), { kind: 'rejoined', ring: RING }]);
     again.log.close();
-    const whole = FileLog.open(tmp, RING, mode, opts);
+    const whole = open(mode, opts);
     expect(whole.recovered.rejoin).toBe(false);
     expect([...whole.recovered.entries.keys()]).toEqual([7]);
     whole.log.close();
@@ -311,7 +342,7 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
   for (const mode of ['sync', 'async'] as LogMode[]) {
     it(`${mode}: an append cut short by a crash is a torn tail: cut, and the log goes on`, () => {
       const good = writeBoth(mode);
-      fs.truncateSync(lastSeg(), good + 200); // header and half the payload of the last append's record
+      tearAt(lastSeg(), good + 200); // header and half the payload of the last append's record
       recoverAndContinue(good, mode);
     });
 
@@ -326,14 +357,13 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
   }
 
   it('flipped bytes in the middle of a segment, with records after them, are damage', () => {
-    const { log } = FileLog.open(tmp, RING, 'sync');
+    const { log } = open('sync');
     log.append(first);
-    const mid = fs.statSync(lastSeg()).size;
+    const mid = used(lastSeg());
     for (let i = 2; i < 12; i++) log.append([accept(i, 65537, 65537, bytes(200, i))]);
     log.close();
     for (const at of [mid + 2, mid + 60]) {
       // A frame header (the length: the record then seems to run past the end) and a value byte.
-      fs.rmSync(path.join(ringDir(), 'damaged'), { recursive: true, force: true });
       const f = lastSeg();
       const copy = fs.readFileSync(f);
       const b = Buffer.from(copy);
@@ -347,40 +377,37 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     }
   });
 
-  it('a zero-filled tail and a torn frame header are torn tails; an absurd length or an unknown kind is damage', () => {
+  it('any bytes after the last commit, with no commit after them, are a torn tail; a bad record before a commit is damage', () => {
+    const payload = Buffer.from([77, 1, 2, 3]); // an unknown kind, with a valid crc
+    const commitAt = (at: number): Buffer => frame(Buffer.concat([Buffer.from([5]), f64(at)]));
     for (const [tail, torn] of [
       [Buffer.from([9, 0, 0]), true],
-      [Buffer.alloc(4096), true],
-      [Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1]), false],
+      [Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1]), true], // an absurd length: a write torn at any page
+      [Buffer.concat([frame(payload), frame(payload)]), true],
+      [Buffer.concat([frame(payload)]), false], // followed by a commit below
     ] as Array<[Buffer, boolean]>) {
       fs.rmSync(ringDir(), { recursive: true, force: true });
-      const { log } = FileLog.open(tmp, RING, 'async');
+      const { log } = open('async');
       log.append(first);
       log.close();
-      const good = fs.statSync(lastSeg()).size;
-      fs.appendFileSync(lastSeg(), tail);
+      const good = used(lastSeg());
+      writeAfter(lastSeg(), torn ? tail : Buffer.concat([tail, commitAt(good + tail.length)]));
       if (!torn) {
         expectDamaged('async', {}, { offset: good });
         continue;
       }
-      const r = FileLog.open(tmp, RING, 'async');
-      expect(r.recovered.cutBytes).toBe(tail.length);
+      const tornBytes = used(lastSeg()) - good;
+      const r = open('async');
+      expect(r.recovered.cutBytes).toBe(tornBytes);
       expect(r.recovered.rejoin).toBe(false);
       expectState(r.recovered, new Model().applyAll(first));
-      expect(fs.statSync(lastSeg()).size).toBe(good);
+      expect(used(lastSeg())).toBe(good);
       r.log.close();
     }
-    fs.rmSync(ringDir(), { recursive: true, force: true });
-    const { log } = FileLog.open(tmp, RING, 'async');
-    log.append(first);
-    log.close();
-    const payload = Buffer.from([77, 1, 2, 3]);
-    fs.appendFileSync(lastSeg(), Buffer.concat([frame(payload), frame(payload)]));
-    expectDamaged('async'); // an unknown kind with a valid crc is never applied
   });
 
   function manySegments(): { names: string[]; all: PersistRecord[] } {
-    const { log } = FileLog.open(tmp, RING, 'sync', { segmentBytes: 1000 });
+    const { log } = open('sync', { segmentBytes: 1000 });
     const all: PersistRecord[] = [promise(65537)];
     log.append([all[0]!]);
     for (let i = 0; i < 20; i++) {
@@ -414,12 +441,39 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
 
   it('a missing middle segment is damage; the whole log with no gap is not', () => {
     const { names, all } = manySegments();
-    const whole = FileLog.open(tmp, RING, 'sync', { segmentBytes: 1000 });
+    const whole = open('sync', { segmentBytes: 1000 });
     expect(whole.recovered.damage).toBeUndefined();
     expectState(whole.recovered, new Model().applyAll(all));
     whole.log.close();
     fs.rmSync(path.join(ringDir(), names[2]!));
     expectDamaged('sync', { segmentBytes: 1000 }, { file: path.join(ringDir(), names[3]!), offset: 0 });
+  });
+
+  it('the last segment cut anywhere (inside any synced append, or one byte short) is damage, not a torn tail', () => {
+    for (const part of [1 / 3, 1 / 2, 1]) {
+      fs.rmSync(ringDir(), { recursive: true, force: true });
+      const { log } = open('sync', { segmentBytes: 100_000 });
+      log.append([promise(65537)]);
+      for (let i = 0; i < 20; i++) log.append([accept(i, 65537, 65537, bytes(300, i))]);
+      log.close();
+      expect(segs()).toHaveLength(1);
+      const f = lastSeg();
+      const size = fs.statSync(f).size;
+      fs.truncateSync(f, part === 1 ? size - 1 : Math.floor(used(f) * part) + 7);
+      expectDamaged('sync', { segmentBytes: 100_000 }, { file: f });
+    }
+  });
+
+  it('the first segment deleted (nothing was ever trimmed) is damage', () => {
+    const { names } = manySegments();
+    fs.rmSync(path.join(ringDir(), names[0]!));
+    expectDamaged('sync', { segmentBytes: 1000 }, { file: path.join(ringDir(), names[1]!), offset: 0 });
+  });
+
+  it('the last segment deleted is damage (its promise would be forgotten)', () => {
+    const { names } = manySegments();
+    fs.rmSync(path.join(ringDir(), names.at(-1)!));
+    expectDamaged('sync', { segmentBytes: 1000 }, { file: path.join(ringDir(), names.at(-2)!) });
   });
 
   it('a log of the format before commit records (format 1) is read; a short tail is cut, a bad crc is damage', () => {
@@ -428,17 +482,20 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     fs.mkdirSync(ringDir(), { recursive: true });
     const f = path.join(ringDir(), '0000000000000001.seg');
     fs.writeFileSync(f, v1);
-    const r = FileLog.open(tmp, RING, 'sync');
+    const r = open('sync');
     expect(r.recovered.damage).toBeUndefined();
     expectState(r.recovered, new Model().applyAll(old));
-    r.log.append([accept(2, 65537, 65537, bytes(5, 5))]); // appended in format 2 (with a commit) to the same segment
+    r.log.append([accept(2, 65537, 65537, bytes(5, 5))]); // appended to a new segment, in the current format
     r.log.close();
-    const again = FileLog.open(tmp, RING, 'sync');
+    expect(segs()).toEqual(['0000000000000001.seg', '0000000000000002.seg']);
+    const again = open('sync');
     expectState(again.recovered, new Model().applyAll([...old, accept(2, 65537, 65537, bytes(5, 5))]));
     again.log.close();
 
+    fs.rmSync(ringDir(), { recursive: true, force: true });
+    fs.mkdirSync(ringDir());
     fs.writeFileSync(f, v1.subarray(0, v1.length - 5));
-    const cut = FileLog.open(tmp, RING, 'sync');
+    const cut = open('sync');
     expect(cut.recovered.cutBytes).toBe(v1.length - 5 - (8 + 9) - (8 + 29 + 20));
     expect(cut.recovered.rejoin).toBe(false);
     cut.log.close();
@@ -452,26 +509,44 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
   });
 
   it('--rejoin on a whole log is recorded: a restart before the rejoin finishes rejoins again', () => {
-    const { log } = FileLog.open(tmp, RING, 'sync');
+    const { log } = open('sync');
     log.append(first);
     log.close();
-    const r = FileLog.open(tmp, RING, 'sync', { rejoin: true });
+    const r = open('sync', { rejoin: true });
     expect(r.recovered.rejoin).toBe(true);
     expect(r.recovered.damage).toBeUndefined();
     expectState(r.recovered, new Model().applyAll(first)); // a whole log is kept
     r.log.close();
-    const again = FileLog.open(tmp, RING, 'sync');
+    const again = open('sync');
     expect(again.recovered.rejoin).toBe(true);
     again.log.append([{ kind: 'rejoined', ring: RING }]);
     again.log.close();
-    expect(FileLog.open(tmp, RING, 'sync').recovered.rejoin).toBe(false);
+    expect(open('sync').recovered.rejoin).toBe(false);
+  });
+
+  it('a rejoin that finds nothing to fetch (every other acceptor at top 0) records rejoined: the next start votes', () => {
+    const { log } = open('sync', { rejoin: true });
+    const ids = [1, 2, 3];
+    const node = new RingNode({ ring: RING, id: 1, ringOrder: ids, acceptors: ids, settings: { ...DEFAULT_RING_SETTINGS }, rejoin: true, incarnation: 7 });
+    node.start(0);
+    node.tick(1);
+    log.append(node.out.drain().persist);
+    // A young ring: the others promised but nothing was accepted yet.
+    for (const from of [2, 3]) node.step({ t: MessageType.RejoinReply, ring: RING, from, nonce: 7, promised: 65538, top: 0 }, 2);
+    node.tick(100);
+    const persisted = node.out.drain().persist;
+    log.append(persisted);
+    log.close();
+    expect(node.acceptor!.rejoining).toBe(false);
+    expect(persisted.map((r) => r.kind)).toContain('rejoined');
+    expect(open('sync').recovered.rejoin).toBe(false);
   });
 });
 
 describe('FileLog segments', () => {
   it('rotates at segmentBytes, deletes old segments after a trim, and recovers the right state', () => {
     const segmentBytes = 4096;
-    const { log } = FileLog.open(tmp, RING, 'sync', { segmentBytes });
+    const { log } = open('sync', { segmentBytes });
     const model = new Model();
     const add = (rs: PersistRecord[]) => {
       log.append(rs);
@@ -484,7 +559,7 @@ describe('FileLog segments', () => {
     expect(before.length).toBeGreaterThanOrEqual(8);
     expect(log.stats.segmentsCreated).toBe(before.length - 1);
     for (const n of before) expect(n).toMatch(/^\d{16}\.seg$/);
-    for (const n of before.slice(0, -1)) expect(fs.statSync(path.join(ringDir(), n)).size).toBeLessThan(segmentBytes + 1100);
+    for (const n of before) expect(fs.statSync(path.join(ringDir(), n)).size).toBe(segmentBytes); // made that long when created
     expect(log.stats.segmentsDeleted).toBe(0);
 
     add([trim(30)]);
@@ -493,29 +568,37 @@ describe('FileLog segments', () => {
     expect(after.length).toBe(before.length - log.stats.segmentsDeleted);
     expect(after.length).toBeLessThanOrEqual(4); // instances 30..39 fit in about three 4 KB segments
     expect(after.at(-1)).toBe(before.at(-1));
-    log.append([accept(40, 131073, 131073, bytes(5000, 0))]); // past segmentBytes: the next append rotates
+    log.append([accept(40, 131073, 131073, bytes(5000, 0))]); // larger than segmentBytes: a segment of its own size
     model.apply(accept(40, 131073, 131073, bytes(5000, 0)));
-    log.append([accept(41, 131073, 131073, bytes(10, 0))]);
+    const big = fs.statSync(lastSeg()).size;
+    expect(big).toBeGreaterThan(5000);
+    log.append([accept(41, 131073, 131073, bytes(10, 0))]); // does not fit after it: the next segment
     model.apply(accept(41, 131073, 131073, bytes(10, 0)));
-    // The new segment opens with its header (seq, the size the previous one ended at), the current promise
-    // and trim, then the records of that append, then a commit naming its own offset.
+    // A new segment opens with its header (seq, its length, the first segment of the log), the current
+    // promise and trim, and a commit; then the records of that append, then a commit naming its own offset.
     const head = fs.readFileSync(lastSeg());
-    const prevSeg = path.join(ringDir(), segs().at(-2)!);
-    expect([head.readUInt32LE(0), head[8], head.readDoubleLE(9), head.readDoubleLE(17)]).toEqual([17, 6, Number(segs().at(-1)!.slice(0, 16)), fs.statSync(prevSeg).size]);
-    expect([head.readUInt32LE(25), head[33], head.readDoubleLE(34)]).toEqual([9, 1, 131073]);
-    expect([head.readUInt32LE(42), head[50], head.readDoubleLE(51)]).toEqual([9, 4, 30]);
-    expect([head[67], head.readDoubleLE(68)]).toEqual([2, 41]);
-    const commitAt = 59 + 8 + 29 + 10;
-    expect([head.readUInt32LE(commitAt), head[commitAt + 8], head.readDoubleLE(commitAt + 9), head.length]).toEqual([9, 5, commitAt, commitAt + 17]);
-    expect(segs().length).toBe(after.length + 1);
+    const seq = Number(segs().at(-1)!.slice(0, 16));
+    expect([head.readUInt32LE(0), head[8], head.readDoubleLE(9), head.readDoubleLE(17), head.readDoubleLE(25), head.length]).toEqual([25, 6, seq, segmentBytes, Number(segs()[0]!.slice(0, 16)), segmentBytes]);
+    expect([head.readUInt32LE(33), head[41], head.readDoubleLE(42)]).toEqual([9, 1, 131073]);
+    expect([head.readUInt32LE(50), head[58], head.readDoubleLE(59)]).toEqual([9, 4, 30]);
+    expect([head.readUInt32LE(67), head[75], head.readDoubleLE(76)]).toEqual([9, 5, 67]);
+    expect([head[84 + 8], head.readDoubleLE(84 + 9)]).toEqual([2, 41]);
+    const commitAt = 84 + 8 + 29 + 10;
+    expect([head.readUInt32LE(commitAt), head[commitAt + 8], head.readDoubleLE(commitAt + 9), used(lastSeg())]).toEqual([9, 5, commitAt, commitAt + 17]);
+    // The segment before it is sealed: it ends with a record naming this one, and a commit.
+    const prev = fs.readFileSync(path.join(ringDir(), segs().at(-2)!));
+    const sealAt = used(path.join(ringDir(), segs().at(-2)!)) - 34;
+    expect([prev.readUInt32LE(sealAt), prev[sealAt + 8], prev.readDoubleLE(sealAt + 9), prev[sealAt + 17 + 8]]).toEqual([9, 9, seq, 5]);
+    expect(prev.length).toBe(big);
+    expect(segs().length).toBe(after.length + 2);
     log.close();
 
-    const r = FileLog.open(tmp, RING, 'sync', { segmentBytes });
+    const r = open('sync', { segmentBytes });
     expectState(r.recovered, model);
     expect(r.recovered.promised).toBe(131073);
     expect(r.recovered.trimmed).toBe(30);
     expect([...r.recovered.entries.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, k) => 30 + k));
-    expect(r.recovered.segments).toBe(after.length + 1);
+    expect(r.recovered.segments).toBe(after.length + 2);
 
     // A later rotation and a trim past everything leave only the current segment, still carrying the state.
     for (let i = 42; i < 50; i++) {
@@ -528,7 +611,7 @@ describe('FileLog segments', () => {
     model.apply(accept(1000, 131073, 131073, bytes(10, 0)));
     expect(segs().length).toBe(1);
     r.log.close();
-    const again = FileLog.open(tmp, RING, 'sync', { segmentBytes });
+    const again = open('sync', { segmentBytes });
     expectState(again.recovered, model);
     expect(again.recovered.promised).toBe(131073);
     again.log.close();
@@ -536,7 +619,7 @@ describe('FileLog segments', () => {
 
   it('keeps a segment whose decision marks an entry that is still held', () => {
     const segmentBytes = 2048;
-    const { log } = FileLog.open(tmp, RING, 'async', { segmentBytes });
+    const { log } = open('async', { segmentBytes });
     const model = new Model();
     const add = (rs: PersistRecord[]) => {
       log.append(rs);
@@ -548,7 +631,7 @@ describe('FileLog segments', () => {
     for (let i = 20; i < 30; i++) add([accept(i, 5, 5, bytes(500, i))]);
     add([trim(25)]);
     log.close();
-    const r = FileLog.open(tmp, RING, 'async', { segmentBytes });
+    const r = open('async', { segmentBytes });
     expectState(r.recovered, model);
     expect(r.recovered.entries.get(100)!.decided).toBe(true);
     r.log.close();
@@ -571,7 +654,7 @@ describe('FileLog errors and crc', () => {
   });
 
   it('appending after close throws ERR_RINGCAST_LOG', () => {
-    const { log } = FileLog.open(tmp, RING, 'async');
+    const { log } = open('async');
     log.close();
     expect(() => log.append([promise(1)])).toThrow(expect.objectContaining({ code: 'ERR_RINGCAST_LOG' }));
   });

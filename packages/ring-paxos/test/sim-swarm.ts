@@ -18,11 +18,15 @@ export function swarmPart(part: 0 | 1): void {
       let delivered = 0;
       let dropped = 0;
       let crashes = 0;
+      let damaged = 0;
+      let torn = 0;
       for (let seed = from; seed < to; seed++) {
         const r = runSimulation({ seed });
         delivered += r.delivered;
         dropped += r.dropped;
         crashes += r.crashes;
+        damaged += r.damaged;
+        torn += r.torn;
         if (!r.ok) failures.push(`seed ${seed} failed; replay with: ${r.replay}\n  ${r.violations.slice(0, 5).join('\n  ')}`);
       }
       if (failures.length > 0) console.error(failures.join('\n'));
@@ -31,6 +35,9 @@ export function swarmPart(part: 0 | 1): void {
       expect(delivered).toBeGreaterThan((to - from) * 20);
       expect(dropped).toBeGreaterThan(0);
       expect(crashes).toBeGreaterThan(0);
+      // Storage faults were injected and recovery saw them: damage set aside, torn appends zeroed.
+      expect(damaged).toBeGreaterThan(0);
+      expect(torn).toBeGreaterThan(0);
     });
   });
 }

@@ -266,8 +266,14 @@ export class Acceptor {
       if (r.top > horizon) horizon = r.top;
     }
     this.promise(promised, out);
-    this.horizon = horizon;
     this.caughtUpTo = this.trimmed;
+    if (horizon === 0) {
+      // Nothing was accepted anywhere: nothing to fetch, the rejoin is done (and must say so in the log).
+      this.horizon = 0;
+      out.persist.push({ kind: 'rejoined', ring: this.ring });
+      return;
+    }
+    this.horizon = horizon;
     this.advanceCatchUp(out);
   }
 

@@ -186,12 +186,17 @@ export function runSimulation(opts: SimOptions): SimResult {
   const stores = new Map<number, MemSegments>(acceptorIds.map((id) => [id, new MemSegments(`a${id}`)]));
   /** Damage injected into a stopped acceptor's log: what its recovery must find. */
   const injected = new Map<number, 'damage' | 'torn' | 'last commit'>();
+  /** Each acceptor's open log (kept after a crash, to tear the append it was in the middle of). */
+  const logs = new Map<number, FileLog>();
   let incarnations = 0;
   let damaged = 0;
   let torn = 0;
-  const startAcceptor = (id: number, amnesia = false): Driver => {
+  const startAcceptor = (id: number, amnesia = false, wasRejoining = false): Driver => {
     if (amnesia) stores.set(id, new MemSegments(`a${id}`)); // the log is gone
     const { log, recovered } = FileLog.openStore(stores.get(id)!, 0, 'sync', { segmentBytes, rejoin: amnesia });
+    logs.set(id, log);
+    // A rejoin that a crash interrupted is in the log: the acceptor must rejoin again.
+    if (wasRejoining && !recovered.rejoin) violate(`acceptor ${id} crashed while rejoining, and its log let it vote again`);
     const d = makeDriver(id, `a${id}`, { rejoin: recovered.rejoin, incarnation: ++incarnations }, {}, log);
     d.node.acceptor!.restore(recovered.promised, recovered.entries, recovered.trimmed);
     const want = injected.get(id);
@@ -199,54 +204,68 @@ export function runSimulation(opts: SimOptions): SimResult {
     if (recovered.damage) damaged++;
     if (recovered.cutBytes > 0) torn++;
     if (want === 'damage' && !recovered.damage) violate(`acceptor ${id}: damage injected into its log was not detected`);
-    if (want === 'torn' && (recovered.damage || recovered.cutBytes === 0)) violate(`acceptor ${id}: a torn tail was not cut as one (${recovered.damage?.reason ?? 'nothing cut'})`);
-    // Bytes flipped only in the log's final commit record: damage, or (a length now past the end of the
-    // file looks like a torn append) that commit cut alone, which loses no record.
-    if (want === 'last commit' && !recovered.damage && recovered.cutBytes !== 17) violate(`acceptor ${id}: a damaged last commit record was neither damage nor cut alone`);
+    if (want === 'torn' && recovered.damage) violate(`acceptor ${id}: a torn append was taken for damage (${recovered.damage.reason})`);
+    // Bytes flipped only in the log's final commit record: damage, or that commit cut alone (it then
+    // looks like an append torn before its commit), which loses no record.
+    if (want === 'last commit' && !recovered.damage && !(recovered.cutBytes > 0 && recovered.cutBytes <= 17)) violate(`acceptor ${id}: a damaged last commit record was neither damage nor cut alone`);
     if (recovered.damage) trace(`${vt.now.toFixed(1)} acceptor ${id} log damaged: ${recovered.damage.file} at ${recovered.damage.offset}: ${recovered.damage.reason}`);
     return d;
   };
+  /** Bytes of segment `b` up to its last non-zero byte: what was written into it. */
+  const usedBytes = (b: Buffer): number => {
+    let n = b.length;
+    while (n > 0 && b[n - 1] === 0) n--;
+    return n;
+  };
   /**
    * Storage faults on a stopped acceptor's disk, as recovery sees them: bytes flipped anywhere in what
-   * was written (all of it synced: the simulated log syncs every append), a middle segment cut short,
-   * a middle segment deleted; or a torn tail (a partial append, or zeros, after the last commit), the only
-   * damage that may be cut silently. Returns what was done, or undefined when the log is too small.
+   * was written (all of it synced: the simulated log syncs every append), any segment (the last too) cut
+   * anywhere, any segment (the first and the last too) deleted: all damage. Or a torn append, the only
+   * damage that may be cut silently: the crash came in the middle of a write, which reached the disk only
+   * in part (the real log's own write, stopped part-way). Returns what was done, or undefined.
    */
   const damageLog = (id: number): string | undefined => {
     const st = stores.get(id)!;
     const seqs = st.list().sort((a, b) => a - b);
-    const written = seqs.filter((s) => st.bytes(s).length > 0);
-    if (written.length === 0) return undefined;
+    if (seqs.length === 0) return undefined;
     const kind = rng2.pick(['flip', 'flip', 'truncate', 'delete', 'torn']);
-    const middle = written.filter((s) => s !== seqs[seqs.length - 1]);
-    if (kind === 'truncate' && middle.length > 0) {
-      const seq = rng2.pick(middle);
+    if (kind === 'truncate') {
+      const seq = rng2.pick(seqs);
       const b = st.bytes(seq);
-      st.put(seq, b.subarray(0, rng2.int(0, b.length)));
+      st.put(seq, b.subarray(0, rng2.int(0, b.length - 1)));
       injected.set(id, 'damage');
       return `segment ${seq} cut to ${st.bytes(seq).length} of ${b.length} bytes`;
     }
-    if (kind === 'delete' && seqs.length >= 3) {
-      const seq = rng2.pick(seqs.slice(1, -1));
+    if (kind === 'delete' && seqs.length >= 2) {
+      // (Deleting the only segment leaves an empty directory: a new node, which recovery cannot tell.)
+      const seq = rng2.pick(seqs);
       st.remove(seq);
       injected.set(id, 'damage');
       return `segment ${seq} deleted`;
     }
     if (kind === 'torn') {
-      const last = seqs[seqs.length - 1]!;
-      const tail = rng2.chance(0.5) ? Buffer.alloc(rng2.int(1, 65)) : Buffer.from([rng2.int(20, 200), 0, 0, 0, 1, 2, 3, 4, 2, 0, 0]);
-      st.put(last, Buffer.concat([st.bytes(last), tail]));
+      const a = acceptors[acceptorIds.indexOf(id)]!.node.acceptor!;
+      const records = Array.from({ length: rng2.int(1, 4) }, () => ({ kind: 'promise' as const, ring: 0, ballot: a.promised }));
+      const keep = rng2.int(0, records.length * 17 + 17);
+      st.tearNextWrite(keep, rng2.chance(0.5));
+      try {
+        logs.get(id)!.append(records); // the same records again: harmless if they survive whole
+      } catch {
+        // the write stopped part-way: the crash
+      }
       injected.set(id, 'torn');
-      return `torn tail of ${tail.length} bytes on segment ${last}`;
+      return `an append torn after ${keep} bytes`;
     }
-    const seq = rng2.pick(written);
+    const seq = rng2.pick(seqs);
     const b = Buffer.from(st.bytes(seq));
-    const at = rng2.int(0, b.length);
-    const n = Math.min(rng2.int(1, 5), b.length - at);
+    const used = usedBytes(b);
+    if (used === 0) return undefined;
+    const at = rng2.int(0, used - 1);
+    const n = Math.min(rng2.int(1, 5), used - at);
     for (let k = 0; k < n; k++) b[at + k]! ^= rng2.int(1, 256);
     st.put(seq, b);
-    injected.set(id, seq === seqs[seqs.length - 1] && at >= b.length - 17 ? 'last commit' : 'damage');
-    return `${n} bytes flipped at ${at} of segment ${seq} (${b.length} bytes)`;
+    injected.set(id, seq === seqs[seqs.length - 1] && at >= used - 17 ? 'last commit' : 'damage');
+    return `${n} bytes flipped at ${at} of segment ${seq} (${used} bytes written)`;
   };
   const acceptors: Driver[] = acceptorIds.map((id) => startAcceptor(id));
   const acceptorUp = acceptorIds.map(() => true);
@@ -384,7 +403,7 @@ export function runSimulation(opts: SimOptions): SimResult {
       const wasRejoining = acceptors[k]!.node.acceptor!.rejoining;
       // A rejoin needs every other acceptor's answer: lose a log only while all the others are available.
       const othersUp = acceptorIds.every((_, j) => j === k || !unavailable(j));
-      const amnesia = wasRejoining || (rng.chance(amnesiaP) && othersUp);
+      const amnesia = rng.chance(amnesiaP) && othersUp;
       acceptorUp[k] = false;
       takeovers += acceptors[k]!.node.takeovers;
       acceptors[k]!.stop();
@@ -397,7 +416,7 @@ export function runSimulation(opts: SimOptions): SimResult {
         if (what) trace(`${vt.now.toFixed(1)} damage the log of acceptor ${id}: ${what}`);
       }
       q.push(vt.now + 50 + rng.float() * 750, () => {
-        acceptors[k] = startAcceptor(id, amnesia);
+        acceptors[k] = startAcceptor(id, amnesia, wasRejoining && !amnesia);
         acceptors[k]!.start();
         acceptorUp[k] = true;
         trace(`${vt.now.toFixed(1)} restart acceptor ${id} ${amnesia ? 'WITHOUT its log (rejoins)' : 'from its log'}`);
