@@ -134,6 +134,33 @@ describe('ring cores (fault-free harness)', () => {
     expect(coord.stats.decided).toBe(1);
   });
 
+  it('a value a new coordinator recovers and decides is acknowledged to its proposer, with no retry needed', () => {
+    // The acknowledgement of a value is queued only by the coordinator that proposed it. When a coordinator
+    // dies (or restarts its ballot) before deciding it, the value is re-proposed from Phase 1, and nobody
+    // acknowledged it: the proposer kept retrying, and once the instance was trimmed a coordinator that took
+    // over ordered the retry a second time (ring simulator seed 778: 65540:13 at instances 23 and 140, which
+    // a learner started after 23 delivered again).
+    const h = new Harness(3);
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    h.start();
+    h.advance(20);
+    // Coordinator 2 proposes the value and accepts it, node 1 accepts it, but its vote never comes back.
+    h.lose = (_to, m) => m.t === MessageType.Phase2B;
+    h.submit(p, 'recovered');
+    expect(h.nodes.get(1)!.acceptor!.log.size).toBeGreaterThan(0);
+    // The coordinator dies; every retry of the proposer is lost: only the new coordinator's decision can
+    // acknowledge the value.
+    h.nodes.delete(2);
+    h.lose = (_to, m) => m.t === MessageType.Propose;
+    h.advance(h.settings.learnerTimeoutMs * 3);
+    expect(h.nodes.get(1)!.coordinator ?? h.nodes.get(3)!.coordinator, 'a new coordinator').toBeDefined();
+    expect(deliveries(l)).toEqual(['recovered']);
+    expect(p.proposer!.stats.resent, 'the proposer retried meanwhile').toBeGreaterThan(0);
+    expect(p.proposer!.stats.acked).toBe(1);
+    expect(p.proposer!.inflight).toBe(0);
+  });
+
   it('keeps at most `window` instances undecided', () => {
     const h = new Harness(3, { ...DEFAULT_RING_SETTINGS, window: 4, maxValueBytes: 256 });
     const p = h.add(100003, { proposer: true });

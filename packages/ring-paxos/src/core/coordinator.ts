@@ -441,14 +441,16 @@ export class Coordinator {
 
   /**
    * Remember every (proposer, seq) inside an instance value as ordered in `instance`, and add the retention
-   * holds among its proposals to `holds`; returns the value's position (-1 when it cannot be read).
+   * holds among its proposals to `holds` (and the proposals to `acks`, when given); returns the value's
+   * position (-1 when it cannot be read).
    */
-  private markOrdered(value: Uint8Array, instance: number, holds: Hold[]): number {
+  private markOrdered(value: Uint8Array, instance: number, holds: Hold[], acks?: Inflight['acks']): number {
     const b = decodeBatch(value);
     if (!b) return -1;
     for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
       for (const seq of g.seqs) cur.mark(seq, instance);
+      if (acks && g.seqs.length > 0) acks.push({ pid: g.pid, seqs: g.seqs });
       // The retention holds among the proposals, from the same decode (see retention-hold.ts).
       for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
     }
@@ -518,11 +520,15 @@ export class Coordinator {
           continue;
         }
         const found: Hold[] = [];
-        const pos = this.markOrdered(r.value, this.next, found);
+        // Acknowledge its proposals once decided: the coordinator that proposed it first may be gone (or
+        // restarted its ballot) with the acknowledgements, and a proposer still retrying when the instance
+        // is trimmed would have its value ordered a second time by a coordinator that takes over later.
+        const acks: Inflight['acks'] = [];
+        const pos = this.markOrdered(r.value, this.next, found, acks);
         if (pos >= 0) this.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
         const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
-        this.propose(this.next++, r.vid, r.value, [], out, holds.length > 0 ? holds : undefined);
+        this.propose(this.next++, r.vid, r.value, acks, out, holds.length > 0 ? holds : undefined);
         continue;
       }
       if (this.next < this.recoverTop) {
