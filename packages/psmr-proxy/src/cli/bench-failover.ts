@@ -291,6 +291,9 @@ async function traceNodes(ports: Map<number, number>, from: number, until: numbe
           if (name === 'ringcast_instances_decided_total') {
             const k = `n${id}r${ring}`;
             const e = decided.get(k);
+            const sp = span.get(`${k}:decided`);
+            if (!sp) span.set(`${k}:decided`, { first: v, last: v });
+            else sp.last = v;
             if (!e) decided.set(k, { value: v, at: now, longest: 0 });
             else if (v !== e.value) Object.assign(e, { longest: Math.max(e.longest, now - e.at), value: v, at: now });
             continue;
