@@ -16,7 +16,7 @@ const GAP_WINDOW_MS = 4000;
 const SLOT_MS = 7000;
 
 const HELP = `ringcast bench failover [--layer ring|psmr] [--kills N] [--durable sync|async]
-                        [--gall-share X] [--soak S]
+                        [--gall-share X] [--soak S] [--trace]
   --layer ring (default): a ring of 3 acceptors (durable logs) on 127.0.0.1 under a steady proposal load; N
   times: kill -9 the current coordinator, time until a learner delivers the next value, restart the killed
   node from its log, let the ring settle. It runs with its own settings (heartbeatMs 50,
@@ -28,6 +28,8 @@ const HELP = `ringcast bench failover [--layer ring|psmr] [--kills N] [--durable
   ${SLOT_MS / 1000} s later. Per kill, the client-observed gap: per group, the longest time that group's
   commands went unanswered after the kill; the gap is the maximum over groups (a partition that kept working
   does not hide one that stopped).
+  --trace (psmr): per kill, on stderr: per replica worker and ring, the longest time its delivered count
+  stood still after the kill and the merge stall it added; which node coordinates each ring before and after.
   --soak S (psmr): first run the load S seconds without a kill, and count the takeovers and ballot changes
   the acceptors report in that time (a false takeover under load; 1-minute load average sampled too).
   Prints one JSON line: bench "failover", layer, gapMs (psmr) or msToNextDelivery (ring), p50, max, settings.
@@ -42,12 +44,12 @@ function sleep(ms: number): Promise<void> {
 }
 
 export async function benchFailover(args: string[]): Promise<number> {
-  const o = parse(args, { layer: { type: 'string' }, kills: { type: 'string' }, durable: { type: 'string' }, 'gall-share': { type: 'string' }, soak: { type: 'string' } });
+  const o = parse(args, { layer: { type: 'string' }, kills: { type: 'string' }, durable: { type: 'string' }, 'gall-share': { type: 'string' }, soak: { type: 'string' }, trace: { type: 'boolean' } });
   if (o.help) return void process.stdout.write(HELP), 0;
   const layer = o.layer ?? 'ring';
   if (layer === 'ring') return benchRingFailover(intFlag(o.kills, 'kills', 5, 1, 100), durableFlag(o.durable, 'sync'));
   if (layer !== 'psmr') throw new ConfigError('--layer', `must be ring or psmr, got ${JSON.stringify(layer)}`);
-  return benchPsmrFailover(intFlag(o.kills, 'kills', 6, 0, 100), durableFlag(o.durable, 'async'), shareFlag(o['gall-share'], 'gall-share', 0.1), intFlag(o.soak, 'soak', 0, 0, 3600));
+  return benchPsmrFailover(intFlag(o.kills, 'kills', 6, 0, 100), durableFlag(o.durable, 'async'), shareFlag(o['gall-share'], 'gall-share', 0.1), intFlag(o.soak, 'soak', 0, 0, 3600), o.trace === true);
 }
 
 function durableFlag(v: string | boolean | undefined, dflt: 'sync' | 'async'): 'sync' | 'async' {
@@ -91,7 +93,7 @@ async function ballots(ring: LocalRing): Promise<{ takeovers: number; promised: 
   return { takeovers, promised };
 }
 
-async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallShare: number, soakSeconds: number): Promise<number> {
+async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallShare: number, soakSeconds: number, trace: boolean): Promise<number> {
   const workers = 2;
   const local = await launchLocalPsmr({ mode: 'psmr', workers, ringArgs: { metrics: true, durable } });
   const ring = local.ring;
@@ -155,9 +157,16 @@ async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallS
       const coord = await currentCoordinator(ring, r);
       if (coord === undefined) throw new Error(`no node reports a window for ring ${r}`);
       worst.clear();
+      const before = trace ? await coordinators(ring, workers + 1) : [];
       killedAt = performance.now();
       await ring.kill(coord);
+      const traced = trace ? traceLearners(local.metricsPorts, killedAt, killedAt + GAP_WINDOW_MS - 100) : undefined;
+      const nodeTrace = trace ? traceNodes(await livePorts(ring), killedAt, killedAt + GAP_WINDOW_MS - 100) : undefined;
       await sleep(GAP_WINDOW_MS - (performance.now() - killedAt));
+      if (traced) {
+        const after = await coordinators(ring, workers + 1);
+        process.stderr.write(`bench failover: trace kill ${k + 1}: coordinators by ring before ${JSON.stringify(before)} after ${JSON.stringify(after)}; ${await traced}\n  nodes: ${await nodeTrace}\n`);
+      }
       // A group that has not answered since is still waiting: its gap runs to now.
       const end = performance.now();
       for (const g of groups) worst.set(g, Math.max(worst.get(g) ?? 0, end - Math.max(last.get(g)!, killedAt)));
@@ -193,6 +202,129 @@ async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallS
     settings: { heartbeatMs: s.heartbeatMs, coordinatorTimeoutMs: s.coordinatorTimeoutMs, acceptorTimeoutMs: s.acceptorTimeoutMs, retryTimeoutMs: s.retryTimeoutMs, progressIntervalMs: s.progressIntervalMs },
   });
   return 0;
+}
+
+/** The node coordinating each of rings 0..n-1 (null: none reports a window). */
+async function coordinators(ring: LocalRing, n: number): Promise<Array<number | null>> {
+  const out: Array<number | null> = [];
+  for (let r = 0; r < n; r++) out.push((await currentCoordinator(ring, r)) ?? null);
+  return out;
+}
+
+/** Replica metrics whose first and last value in a kill's window the trace prints. */
+const LEARNER_SPAN = ['ringcast_learner_next_instance', 'ringcast_retransmit_requests', 'ringcast_merge_backlog'];
+/** Node metrics whose first and last value in a kill's window the trace prints. */
+const NODE_SPAN = ['ringcast_learners', 'ringcast_skips', 'ringcast_window_occupancy', 'ringcast_retransmitted_instances', 'ringcast_proposer_outstanding'];
+
+/**
+ * Poll the replicas' learner metrics every 25 ms from `from` until `until`: per (replica, worker, ring), the
+ * longest time its delivered count stood still after `from`, and the merge stall seconds it added.
+ */
+async function traceLearners(ports: number[], from: number, until: number): Promise<string> {
+  const lastChange = new Map<string, { value: number; at: number; longest: number }>();
+  const stall0 = new Map<string, number>();
+  const stall = new Map<string, number>();
+  const span = new Map<string, { first: number; last: number }>();
+  const key = (port: number, labels: string): string => `${port}/${labels.split(',').filter((l) => !l.startsWith('replica=')).map((l) => l.replace(/"/g, '')).join(',')}`;
+  for (let polls = 0; performance.now() < until && polls < 400; polls++) {
+    for (const port of ports) {
+      try {
+        const now = performance.now();
+        for (const x of await metricSamples(port, 'ringcast_values_delivered_total')) {
+          const k = key(port, x.labels);
+          const e = lastChange.get(k);
+          if (!e) lastChange.set(k, { value: x.value, at: from, longest: now - from });
+          else if (x.value !== e.value) {
+            e.longest = Math.max(e.longest, now - e.at);
+            e.value = x.value;
+            e.at = now;
+          } else e.longest = Math.max(e.longest, now - e.at);
+        }
+        for (const name of LEARNER_SPAN) {
+          for (const x of await metricSamples(port, name)) {
+            const k = `${key(port, x.labels)}:${name.slice('ringcast_'.length)}`;
+            const e = span.get(k);
+            if (!e) span.set(k, { first: x.value, last: x.value });
+            else e.last = x.value;
+          }
+        }
+        for (const x of await metricSamples(port, 'ringcast_merge_stall_seconds_total')) {
+          const k = key(port, x.labels);
+          if (!stall0.has(k)) stall0.set(k, x.value);
+          stall.set(k, x.value - stall0.get(k)!);
+        }
+      } catch {
+        /* not answering */
+      }
+    }
+    await sleep(25);
+  }
+  const still = [...lastChange].map(([k, e]) => `${k}:${Math.round(e.longest)}`).join(' ');
+  const stalls = [...stall].map(([k, v]) => `${k}:${Math.round(v * 1000)}`).join(' ');
+  const spans = [...span].map(([k, e]) => `${k}:${e.first}->${e.last}`).join(' ');
+  return `longest still (ms) ${still}; merge stall added (ms) ${stalls}\n  learners: ${spans}`;
+}
+
+/** Node metrics whose changes make the trace's timeline (coordinator role, ballots, rejoin, decisions stopping). */
+const NODE_TRACE = ['ringcast_window_size', 'ringcast_promised_ballot', 'ringcast_acceptor_rejoining', 'ringcast_takeovers'];
+
+/**
+ * Poll the live nodes' metrics every 25 ms from `from` until `until`: a timeline (ms after `from`) of every
+ * change of NODE_TRACE per node and ring, and per node and ring the longest time its decided count stood still.
+ */
+async function traceNodes(ports: Map<number, number>, from: number, until: number): Promise<string> {
+  const seen = new Map<string, number>();
+  const events: string[] = [];
+  const decided = new Map<string, { value: number; at: number; longest: number }>();
+  const span = new Map<string, { first: number; last: number }>();
+  for (let polls = 0; performance.now() < until && polls < 400; polls++) {
+    for (const [id, port] of ports) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+        const now = performance.now();
+        const t = Math.round(now - from);
+        const present = new Set<string>();
+        for (const l of (await res.text()).split('\n')) {
+          const name = l.slice(0, l.search(/[ {]/));
+          const ring = /ring="(\d+)"/.exec(l)?.[1];
+          const v = Number(l.slice(l.lastIndexOf(' ') + 1));
+          if (name === 'ringcast_instances_decided_total') {
+            const k = `n${id}r${ring}`;
+            const e = decided.get(k);
+            const sp = span.get(`${k}:decided`);
+            if (!sp) span.set(`${k}:decided`, { first: v, last: v });
+            else sp.last = v;
+            if (!e) decided.set(k, { value: v, at: now, longest: 0 });
+            else if (v !== e.value) Object.assign(e, { longest: Math.max(e.longest, now - e.at), value: v, at: now });
+            continue;
+          }
+          if (NODE_SPAN.includes(name)) {
+            const k = `n${id}r${ring}:${name.slice('ringcast_'.length)}`;
+            const e = span.get(k);
+            if (!e) span.set(k, { first: v, last: v });
+            else e.last = v;
+            continue;
+          }
+          if (!NODE_TRACE.includes(name)) continue;
+          const k = `n${id}r${ring}:${name.slice('ringcast_'.length)}`;
+          present.add(k);
+          if (seen.get(k) !== v) events.push(`${t}ms ${k}=${v}`);
+          seen.set(k, v);
+        }
+        for (const k of seen.keys()) {
+          if (k.startsWith(`n${id}r`) && !present.has(k) && seen.get(k) !== -1) {
+            events.push(`${t}ms ${k} gone`);
+            seen.set(k, -1);
+          }
+        }
+      } catch {
+        /* not answering */
+      }
+    }
+    await sleep(25);
+  }
+  const still = [...decided].map(([k, e]) => `${k}:${Math.round(Math.max(e.longest, performance.now() - e.at))}`).join(' ');
+  return `${events.join(', ')}\n  decided still (ms, coordinators only) ${still}\n  ${[...span].map(([k, e]) => `${k}:${e.first}->${e.last}`).join(' ')}`;
 }
 
 async function benchRingFailover(kills: number, durable: 'sync' | 'async'): Promise<number> {
