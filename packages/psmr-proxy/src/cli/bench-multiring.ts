@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { startGroupLearner } from '@ringcast/multicast';
 import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
-import { intFlag, parse } from '../cli.js';
+import { groupsFlag, intFlag, parse } from '../cli.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';
 
@@ -133,7 +133,7 @@ export async function groupSink(args: string[]): Promise<number> {
   let cpu0 = process.cpuUsage();
   let cpu = { user: 0, system: 0 };
   const learner = await startGroupLearner(cluster, {
-    groups: o.groups.split(','),
+    groups: groupsFlag(cluster, o.groups, '--groups'),
     onDeliver(ds) {
       if (!measuring) {
         before += ds.length;

@@ -2,7 +2,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { ConfigError, ipv4Lookup, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
 import { ringsOf } from '@ringcast/multicast';
-import { intFlag, parse, untilSignal } from '../cli.js';
+import { groupsFlag, intFlag, parse, untilSignal } from '../cli.js';
 import { benchMultiring, groupSink, machineTicks, metricValue, stealShare } from './bench-multiring.js';
 import { benchFailover } from './bench-failover.js';
 import { benchPsmr } from './bench-psmr.js';
@@ -362,7 +362,7 @@ async function ringLoad(args: string[]): Promise<number> {
   const cluster = loadCluster(o.cluster);
   // --group g0,g1,...: one proposer per ring in this process, the values in flight split over them in turn
   // (as one application multicasting to several groups). Without it: the cluster's first ring.
-  const rings: Array<number | undefined> = typeof o.group === 'string' ? ringsOf(cluster, o.group.split(',')) : [undefined];
+  const rings: Array<number | undefined> = typeof o.group === 'string' ? ringsOf(cluster, groupsFlag(cluster, o.group, '--group')) : [undefined];
   const size = intFlag(o.size, 'size', 1024, 8, cluster.settings.maxValueBytes);
   const seconds = intFlag(o.seconds, 'seconds', 6, 1, 3600);
   const outstanding = intFlag(o.outstanding, 'outstanding', 1024, 1, cluster.settings.maxOutstanding * rings.length);
