@@ -73,8 +73,8 @@ describe('fatal errors, real processes', () => {
         [
           { name: 'registry-not-a-url', args: ['--registry', 'notaurl'], says: /^--registry: must be a redis:\/\/HOST:PORT .*got "notaurl"$/ },
           { name: 'registry-port', args: ['--registry', 'redis://127.0.0.1:99999'], says: /^--registry: .*\(port 1-65535\), got "redis:\/\/127\.0\.0\.1:99999"$/ },
-          { name: 'metrics-port', args: ['--metrics-port', String(busyPort)], says: new RegExp(`^metricsPort: cannot listen on 127\\.0\\.0\\.1:${busyPort}: the port is in use \\(EADDRINUSE\\)`) },
-          { name: 'replica-metrics-port', args: ['--metrics-port', String(busyPort)], says: new RegExp(`^metricsPort: cannot listen on 127\\.0\\.0\\.1:${busyPort}: the port is in use`), replica: true },
+          { name: 'metrics-port', args: ['--metrics-port', String(busyPort)], says: new RegExp(`^--metrics-port: cannot listen on 127\\.0\\.0\\.1:${busyPort}: the port is in use \\(EADDRINUSE\\)`) },
+          { name: 'replica-metrics-port', args: ['--metrics-port', String(busyPort)], says: new RegExp(`^--metrics-port: cannot listen on 127\\.0\\.0\\.1:${busyPort}: the port is in use`), replica: true },
           { name: 'udp-port', args: [], says: /^nodes\[0\]\.port: cannot bind UDP 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)/, holdUdp: true },
         ].map(async (c) => {
           const { path, ports } = await clusterFile(c.name);

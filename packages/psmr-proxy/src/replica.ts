@@ -35,6 +35,8 @@ export interface ReplicaOptions {
   host?: string;
   /** Serve /metrics and /state here (0: any free port; absent: no HTTP server). */
   metricsPort?: number;
+  /** What a metrics-port error names (a CLI passes its flag); default 'metricsPort'. */
+  metricsPortName?: string;
   /** Bytes of shared memory per worker for g_all partial results (default 8 MiB; it sets the round size). */
   slotBytes?: number;
   /** Session table bounds (replicated state: give every replica the same values). */
@@ -407,7 +409,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     }).catch(async (e: Error) => {
       // The workers already hold their UDP sockets: a replica that cannot serve stops them before it throws.
       await Promise.all(threads.map((t) => t.terminate()));
-      throw listenError(e, 'metricsPort', host, opts.metricsPort!);
+      throw listenError(e, opts.metricsPortName ?? 'metricsPort', host, opts.metricsPort!);
     });
     const a = server.address();
     metricsPort = typeof a === 'object' && a ? a.port : undefined;

@@ -181,6 +181,8 @@ async function openNode(
   id: number,
   opts: {
     metricsPort?: number;
+    /** What a metrics-port error names when `metricsPort` is given (a CLI passes its flag); default 'metricsPort'. */
+    metricsPortName?: string;
     hooks?: DriverHooks;
     /** Bind this UDP port instead of the cluster file's (a fault proxy then listens on the file's port). */
     bindPort?: number;
@@ -245,7 +247,8 @@ async function openNode(
   }
   // An explicit 0 asks for any free port; the cluster file's 0 means none.
   const mport = opts.metricsPort ?? (spec.metricsPort ? spec.metricsPort : undefined);
-  const server = mport !== undefined ? await metrics.serve(mport) : undefined;
+  const mfield = opts.metricsPort !== undefined ? (opts.metricsPortName ?? 'metricsPort') : `nodes[${cluster.nodes.indexOf(spec)}].metricsPort`;
+  const server = mport !== undefined ? await metrics.serve(mport, '127.0.0.1', mfield) : undefined;
   return {
     id,
     rings: running,

@@ -150,6 +150,7 @@ export async function runReplica(args: string[]): Promise<number> {
     replyTag: o['reply-tag'] === undefined ? undefined : intFlag(o['reply-tag'], 'reply-tag', 1, 1, 255),
     host: typeof o.host === 'string' ? o.host : undefined,
     metricsPort,
+    metricsPortName: '--metrics-port',
     checkpointDir,
     checkpointEvery,
     onWarning: (e) => process.stderr.write(`ringcast replica: [${e.code}] ${e.message}\n`),

@@ -37,7 +37,7 @@ export async function runNode(args: string[]): Promise<number> {
   // A fatal error while running (a full disk: ERR_RINGCAST_LOG) stops the node and exits non-zero.
   let fatal: (e: Error) => void = () => {};
   const failed = new Promise<Error>((r) => (fatal = r));
-  const node = await startNode(cluster, id, { metricsPort, bindPort, durable, logDir, rejoin: o.rejoin === true, hooks: { onFatal: (e) => fatal(e) } });
+  const node = await startNode(cluster, id, { metricsPort, metricsPortName: '--metrics-port', bindPort, durable, logDir, rejoin: o.rejoin === true, hooks: { onFatal: (e) => fatal(e) } });
   // The registry is a hint: announce this node and its coordinator leases; failures never stop the node.
   const registry = registryUrl === undefined ? undefined : new RedisRegistry({ url: registryUrl });
   const announcer = registry
