@@ -746,6 +746,138 @@ describe('ring cores (fault-free harness)', () => {
     h.advance(50);
     expect(deliveries(l)).toEqual(['d0']);
   });
+
+  /**
+   * Ring [1, 2] (2 coordinates), spare 3, a learner and a proposer. 200 values; member 1 pauses and 2 swaps
+   * spare 3 in; `later` more values; 1 comes back as a spare. Member 3 never gets the instances decided
+   * before it joined (its fill requests are lost): its log is behind.
+   */
+  function behindMember(later: number): {
+    h: Harness;
+    l: RingNode;
+    p: RingNode;
+    pause: (id: number) => void;
+    resume: (id: number) => void;
+  } {
+    const h = new Harness(3);
+    const s = h.settings;
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    const paused = new Map<number, RingNode>();
+    const pause = (id: number): void => void paused.set(id, h.nodes.get(id)!);
+    const resume = (id: number): void => void paused.delete(id);
+    h.lose = (to, msg) => paused.has(to) || paused.has(msg.from) || (msg.t === MessageType.RetransmitRequest && msg.from === 3);
+    const tickAll = h.advance.bind(h);
+    h.advance = (ms: number) => {
+      for (const id of paused.keys()) h.nodes.delete(id);
+      tickAll(ms);
+      for (const [id, n] of paused) h.nodes.set(id, n);
+    };
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
+    pause(1);
+    h.advance(s.acceptorTimeoutMs + 2 * s.phase1TimeoutMs);
+    for (let i = 0; i < later; i++) h.submit(p, `b${i}`);
+    h.advance(100);
+    resume(1);
+    h.advance(200);
+    expect(h.nodes.get(2)!.coordinator!.ringLayout).toEqual([3, 2]);
+    expect(deliveries(l)).toHaveLength(200 + later);
+    const a3 = h.nodes.get(3)!.acceptor!;
+    a3.fillRange(h.now);
+    expect(a3.filled).toBe(0); // nothing decided before it joined
+    return { h, l, p, pause, resume };
+  }
+
+  it('failover: a member whose log is behind (filling) waits for one that holds the log', () => {
+    const { h, l, p, pause } = behindMember(5);
+    const s = h.settings;
+    for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
+    pause(2);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    h.advance(4 * s.coordinatorTimeoutMs);
+    // Before: member 3 (rank 0) took over and re-proposed, a window at a time, all it had not filled.
+    expect(h.nodes.get(3)!.takeovers).toBe(0);
+    expect(h.nodes.get(1)!.takeovers).toBe(1);
+    expect(h.nodes.get(1)!.coordinator!.stats.decided).toBeLessThan(s.window);
+    expect(deliveries(l)).toEqual(['c0', 'c1', 'c2']);
+  });
+
+  it('failover: a node reads the datagrams waiting in its socket before its own takeover tick', () => {
+    // Coordinator 2 stops. Member 1 takes over (rank 0). Spare 3 (rank 2) ticks on, but reads nothing from
+    // shortly before that (a backlog in its socket: the Phase 1A and heartbeats of 1 wait there) until its
+    // own deadline has passed at a tick. Before: that tick took over with the same round as 1 and the
+    // higher node id, a duel that deposed 1. Now the deadline must hold at a second tick, with the waiting
+    // datagrams read in between.
+    const h = new Harness(3);
+    const s = h.settings;
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    let holding = false;
+    let lastHeard3 = 0;
+    const held: Message[] = [];
+    h.lose = (to, msg) => {
+      if (to !== 3) return false;
+      if (holding) return held.push(msg) > 0;
+      if (msg.t === MessageType.Heartbeat) lastHeard3 = h.now;
+      return false;
+    };
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 20; i++) h.submit(p, `a${i}`);
+    h.advance(100);
+    expect(deliveries(l)).toHaveLength(20);
+    const n3 = h.nodes.get(3)!;
+    const stopped = h.now;
+    h.nodes.delete(2);
+    const deadline3 = s.coordinatorTimeoutMs * (1 + 2 / 3); // rank 2: after member 1, and after f ranks
+    while (h.now - lastHeard3 < deadline3) {
+      if (h.now >= stopped + s.coordinatorTimeoutMs - 2 * s.heartbeatMs) holding = true;
+      h.advance(5);
+    }
+    expect(h.nodes.get(1)!.takeovers).toBe(1);
+    expect(held.some((m) => m.t === MessageType.Phase1A)).toBe(true);
+    holding = false;
+    for (const m of held.splice(0)) h.queue.push({ to: 3, msg: m });
+    h.run();
+    h.advance(3 * s.coordinatorTimeoutMs);
+    expect(n3.takeovers).toBe(0);
+    expect(h.nodes.get(1)!.coordinator).toBeDefined();
+    // The proposer was idle through the failover: it finds the new coordinator when its retry times out.
+    h.submit(p, 'd0');
+    h.advance(s.retryTimeoutMs + 50);
+    expect(deliveries(l)).toEqual(['d0']);
+  });
+
+  it('failover: a new coordinator whose log lacks instances its Phase 1 quorum holds decided takes them as decided, without re-proposing', () => {
+    const { h, l, p, pause, resume } = behindMember(50);
+    const s = h.settings;
+    // Values in flight; coordinator 2 stops and 1 is away meanwhile: only 3 (behind) can take over.
+    for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
+    pause(2);
+    pause(1);
+    p.flush(h.now);
+    h.collect(p);
+    h.run();
+    h.advance(3 * s.coordinatorTimeoutMs);
+    expect(h.nodes.get(3)!.takeovers).toBe(1);
+    resume(1);
+    h.advance(2 * s.coordinatorTimeoutMs);
+    expect(h.nodes.get(1)!.takeovers).toBe(0);
+    const c3 = h.nodes.get(3)!.coordinator!;
+    expect(deliveries(l)).toEqual(['c0', 'c1', 'c2']);
+    // Before: it re-proposed a0..a199 (its log lacked them decided), a window at a time.
+    expect(c3.stats.decided).toBeLessThan(s.window);
+    // It holds them now (decided), as 1 does, and serves them.
+    expect(c3.acceptor.filled).toBeGreaterThanOrEqual(250);
+    expect(dec(c3.acceptor.log.get(7)!.value)).toContain('a7');
+    h.submit(p, 'd0');
+    h.advance(50);
+    expect(deliveries(l)).toEqual(['d0']);
+  });
 });
 
 /** The lowest instance held (undefined: none): the trim point the holds allow, breaking none. */

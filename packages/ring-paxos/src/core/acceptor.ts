@@ -82,6 +82,8 @@ export class Acceptor {
       if (i < trimmed) continue;
       this.log.set(i, e);
       if (i + 1 > this.top) this.top = i + 1;
+      // A hole below a decided instance is a decided instance this node lacks (it fills it, see fillRange).
+      if (e.decided && i + 1 > this.decidedTop) this.decidedTop = i + 1;
     }
     if (trimmed > this.top) this.top = trimmed;
   }
@@ -319,6 +321,12 @@ export class Acceptor {
   private decidedTop = 0;
   private filledStuckAt = -1;
   private filledStuckSince = 0;
+
+  /** Decided instances it knows of are missing from its log (it is filling them, see fillRange). */
+  get behind(): boolean {
+    this.advanceFilled();
+    return this.filled < this.decidedTop;
+  }
 
   private advanceFilled(): void {
     if (this.filled < this.trimmed) this.filled = this.trimmed;
