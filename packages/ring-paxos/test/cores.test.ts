@@ -62,6 +62,22 @@ class Harness {
     }
   }
 
+  /**
+   * Nodes that can be paused: a paused node neither ticks nor sends nor receives (`lose` is replaced: what
+   * it loses, plus `alsoLose`).
+   */
+  pausable(alsoLose: (to: number, msg: Message) => boolean = () => false): { pause: (id: number) => void; resume: (id: number) => void } {
+    const paused = new Map<number, RingNode>();
+    this.lose = (to, msg) => paused.has(to) || paused.has(msg.from) || alsoLose(to, msg);
+    const tickAll = this.advance.bind(this);
+    this.advance = (ms: number) => {
+      for (const id of paused.keys()) this.nodes.delete(id);
+      tickAll(ms);
+      for (const [id, n] of paused) this.nodes.set(id, n);
+    };
+    return { pause: (id) => void paused.set(id, this.nodes.get(id)!), resume: (id) => void paused.delete(id) };
+  }
+
   /** Advance virtual time in 5 ms ticks, running to quiet after each. */
   advance(ms: number): void {
     for (let t = 0; t < ms; t += 5) {
@@ -695,16 +711,7 @@ describe('ring cores (fault-free harness)', () => {
     const s = h.settings;
     const l = h.add(100001, { learnerStart: 0 });
     const p = h.add(100003, { proposer: true });
-    const paused = new Map<number, RingNode>();
-    const pause = (id: number): void => void paused.set(id, h.nodes.get(id)!);
-    const resume = (id: number): void => void paused.delete(id);
-    h.lose = (to, msg) => paused.has(to) || paused.has(msg.from);
-    const tickAll = h.advance.bind(h);
-    h.advance = (ms: number) => {
-      for (const id of paused.keys()) h.nodes.delete(id);
-      tickAll(ms);
-      for (const [id, n] of paused) h.nodes.set(id, n);
-    };
+    const { pause, resume } = h.pausable();
     h.start();
     h.advance(20);
     for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
@@ -756,23 +763,16 @@ describe('ring cores (fault-free harness)', () => {
     h: Harness;
     l: RingNode;
     p: RingNode;
-    pause: (id: number) => void;
     resume: (id: number) => void;
+    /** Values c0..c2 in flight as `ids` pause. */
+    stopWithInFlight: (ids: number[]) => void;
   } {
     const h = new Harness(3);
     const s = h.settings;
     const l = h.add(100001, { learnerStart: 0 });
     const p = h.add(100003, { proposer: true });
-    const paused = new Map<number, RingNode>();
-    const pause = (id: number): void => void paused.set(id, h.nodes.get(id)!);
-    const resume = (id: number): void => void paused.delete(id);
-    h.lose = (to, msg) => paused.has(to) || paused.has(msg.from) || (msg.t === MessageType.RetransmitRequest && msg.from === 3);
-    const tickAll = h.advance.bind(h);
-    h.advance = (ms: number) => {
-      for (const id of paused.keys()) h.nodes.delete(id);
-      tickAll(ms);
-      for (const [id, n] of paused) h.nodes.set(id, n);
-    };
+    // Member 3's fill requests are lost.
+    const { pause, resume } = h.pausable((_to, msg) => msg.t === MessageType.RetransmitRequest && msg.from === 3);
     h.start();
     h.advance(20);
     for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
@@ -787,17 +787,20 @@ describe('ring cores (fault-free harness)', () => {
     const a3 = h.nodes.get(3)!.acceptor!;
     a3.fillRange(h.now);
     expect(a3.filled).toBe(0); // nothing decided before it joined
-    return { h, l, p, pause, resume };
+    const stopWithInFlight = (ids: number[]): void => {
+      for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
+      for (const id of ids) pause(id);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    };
+    return { h, l, p, resume, stopWithInFlight };
   }
 
   it('failover: a member whose log is behind (filling) waits for one that holds the log', () => {
-    const { h, l, p, pause } = behindMember(5);
+    const { h, l, stopWithInFlight } = behindMember(5);
     const s = h.settings;
-    for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
-    pause(2);
-    p.flush(h.now);
-    h.collect(p);
-    h.run();
+    stopWithInFlight([2]);
     h.advance(4 * s.coordinatorTimeoutMs);
     // Before: member 3 (rank 0) took over and re-proposed, a window at a time, all it had not filled.
     expect(h.nodes.get(3)!.takeovers).toBe(0);
@@ -853,15 +856,10 @@ describe('ring cores (fault-free harness)', () => {
   });
 
   it('failover: a new coordinator whose log lacks instances its Phase 1 quorum holds decided takes them as decided, without re-proposing', () => {
-    const { h, l, p, pause, resume } = behindMember(50);
+    const { h, l, p, resume, stopWithInFlight } = behindMember(50);
     const s = h.settings;
-    // Values in flight; coordinator 2 stops and 1 is away meanwhile: only 3 (behind) can take over.
-    for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
-    pause(2);
-    pause(1);
-    p.flush(h.now);
-    h.collect(p);
-    h.run();
+    // Coordinator 2 stops and 1 is away meanwhile: only 3 (behind) can take over.
+    stopWithInFlight([2, 1]);
     h.advance(3 * s.coordinatorTimeoutMs);
     expect(h.nodes.get(3)!.takeovers).toBe(1);
     resume(1);
