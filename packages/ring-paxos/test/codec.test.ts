@@ -15,7 +15,7 @@ const samples: Message[] = [
   { t: MessageType.Propose, ring: 1, from: 70000, floor: 3, seqs: [3, 4], datas: [b('a'), b('bb')] },
   { t: MessageType.Ack, ring: 1, from: 2, seqs: [3, 4, 5] },
   { t: MessageType.Phase1A, ring: 1, from: 2, ballot: 65538, lo: 0, hi: 4096 },
-  { t: MessageType.Phase1B, ring: 1, from: 1, ballot: 65538, lo: 0, hi: 4096, trimmed: 0, top: 8, insts: [7], vballots: [65537], vids: [65537], values: [b('x')] },
+  { t: MessageType.Phase1B, ring: 1, from: 1, ballot: 65538, lo: 0, hi: 4096, trimmed: 0, top: 8, insts: [7], vballots: [65537], vids: [65537], values: [b('x')], decided: [1] },
   { t: MessageType.Phase2A, ring: 1, from: 2, ballot: 65538, instance: 9, vid: 65538, value: b('value'), decisions: [5, 3, 65538], safe: 2, layout: [1, 2] },
   { t: MessageType.Phase2B, ring: 1, from: 1, ballot: 65538, instance: 9, vid: 65538, votes: 1 },
   { t: MessageType.Decision, ring: 1, from: 2, ballot: 65538, decisions: [], safe: 0 },
@@ -75,6 +75,10 @@ describe('wire codec', () => {
     expect(c.decode(badDelivered)).toEqual({ ok: false, reason: 'shape' });
     const badPaced = c.encode({ ...samples[7]!, paced: 2 } as Message);
     expect(c.decode(badPaced)).toEqual({ ok: false, reason: 'shape' });
+    // Phase 1B: one decided flag (0 or 1) per reported value.
+    const p1b = samples.find((m) => m.t === MessageType.Phase1B)!;
+    expect(c.decode(c.encode({ ...p1b, decided: [2] } as Message))).toEqual({ ok: false, reason: 'shape' });
+    expect(c.decode(c.encode({ ...p1b, decided: [] } as Message))).toEqual({ ok: false, reason: 'shape' });
   });
 
   it('refuses untagged, mistagged and tampered datagrams when a secret is set', () => {

@@ -62,6 +62,22 @@ class Harness {
     }
   }
 
+  /**
+   * Nodes that can be paused: a paused node neither ticks nor sends nor receives (`lose` is replaced: what
+   * it loses, plus `alsoLose`).
+   */
+  pausable(alsoLose: (to: number, msg: Message) => boolean = () => false): { pause: (id: number) => void; resume: (id: number) => void } {
+    const paused = new Map<number, RingNode>();
+    this.lose = (to, msg) => paused.has(to) || paused.has(msg.from) || alsoLose(to, msg);
+    const tickAll = this.advance.bind(this);
+    this.advance = (ms: number) => {
+      for (const id of paused.keys()) this.nodes.delete(id);
+      tickAll(ms);
+      for (const [id, n] of paused) this.nodes.set(id, n);
+    };
+    return { pause: (id) => void paused.set(id, this.nodes.get(id)!), resume: (id) => void paused.delete(id) };
+  }
+
   /** Advance virtual time in 5 ms ticks, running to quiet after each. */
   advance(ms: number): void {
     for (let t = 0; t < ms; t += 5) {
@@ -695,16 +711,7 @@ describe('ring cores (fault-free harness)', () => {
     const s = h.settings;
     const l = h.add(100001, { learnerStart: 0 });
     const p = h.add(100003, { proposer: true });
-    const paused = new Map<number, RingNode>();
-    const pause = (id: number): void => void paused.set(id, h.nodes.get(id)!);
-    const resume = (id: number): void => void paused.delete(id);
-    h.lose = (to, msg) => paused.has(to) || paused.has(msg.from);
-    const tickAll = h.advance.bind(h);
-    h.advance = (ms: number) => {
-      for (const id of paused.keys()) h.nodes.delete(id);
-      tickAll(ms);
-      for (const [id, n] of paused) h.nodes.set(id, n);
-    };
+    const { pause, resume } = h.pausable();
     h.start();
     h.advance(20);
     for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
@@ -742,6 +749,131 @@ describe('ring cores (fault-free harness)', () => {
     resume(2);
     h.advance(3 * s.heartbeatMs);
     expect(h.nodes.get(2)!.coordinator).toBeUndefined();
+    h.submit(p, 'd0');
+    h.advance(50);
+    expect(deliveries(l)).toEqual(['d0']);
+  });
+
+  /**
+   * Ring [1, 2] (2 coordinates), spare 3, a learner and a proposer. 200 values; member 1 pauses and 2 swaps
+   * spare 3 in; `later` more values; 1 comes back as a spare. Member 3 never gets the instances decided
+   * before it joined (its fill requests are lost): its log is behind.
+   */
+  function behindMember(later: number): {
+    h: Harness;
+    l: RingNode;
+    p: RingNode;
+    resume: (id: number) => void;
+    /** Values c0..c2 in flight as `ids` pause. */
+    stopWithInFlight: (ids: number[]) => void;
+  } {
+    const h = new Harness(3);
+    const s = h.settings;
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    // Member 3's fill requests are lost.
+    const { pause, resume } = h.pausable((_to, msg) => msg.t === MessageType.RetransmitRequest && msg.from === 3);
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 200; i++) h.submit(p, `a${i}`);
+    pause(1);
+    h.advance(s.acceptorTimeoutMs + 2 * s.phase1TimeoutMs);
+    for (let i = 0; i < later; i++) h.submit(p, `b${i}`);
+    h.advance(100);
+    resume(1);
+    h.advance(200);
+    expect(h.nodes.get(2)!.coordinator!.ringLayout).toEqual([3, 2]);
+    expect(deliveries(l)).toHaveLength(200 + later);
+    const a3 = h.nodes.get(3)!.acceptor!;
+    a3.fillRange(h.now);
+    expect(a3.filled).toBe(0); // nothing decided before it joined
+    const stopWithInFlight = (ids: number[]): void => {
+      for (let i = 0; i < 3; i++) p.proposer!.propose(enc(`c${i}`), h.now, p.out);
+      for (const id of ids) pause(id);
+      p.flush(h.now);
+      h.collect(p);
+      h.run();
+    };
+    return { h, l, p, resume, stopWithInFlight };
+  }
+
+  it('failover: a member whose log is behind (filling) waits for one that holds the log', () => {
+    const { h, l, stopWithInFlight } = behindMember(5);
+    const s = h.settings;
+    stopWithInFlight([2]);
+    h.advance(4 * s.coordinatorTimeoutMs);
+    // Before: member 3 (rank 0) took over and re-proposed, a window at a time, all it had not filled.
+    expect(h.nodes.get(3)!.takeovers).toBe(0);
+    expect(h.nodes.get(1)!.takeovers).toBe(1);
+    expect(h.nodes.get(1)!.coordinator!.stats.decided).toBeLessThan(s.window);
+    expect(deliveries(l)).toEqual(['c0', 'c1', 'c2']);
+  });
+
+  it('failover: a node reads the datagrams waiting in its socket before its own takeover tick', () => {
+    // Coordinator 2 stops. Member 1 takes over (rank 0). Spare 3 (rank 2) ticks on, but reads nothing from
+    // shortly before that (a backlog in its socket: the Phase 1A and heartbeats of 1 wait there) until its
+    // own deadline has passed at a tick. Before: that tick took over with the same round as 1 and the
+    // higher node id, a duel that deposed 1. Now the deadline must hold at a second tick, with the waiting
+    // datagrams read in between.
+    const h = new Harness(3);
+    const s = h.settings;
+    const l = h.add(100001, { learnerStart: 0 });
+    const p = h.add(100003, { proposer: true });
+    let holding = false;
+    let lastHeard3 = 0;
+    const held: Message[] = [];
+    h.lose = (to, msg) => {
+      if (to !== 3) return false;
+      if (holding) return held.push(msg) > 0;
+      if (msg.t === MessageType.Heartbeat) lastHeard3 = h.now;
+      return false;
+    };
+    h.start();
+    h.advance(20);
+    for (let i = 0; i < 20; i++) h.submit(p, `a${i}`);
+    h.advance(100);
+    expect(deliveries(l)).toHaveLength(20);
+    const n3 = h.nodes.get(3)!;
+    const stopped = h.now;
+    h.nodes.delete(2);
+    const deadline3 = s.coordinatorTimeoutMs * (1 + 2 / 3); // rank 2: after member 1, and after f ranks
+    while (h.now - lastHeard3 < deadline3) {
+      if (h.now >= stopped + s.coordinatorTimeoutMs - 2 * s.heartbeatMs) holding = true;
+      h.advance(5);
+    }
+    expect(h.nodes.get(1)!.takeovers).toBe(1);
+    expect(held.some((m) => m.t === MessageType.Phase1A)).toBe(true);
+    holding = false;
+    for (const m of held.splice(0)) h.queue.push({ to: 3, msg: m });
+    h.run();
+    h.advance(3 * s.coordinatorTimeoutMs);
+    expect(n3.takeovers).toBe(0);
+    expect(h.nodes.get(1)!.coordinator).toBeDefined();
+    // The proposer was idle through the failover: it finds the new coordinator when its retry times out.
+    h.submit(p, 'd0');
+    h.advance(s.retryTimeoutMs + 50);
+    expect(deliveries(l)).toEqual(['d0']);
+  });
+
+  it('failover: a new coordinator whose log lacks instances its Phase 1 quorum holds decided takes them as decided, without re-proposing', () => {
+    const { h, l, p, resume, stopWithInFlight } = behindMember(50);
+    const s = h.settings;
+    // Coordinator 2 stops and 1 is away meanwhile: only 3 (behind) can take over.
+    stopWithInFlight([2, 1]);
+    h.advance(3 * s.coordinatorTimeoutMs);
+    expect(h.nodes.get(3)!.takeovers).toBe(1);
+    resume(1);
+    h.advance(2 * s.coordinatorTimeoutMs);
+    expect(h.nodes.get(1)!.takeovers).toBe(0);
+    const c3 = h.nodes.get(3)!.coordinator!;
+    expect(deliveries(l)).toEqual(['c0', 'c1', 'c2']);
+    // Before: it re-proposed a0..a199 (its log lacked them decided), a window at a time.
+    expect(c3.stats.decided).toBeLessThan(s.window);
+    // It holds them now (decided), as 1 does, and serves them.
+    expect(c3.stats.takenDecided).toBeGreaterThanOrEqual(200);
+    for (let i = 0; i < 250; i++) expect(c3.acceptor.log.get(i)?.decided, `instance ${i}`).toBe(true);
+    expect(c3.acceptor.behind).toBe(false);
+    expect(dec(c3.acceptor.log.get(7)!.value)).toContain('a7');
     h.submit(p, 'd0');
     h.advance(50);
     expect(deliveries(l)).toEqual(['d0']);

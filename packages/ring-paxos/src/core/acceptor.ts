@@ -82,6 +82,8 @@ export class Acceptor {
       if (i < trimmed) continue;
       this.log.set(i, e);
       if (i + 1 > this.top) this.top = i + 1;
+      // A hole below a decided instance is a decided instance this node lacks (it fills it, see fillRange).
+      if (e.decided && i + 1 > this.decidedTop) this.decidedTop = i + 1;
     }
     if (trimmed > this.top) this.top = trimmed;
   }
@@ -121,7 +123,7 @@ export class Acceptor {
     for (let i = lo; i < hi; i++) {
       const e = this.log.get(i);
       if (!e) continue;
-      if (bytes + e.value.length + 32 > budget && msg.insts.length > 0) {
+      if (bytes + e.value.length + 33 > budget && msg.insts.length > 0) {
         msg.hi = i;
         out.send(to, msg);
         start = i;
@@ -132,7 +134,8 @@ export class Acceptor {
       msg.vballots.push(e.ballot);
       msg.vids.push(e.vid);
       msg.values.push(e.value);
-      bytes += e.value.length + 32;
+      msg.decided.push(e.decided ? 1 : 0);
+      bytes += e.value.length + 33;
     }
     msg.hi = hi;
     out.send(to, msg);
@@ -152,6 +155,7 @@ export class Acceptor {
       vballots: [],
       vids: [],
       values: [],
+      decided: [],
     };
   }
 
@@ -301,17 +305,25 @@ export class Acceptor {
     const top = this.horizon > 0 ? this.horizon : this.decidedTop;
     if (m.trimmed > this.trimmed) this.trim(m.trimmed, out);
     for (let k = 0; k < m.insts.length; k++) {
-      const i = m.insts[k]!;
-      if (i < this.trimmed || i >= top || this.log.get(i)?.decided) continue;
-      const value = m.values[k]!;
-      const vid = m.vids[k]!;
-      this.log.set(i, { ballot: this.promised, vid, value, decided: true });
-      out.persist.push({ kind: 'accept', ring: this.ring, instance: i, ballot: this.promised, vid, value });
-      out.persist.push({ kind: 'decide', ring: this.ring, decisions: [i, 1, vid] });
-      if (i + 1 > this.top) this.top = i + 1;
+      if (m.insts[k]! < top) this.holdDecided(m.insts[k]!, m.vids[k]!, m.values[k]!, out);
     }
     this.advanceCatchUp(out);
     this.advanceFilled();
+  }
+
+  /**
+   * Hold `value` as the decided value of instance i (known decided elsewhere: a Learn, or a Phase 1B flag),
+   * at the current promise. False if i is trimmed or past the log's capacity (nothing held).
+   */
+  holdDecided(i: number, vid: number, value: Uint8Array, out: Outbox): boolean {
+    if (i < this.trimmed || i >= this.trimmed + this.settings.logCapacity) return false;
+    if (this.log.get(i)?.decided) return true;
+    this.log.set(i, { ballot: this.promised, vid, value, decided: true });
+    out.persist.push({ kind: 'accept', ring: this.ring, instance: i, ballot: this.promised, vid, value });
+    out.persist.push({ kind: 'decide', ring: this.ring, decisions: [i, 1, vid] });
+    if (i + 1 > this.top) this.top = i + 1;
+    if (i + 1 > this.decidedTop) this.decidedTop = i + 1;
+    return true;
   }
 
   /** Every instance in [trimmed, filled) is held decided (decidedTop: one past the highest decision heard). */
@@ -319,6 +331,12 @@ export class Acceptor {
   private decidedTop = 0;
   private filledStuckAt = -1;
   private filledStuckSince = 0;
+
+  /** Decided instances it knows of are missing from its log (it is filling them, see fillRange). */
+  get behind(): boolean {
+    this.advanceFilled();
+    return this.filled < this.decidedTop;
+  }
 
   private advanceFilled(): void {
     if (this.filled < this.trimmed) this.filled = this.trimmed;

@@ -73,6 +73,8 @@ export interface CoordinatorStats {
   demandSkips: number;
   /** Learners left out of the trim computation because they did not advance while the logs filled. */
   learnersLeftBehind: number;
+  /** Instances taken as decided from Phase 1 (an acceptor held them decided), with no Phase 2. */
+  takenDecided: number;
 }
 
 export interface CoordinatorConfig {
@@ -113,6 +115,7 @@ export class Coordinator {
     skips: 0,
     demandSkips: 0,
     learnersLeftBehind: 0,
+    takenDecided: 0,
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
@@ -155,7 +158,8 @@ export class Coordinator {
   private p1Hi = 0;
   private p1SentAt = 0;
   private readonly covered = new Map<number, number>();
-  private readonly recovered = new Map<number, { vballot: number; vid: number; value: Uint8Array }>();
+  /** What Phase 1 found per instance; `decided`: some acceptor holds it decided (see openInstances). */
+  private readonly recovered = new Map<number, { vballot: number; vid: number; value: Uint8Array; decided: boolean }>();
   /**
    * One past the highest instance any Phase 1 answer (ours included) accepted: up to here instances are
    * re-proposed or filled with no-ops, never given new batches, so no proposal of a proposer can be
@@ -255,7 +259,7 @@ export class Coordinator {
     this.predecessor = -1;
     // Values in flight in an older ballot must be re-proposed through Phase 1 like any other.
     for (const [i, f] of this.inflight) {
-      if (i >= this.frontier) this.recovered.set(i, { vballot: 0, vid: f.vid, value: f.value });
+      if (i >= this.frontier) this.recovered.set(i, { vballot: 0, vid: f.vid, value: f.value, decided: false });
     }
     this.inflight.clear();
     if (this.f === 0) this.setLayout([]);
@@ -322,14 +326,21 @@ export class Coordinator {
     }
     for (let i = Math.max(lo, acc.trimmed); i < hi; i++) {
       const e = acc.log.get(i);
-      if (e) this.noteRecovered(i, e.ballot, e.vid, e.value);
+      if (e) this.noteRecovered(i, e.ballot, e.vid, e.value, e.decided, out);
     }
   }
 
-  private noteRecovered(i: number, vballot: number, vid: number, value: Uint8Array): void {
+  /**
+   * A value Phase 1 found at instance i. One an acceptor holds decided is the ring's chosen value there:
+   * it wins over every other report, and this node's acceptor holds it decided at once (openInstances then
+   * takes it as decided instead of re-proposing it).
+   */
+  private noteRecovered(i: number, vballot: number, vid: number, value: Uint8Array, decided: boolean, out: Outbox): void {
     if (i < this.next) return;
     const r = this.recovered.get(i);
-    if (!r || vballot > r.vballot) this.recovered.set(i, { vballot, vid, value });
+    if (r?.decided) return;
+    if (decided && this.acceptor.holdDecided(i, vid, value, out)) this.recovered.set(i, { vballot, vid, value, decided: true });
+    else if (!r || vballot > r.vballot) this.recovered.set(i, { vballot, vid, value, decided: false });
   }
 
   onPhase1B(m: Phase1B, out: Outbox): void {
@@ -350,7 +361,7 @@ export class Coordinator {
     if (m.top > this.recoverTop) this.recoverTop = m.top;
     for (let k = 0; k < m.insts.length; k++) {
       const i = m.insts[k]!;
-      if (i >= m.lo && i < m.hi) this.noteRecovered(i, m.vballots[k]!, m.vids[k]!, m.values[k]!);
+      if (i >= m.lo && i < m.hi) this.noteRecovered(i, m.vballots[k]!, m.vids[k]!, m.values[k]!, m.decided[k] === 1, out);
     }
     this.covered.set(m.from, m.hi);
     this.maybeChooseLayout();
@@ -511,6 +522,10 @@ export class Coordinator {
       const r = this.recovered.get(this.next);
       if (r) {
         this.recovered.delete(this.next);
+        if (r.decided) {
+          this.takeDecided(r.vid, r.value);
+          continue;
+        }
         if (r.vballot > 0 && r.vballot < this.maxNewVid) {
           // A lower instance holds new proposals of ballot maxNewVid, which were placed only above every
           // instance its Phase 1 quorum had accepted; that quorum promised maxNewVid, so this value, accepted
@@ -545,6 +560,24 @@ export class Coordinator {
       break;
     }
     if (this.next + this.s.phase1Range / 2 > this.p1Hi) this.extendPhase1(out);
+  }
+
+  /**
+   * Instance `next`, which an acceptor of this ballot's Phase 1 holds decided (its value, now held decided
+   * here too): take it as decided as it is, with no Phase 2: the decision goes out with the others (learners
+   * that lack the value fetch it from an acceptor), its proposals are acknowledged, its holds applied, its
+   * position and vid count as a re-proposed value's would. A lagging new coordinator so skips, in one Phase 1
+   * round trip, what its log lacks instead of re-deciding it a window at a time.
+   */
+  private takeDecided(vid: number, value: Uint8Array): void {
+    const holds: Hold[] = [];
+    const acks: Inflight['acks'] = [];
+    const pos = this.markOrdered(value, this.next, holds, acks);
+    if (pos >= 0) this.lastPos = pos;
+    if (vid > this.maxNewVid && !isFillerValue(value)) this.maxNewVid = vid;
+    const kept = holds.filter((h) => relearnable(h, this.acceptor.trimmed));
+    this.stats.takenDecided++;
+    this.decide(this.next++, { vid, value, sentAt: this.now, firstSentAt: this.now, acks, holds: kept.length > 0 ? kept : undefined }, false);
   }
 
   private cutBatch(out: Outbox): void {
@@ -661,16 +694,19 @@ export class Coordinator {
     this.openInstances(out);
   }
 
-  private decide(instance: number, f: Inflight): void {
+  /** Instance decided (`voted`: by this ballot's Phase 2; else taken as decided from Phase 1, see takeDecided). */
+  private decide(instance: number, f: Inflight, voted = true): void {
     this.inflight.delete(instance);
-    this.stats.decided++;
-    this.stats.decidedBytes += f.value.length;
     let entries = 0;
     for (const a of f.acks) {
       entries += a.seqs.length;
       for (const s of a.seqs) this.queueAck(a.pid, s);
     }
-    this.decidedLog.push({ instance, bytes: f.value.length, entries, latencyMs: this.now - f.firstSentAt });
+    if (voted) {
+      this.stats.decided++;
+      this.stats.decidedBytes += f.value.length;
+      this.decidedLog.push({ instance, bytes: f.value.length, entries, latencyMs: this.now - f.firstSentAt });
+    }
     if (f.holds) for (const h of f.holds) this.holds.apply(h, instance);
     const e = this.acceptor.log.get(instance);
     if (e && e.vid === f.vid) e.decided = true;

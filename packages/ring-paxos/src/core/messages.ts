@@ -78,6 +78,8 @@ export interface Phase1B {
   vballots: number[];
   vids: number[];
   values: Uint8Array[];
+  /** Per value: 1 if the acceptor holds it decided (it is the ring's chosen value there), else 0. */
+  decided: number[];
 }
 
 /** Coordinator -> ring acceptors and learners: accept `value` for `instance`; piggybacked decisions. */
@@ -269,7 +271,7 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.Propose]: shape('ring:u from:u floor:u seqs:u[] datas:b[]'),
   [MessageType.Ack]: shape('ring:u from:u seqs:u[]'),
   [MessageType.Phase1A]: shape('ring:u from:u ballot:u lo:u hi:u'),
-  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u trimmed:u top:u insts:u[] vballots:u[] vids:u[] values:b[]'),
+  [MessageType.Phase1B]: shape('ring:u from:u ballot:u lo:u hi:u trimmed:u top:u insts:u[] vballots:u[] vids:u[] values:b[] decided:u[]'),
   [MessageType.Phase2A]: shape('ring:u from:u ballot:u instance:u vid:u value:b decisions:u[] safe:u layout:u[]'),
   [MessageType.Phase2B]: shape('ring:u from:u ballot:u instance:u vid:u votes:u'),
   [MessageType.Decision]: shape('ring:u from:u ballot:u decisions:u[] safe:u'),

@@ -275,6 +275,7 @@ export class RingNode {
   private leaderContact(ballot: number, now: number): void {
     if (ballot >= (this.acceptor?.promised ?? 0)) {
       this.lastLeaderContact = now;
+      this.takeoverArmed = false;
       if (ballot > this.leaderBallot) this.leaderBallot = ballot;
     }
   }
@@ -349,13 +350,22 @@ export class RingNode {
   private layout: readonly number[] = [];
   private layoutBallot = 0;
 
+  /** The takeover deadline passed at the last tick (see maybeTakeOver). */
+  private takeoverArmed = false;
+
   /**
    * Take the coordinator role when the believed coordinator has been silent for coordinatorTimeoutMs plus
    * a third of it per rank. Rank: the members of the coordinator's ring go first, in ring order (they hold
    * every instance the ring decided and take over with one window to re-propose); then the rest in
    * configuration order, after f ranks. A spare, whose log lacks what it was not sent, takes over only when
    * no member does: its Phase 1 would re-propose the whole retained log. A node that has seen no Phase 2A
-   * of the current ballot counts itself among the rest.
+   * of the current ballot counts itself among the rest. A node whose log is behind (decided instances it
+   * knows of but does not hold: it is still filling, e.g. after a restart) comes after every node that is
+   * not (3f ranks later: no rank above reaches that), so a node holding the log goes first and this one
+   * reads its Phase 1A before its own deadline.
+   * The deadline must hold at two ticks in a row: the datagrams that waited in the socket meanwhile (a
+   * backlog deeper than one read burst, e.g. a node filling its log) are read in between, and a new
+   * coordinator's Phase 1A or heartbeat among them resets the silence instead of starting a duel.
    */
   private maybeTakeOver(now: number): void {
     const leader = this.believedCoordinator();
@@ -368,7 +378,16 @@ export class RingNode {
       const rest = acceptors.filter((a) => a !== leader && !members.includes(a));
       rank = Math.max(members.length, (acceptors.length - 1) / 2) + Math.max(0, rest.indexOf(id));
     }
-    if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 3)) return;
+    if (this.acceptor!.behind) rank += (3 * (acceptors.length - 1)) / 2;
+    if (now - this.lastLeaderContact < s.coordinatorTimeoutMs * (1 + rank / 3)) {
+      this.takeoverArmed = false;
+      return;
+    }
+    if (!this.takeoverArmed) {
+      this.takeoverArmed = true;
+      return;
+    }
+    this.takeoverArmed = false;
     this.lastLeaderContact = now;
     this.takeovers++;
     this.coordinator = this.makeCoordinator(ballotRound(ballot) + 1, true);

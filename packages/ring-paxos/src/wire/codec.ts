@@ -17,7 +17,7 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  * a datagram seen before, older than the sender's window or outside the freshness window is dropped as
  * 'replay' or 'stale'; without one there is no envelope (anyone can forge a datagram then anyway).
  */
-export const WIRE_VERSION = 5;
+export const WIRE_VERSION = 6;
 export const HEADER_BYTES = 3;
 export const ENVELOPE_BYTES = 18;
 export const TAG_BYTES = 16;
@@ -86,7 +86,7 @@ const BUILDERS: Readonly<Record<MessageType, (f: F) => Message>> = {
   1: (f) => ({ t: 1, ring: f[0], from: f[1], floor: f[2], seqs: f[3], datas: f[4] }),
   2: (f) => ({ t: 2, ring: f[0], from: f[1], seqs: f[2] }),
   3: (f) => ({ t: 3, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4] }),
-  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], trimmed: f[5], top: f[6], insts: f[7], vballots: f[8], vids: f[9], values: f[10] }),
+  4: (f) => ({ t: 4, ring: f[0], from: f[1], ballot: f[2], lo: f[3], hi: f[4], trimmed: f[5], top: f[6], insts: f[7], vballots: f[8], vids: f[9], values: f[10], decided: f[11] }),
   5: (f) => ({ t: 5, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], value: f[5], decisions: f[6], safe: f[7], layout: f[8] }),
   6: (f) => ({ t: 6, ring: f[0], from: f[1], ballot: f[2], instance: f[3], vid: f[4], votes: f[5] }),
   7: (f) => ({ t: 7, ring: f[0], from: f[1], ballot: f[2], decisions: f[3], safe: f[4] }),
@@ -235,7 +235,7 @@ function fieldsAgree(m: Message): boolean {
     case 1:
       return m.seqs.length === m.datas.length;
     case 4:
-      return m.insts.length === m.vballots.length && m.insts.length === m.vids.length && m.insts.length === m.values.length;
+      return m.insts.length === m.vballots.length && m.insts.length === m.vids.length && m.insts.length === m.values.length && m.insts.length === m.decided.length && m.decided.every((d) => d <= 1);
     case 5:
       return m.decisions.length % 3 === 0 && m.layout.length > 0 && m.layout.length <= 64;
     case 7:
