@@ -356,6 +356,18 @@ describe('FileLog recovery: a torn tail is cut, damage makes the node rejoin', (
     });
   }
 
+  it('bytes flipped at the end of the last record and in the commit after it look like an append torn before its commit: that append alone is cut (a documented limit)', () => {
+    const good = writeBoth('sync');
+    const f = lastSeg();
+    const b = fs.readFileSync(f);
+    const end = used(f);
+    b[end - 18] ^= 0xe5; // the last byte of the last append's accept record
+    b[end - 17] ^= 0x50; // the commit's length
+    fs.writeFileSync(f, b);
+    // Exactly the bytes of the last append are cut; the append before it, committed, survives whole.
+    recoverAndContinue(good, 'sync');
+  });
+
   it('flipped bytes in the middle of a segment, with records after them, are damage', () => {
     const { log } = open('sync');
     log.append(first);

@@ -3,7 +3,7 @@ import { DYNAMIC_ID_BASE, MessageType, START_OLDEST } from '../core/messages.js'
 import { RingNode } from '../core/ring-node.js';
 import type { RingSettings } from '../core/settings.js';
 import { Driver, type Address, type Clock, type DriverHooks, type DurableLog, type Transport } from '../driver.js';
-import { FileLog, MemSegments } from '../storage/file-log.js';
+import { COMMIT_BYTES, FRAME_HEADER_BYTES, FileLog, KIND_COMMIT, MemSegments } from '../storage/file-log.js';
 import { encodeHold } from '../core/retention-hold.js';
 import { Codec } from '../wire/codec.js';
 import { Prng } from './prng.js';
@@ -185,7 +185,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   const damageP = rng2.pick([0, 0, 0.3, 1]);
   const stores = new Map<number, MemSegments>(acceptorIds.map((id) => [id, new MemSegments(`a${id}`)]));
   /** Damage injected into a stopped acceptor's log: what its recovery must find. */
-  const injected = new Map<number, 'damage' | 'torn' | 'last commit'>();
+  const injected = new Map<number, { want: 'damage' | 'torn' } | { want: 'last append'; bytes: number }>();
   /** Each acceptor's open log (kept after a crash, to tear the append it was in the middle of). */
   const logs = new Map<number, FileLog>();
   let incarnations = 0;
@@ -199,15 +199,16 @@ export function runSimulation(opts: SimOptions): SimResult {
     if (wasRejoining && !recovered.rejoin) violate(`acceptor ${id} crashed while rejoining, and its log let it vote again`);
     const d = makeDriver(id, `a${id}`, { rejoin: recovered.rejoin, incarnation: ++incarnations }, {}, log);
     d.node.acceptor!.restore(recovered.promised, recovered.entries, recovered.trimmed);
-    const want = injected.get(id);
+    const fault = injected.get(id);
     injected.delete(id);
     if (recovered.damage) damaged++;
     if (recovered.cutBytes > 0) torn++;
-    if (want === 'damage' && !recovered.damage) violate(`acceptor ${id}: damage injected into its log was not detected`);
-    if (want === 'torn' && recovered.damage) violate(`acceptor ${id}: a torn append was taken for damage (${recovered.damage.reason})`);
-    // Bytes flipped only in the log's final commit record: damage, or that commit cut alone (it then
-    // looks like an append torn before its commit), which loses no record.
-    if (want === 'last commit' && !recovered.damage && !(recovered.cutBytes > 0 && recovered.cutBytes <= 17)) violate(`acceptor ${id}: a damaged last commit record was neither damage nor cut alone`);
+    if (fault?.want === 'damage' && !recovered.damage) violate(`acceptor ${id}: damage injected into its log was not detected`);
+    if (fault?.want === 'torn' && recovered.damage) violate(`acceptor ${id}: a torn append was taken for damage (${recovered.damage.reason})`);
+    // Bytes flipped in the log's final commit record (and maybe in the record of the same append before
+    // it): damage, or a cut of at most the flipped records, which then look like an append torn before its
+    // commit (see lastAppendFlip). Every record before them must survive.
+    if (fault?.want === 'last append' && !recovered.damage && !(recovered.cutBytes > 0 && recovered.cutBytes <= fault.bytes)) violate(`acceptor ${id}: a damaged last commit record was neither damage nor a cut of the flipped records (${recovered.cutBytes} bytes cut, at most ${fault.bytes} allowed)`);
     if (recovered.damage) trace(`${vt.now.toFixed(1)} acceptor ${id} log damaged: ${recovered.damage.file} at ${recovered.damage.offset}: ${recovered.damage.reason}`);
     return d;
   };
@@ -218,9 +219,34 @@ export function runSimulation(opts: SimOptions): SimResult {
     return n;
   };
   /**
+   * Bytes [at, at + n) about to be flipped in the last segment `b` (`used` bytes written, all of it whole
+   * appends): do they reach into its final commit record while staying inside the last append (after the
+   * commit before it)? Then the last append has no valid commit left, and from the record where the flip
+   * starts on it looks exactly like an append torn by a crash before its commit was written: recovery may
+   * cut those bytes silently (a documented limit, like synced records zeroed at the end of the last
+   * segment), but no record before them, since those are whole and a torn write never reaches below its
+   * own start. Returns how many bytes may be cut, or undefined (the flip must be detected as damage).
+   */
+  const lastAppendFlip = (b: Buffer, used: number, at: number, n: number): { want: 'last append'; bytes: number } | undefined => {
+    let flipped = -1; // where the record holding byte `at` starts
+    let final = -1; // the last commit record
+    let appendStart = -1; // the end of the commit before it
+    for (let pos = 0, len = 0; pos + FRAME_HEADER_BYTES < used && (len = b.readUInt32LE(pos)) > 0; pos += FRAME_HEADER_BYTES + len) {
+      if (at >= pos && at < pos + FRAME_HEADER_BYTES + len) flipped = pos;
+      if (b[pos + FRAME_HEADER_BYTES] !== KIND_COMMIT || FRAME_HEADER_BYTES + len !== COMMIT_BYTES) continue;
+      if (final >= 0) appendStart = final + COMMIT_BYTES;
+      final = pos;
+    }
+    if (final < 0 || final + COMMIT_BYTES !== used || at + n <= final) return undefined;
+    // The first commit of a segment ends what its creation wrote (header and state, synced before the
+    // segment was listed): only that commit itself may then look torn.
+    return flipped >= (appendStart >= 0 ? appendStart : final) ? { want: 'last append', bytes: used - flipped } : undefined;
+  };
+  /**
    * Storage faults on a stopped acceptor's disk, as recovery sees them: bytes flipped anywhere in what
    * was written (all of it synced: the simulated log syncs every append), any segment (the last too) cut
-   * anywhere, any segment (the first and the last too) deleted: all damage. Or a torn append, the only
+   * anywhere, any segment (the first and the last too) deleted: all damage, except a flip that reaches
+   * the final commit record from inside the last append (see lastAppendFlip). Or a torn append, the only
    * damage that may be cut silently: the crash came in the middle of a write, which reached the disk only
    * in part (the real log's own write, stopped part-way). Returns what was done, or undefined.
    */
@@ -233,14 +259,14 @@ export function runSimulation(opts: SimOptions): SimResult {
       const seq = rng2.pick(seqs);
       const b = st.bytes(seq);
       st.put(seq, b.subarray(0, rng2.int(0, b.length - 1)));
-      injected.set(id, 'damage');
+      injected.set(id, { want: 'damage' });
       return `segment ${seq} cut to ${st.bytes(seq).length} of ${b.length} bytes`;
     }
     if (kind === 'delete' && seqs.length >= 2) {
       // (Deleting the only segment leaves an empty directory: a new node, which recovery cannot tell.)
       const seq = rng2.pick(seqs);
       st.remove(seq);
-      injected.set(id, 'damage');
+      injected.set(id, { want: 'damage' });
       return `segment ${seq} deleted`;
     }
     if (kind === 'torn') {
@@ -253,7 +279,7 @@ export function runSimulation(opts: SimOptions): SimResult {
       } catch {
         // the write stopped part-way: the crash
       }
-      injected.set(id, 'torn');
+      injected.set(id, { want: 'torn' });
       return `an append torn after ${keep} bytes`;
     }
     const seq = rng2.pick(seqs);
@@ -262,9 +288,10 @@ export function runSimulation(opts: SimOptions): SimResult {
     if (used === 0) return undefined;
     const at = rng2.int(0, used - 1);
     const n = Math.min(rng2.int(1, 5), used - at);
+    const last = seq === seqs[seqs.length - 1] ? lastAppendFlip(b, used, at, n) : undefined;
     for (let k = 0; k < n; k++) b[at + k]! ^= rng2.int(1, 256);
     st.put(seq, b);
-    injected.set(id, seq === seqs[seqs.length - 1] && at >= used - 17 ? 'last commit' : 'damage');
+    injected.set(id, last ?? { want: 'damage' });
     return `${n} bytes flipped at ${at} of segment ${seq} (${used} bytes written)`;
   };
   const acceptors: Driver[] = acceptorIds.map((id) => startAcceptor(id));

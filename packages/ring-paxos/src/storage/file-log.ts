@@ -59,8 +59,10 @@
  * A `rejoin` record with no `rejoined` after it also reports `rejoin: true`: a rejoin that a crash
  * interrupted is started again.
  * What recovery cannot see (documented limits): synced records zeroed in place with the length kept, at
- * the end of the last segment (they look like the unwritten rest); a log directory emptied of every
- * segment (it looks like a new node: start it with `--rejoin`).
+ * the end of the last segment (they look like the unwritten rest); bytes damaged in the final commit
+ * record of the last segment and, before it, only in the records of the same append (that append then has
+ * no commit, like one torn before its commit was written: it is cut, nothing before it); a log directory
+ * emptied of every segment (it looks like a new node: start it with `--rejoin`).
  *
  * Format 1 (no headers, no commit records, files that grow by appending): read by the same rules as
  * before: a bad record is a torn tail only when it ends the last segment cut short or zero; damage
@@ -127,14 +129,14 @@ const KIND_PROMISE = 1;
 const KIND_ACCEPT = 2;
 const KIND_DECIDE = 3;
 const KIND_TRIM = 4;
-const KIND_COMMIT = 5;
+export const KIND_COMMIT = 5;
 const KIND_SEGMENT = 6;
 const KIND_REJOIN = 7;
 const KIND_REJOINED = 8;
 const KIND_NEXT = 9;
 const KIND_DROPPED = 10;
 /** Bytes of a framed commit record. */
-const COMMIT_BYTES = FRAME_HEADER_BYTES + 9;
+export const COMMIT_BYTES = FRAME_HEADER_BYTES + 9;
 const SEG_RE = /^(\d{16})\.seg$/;
 const READ_CHUNK = 1024 * 1024;
 
