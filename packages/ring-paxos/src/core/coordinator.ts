@@ -7,8 +7,6 @@ import {
   ballotRound,
   MessageType,
   type HeartbeatAck,
-  START_NEXT,
-  START_OLDEST,
   type Nack,
   type Phase1B,
   type Phase2A,
@@ -18,9 +16,10 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RetentionHolds, isHoldData, relearnable, pushHold, type Hold } from './retention-hold.js';
+import { RateLeveler } from './rate-leveler.js';
+import { Retention } from './retention.js';
+import { isHoldData, relearnable, pushHold, type Hold, type RetentionHolds } from './retention-hold.js';
 import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
-import { leftBehind } from './stuck-learner.js';
 
 interface Inflight {
   vid: number;
@@ -38,17 +37,6 @@ interface PendingEntry {
   floor: number;
   seq: number;
   data: Uint8Array;
-}
-
-interface LearnerInfo {
-  delivered: number;
-  lastSeen: number;
-  /** When `delivered` last moved (or the learner registered): the stuck-learner rule reads it. */
-  movedAt: number;
-  /** Left out of the trim computation (stuck-learner.ts); counted once each time it is. */
-  leftBehind: boolean;
-  /** It needs this ring's position to keep pace with λ (Progress.paced). */
-  paced: boolean;
 }
 
 /** Something the driver records as a metric when an instance is decided. */
@@ -119,16 +107,16 @@ export class Coordinator {
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
-  /** Retention holds in force (see retention-hold.ts): the trim point never passes the lowest. */
-  readonly holds: RetentionHolds;
+  /** Rate leveling: positions, skips (rate-leveler.ts). */
+  private readonly level: RateLeveler;
+  /** Learners and the trim point (retention.ts). */
+  private readonly retention: Retention;
 
   ballot: number;
   /** All instances below this are decided. */
   frontier = 0;
   /** Next instance to open. */
   next = 0;
-  /** Acceptors may trim below this. */
-  safe = 0;
 
   /** Set once a higher ballot of another node is seen: the RingNode then drops this role. */
   deposed = false;
@@ -148,8 +136,7 @@ export class Coordinator {
   private lastHeartbeatAt = -Infinity;
   private startedAt = 0;
   private lastStepUpAt = -Infinity;
-  /** Learners re-register after a takeover; until then the safe instance stays where it is. */
-  private holdSafeUntil = 0;
+  /** Taking over: hold the trim point while learners re-register (Retention.holdFor). */
   private holdSafeOnStart: boolean;
 
   // Phase 1: instances below `open` are promised by the whole ring in this ballot.
@@ -166,17 +153,9 @@ export class Coordinator {
    * ordered before one of its own that an earlier coordinator already decided.
    */
   private recoverTop = 0;
-  /** Position of instance next - 1 (-1: unknown, after a takeover that could not read it). */
-  private lastPos = -1;
   /** Highest vid of a non-filler value at an instance below next (new batches and skips are placed only
    *  above what their ballot's Phase 1 quorum had accepted). */
   private maxNewVid = 0;
-  /** The last Δ check, or the last value instance opened (its position was raised to the target then). */
-  private lastSkipCheckAt = -Infinity;
-  /** When this coordinator last opened an instance with proposals (a ring quiet since a Δ skips with a lead). */
-  private lastValueAt = -Infinity;
-  /** The end of the last skip past the target: values may open up to `window` past it (flow control). */
-  private ledTo = -1;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
@@ -187,7 +166,6 @@ export class Coordinator {
   private firstPendingAt = 0;
   private readonly dedup: DedupTable;
   private readonly acks = new Map<number, number[]>();
-  private readonly learners = new Map<number, LearnerInfo>();
   private lastSentAt = 0;
   private now = 0;
 
@@ -203,7 +181,18 @@ export class Coordinator {
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
     this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
     this.holdSafeOnStart = cfg.holdSafe ?? false;
-    this.holds = new RetentionHolds(cfg.settings.maxHolds);
+    this.level = new RateLeveler(cfg.settings, this.stats);
+    this.retention = new Retention(cfg.settings, this.stats);
+  }
+
+  /** Acceptors may trim below this. */
+  get safe(): number {
+    return this.retention.safe;
+  }
+
+  /** Retention holds in force (see retention-hold.ts): the trim point never passes the lowest. */
+  get holds(): RetentionHolds {
+    return this.retention.holds;
   }
 
   /** The ring of the current ballot in order, coordinator last (empty until Phase 1 chose it). */
@@ -220,12 +209,10 @@ export class Coordinator {
   start(now: number, out: Outbox): void {
     this.now = now;
     this.startedAt = now;
-    // Not quiet yet: a coordinator that takes over a busy ring does not lead its first skip past the values
-    // about to come.
-    this.lastValueAt = now;
+    this.level.started(now);
     if (this.holdSafeOnStart) {
       this.holdSafeOnStart = false;
-      this.holdSafeUntil = now + this.s.learnerTimeoutMs;
+      this.retention.holdFor(now + this.s.learnerTimeoutMs);
       // A new coordinator knows no proposer yet: learn which (proposer, seq) its log already holds
       // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
       // ordered again.
@@ -241,7 +228,7 @@ export class Coordinator {
     if (this.frontier < acc.trimmed) this.frontier = acc.trimmed;
     while (acc.log.get(this.frontier)?.decided) this.frontier++;
     for (const i of this.decidedAhead) if (i < this.frontier) this.decidedAhead.delete(i);
-    if (this.safe < acc.trimmed) this.safe = acc.trimmed;
+    this.retention.atLeast(acc.trimmed);
     this.open = this.frontier;
     this.next = this.frontier;
     this.p1Lo = this.frontier;
@@ -251,7 +238,7 @@ export class Coordinator {
     this.recoverTop = Math.max(acc.top, this.frontier);
     const prev = acc.log.get(this.frontier - 1);
     const prevBatch = prev ? decodeBatch(prev.value) : undefined;
-    this.lastPos = prevBatch ? prevBatch.pos : -1;
+    this.level.lastPos = prevBatch ? prevBatch.pos : -1;
     for (const [i, e] of acc.log) if (i < this.frontier && e.decided && e.vid > this.maxNewVid && !isFillerValue(e.value)) this.maxNewVid = e.vid;
     if (this.others) this.preferred = this.others;
     this.others = undefined;
@@ -294,7 +281,7 @@ export class Coordinator {
   }
 
   get learnerCount(): number {
-    return this.learners.size;
+    return this.retention.learnerCount;
   }
 
   get pendingCount(): number {
@@ -375,7 +362,7 @@ export class Coordinator {
     // acceptor; this node cannot serve it either (it never learned those decisions), so trim here too.
     this.acceptor.applyDecisions([], t, out);
     this.frontier = t;
-    if (this.safe < t) this.safe = t;
+    this.retention.atLeast(t);
     for (const i of this.inflight.keys()) if (i < t) this.inflight.delete(i);
     this.start(this.now, out);
     if (top > this.recoverTop) this.recoverTop = top;
@@ -468,48 +455,13 @@ export class Coordinator {
     return b.pos;
   }
 
-  /** Rate leveling's target position now (0 when λ is off). */
-  private target(): number {
-    return this.s.lambda > 0 ? Math.floor((this.s.lambda * (this.now - this.s.epochMs)) / 1000) : 0;
-  }
-
-  /**
-   * The position of the instance being opened. λ off: its instance number. Otherwise one past the last
-   * instance's, and, for new proposals (`raise`), at least the rate-leveling target. Fillers below a
-   * recovered value are never raised: they must stay below it. With the last position unknown (a takeover
-   * that could not read it): just below the next recovered value, counting down one per instance between
-   * (the coordinator that proposed it counted up at least that much), or else the target (a ring never runs
-   * more than `window` positions, plus `skipLeadMs` of them after a lead skip, ahead of it, and it has grown
-   * by λ times the takeover delay since: config checks that this covers both).
-   */
-  private nextPos(instance: number, raise: boolean): number {
-    if (this.s.lambda <= 0) return instance;
-    let base: number;
-    if (this.lastPos >= 0) {
-      base = this.lastPos + 1;
-    } else {
-      let above = -1;
-      for (const j of this.recovered.keys()) if (j > instance && (above < 0 || j < above)) above = j;
-      const b = above >= 0 ? decodeBatch(this.recovered.get(above)!.value) : undefined;
-      base = b ? b.pos - (above - instance) : this.target();
-    }
-    if (!raise) return base;
-    // A value opening while a learner waits for this ring to pass a position (another ring ran ahead with a
-    // lead) goes there at once, within the lead: a busy ring cannot skip, but its next value can end there.
-    const target = this.target();
-    const demanded = this.demandedWithin(target);
-    if (demanded <= Math.max(base, target)) return Math.max(base, target);
-    this.ledTo = Math.max(this.ledTo, demanded);
-    return demanded;
-  }
-
   private canOpen(): boolean {
     return (
       this.others !== undefined &&
       this.next < this.open &&
       this.inflight.size < this.s.window &&
       this.next < this.safe + this.s.logCapacity &&
-      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < Math.max(this.target(), this.ledTo) + this.s.window)
+      this.level.allowsOpen(this.now)
     );
   }
 
@@ -531,7 +483,7 @@ export class Coordinator {
           // instance its Phase 1 quorum had accepted; that quorum promised maxNewVid, so this value, accepted
           // at a lower ballot, was never chosen and never can be. Fill the instance instead: re-proposing it
           // would put its old position after later ones.
-          this.proposeEmpty(this.nextPos(this.next, false), true, out);
+          this.proposeEmpty(this.level.nextPos(this.next, false, this.now, this.recovered), true, out);
           continue;
         }
         const found: Hold[] = [];
@@ -540,7 +492,7 @@ export class Coordinator {
         // is trimmed would have its value ordered a second time by a coordinator that takes over later.
         const acks: Inflight['acks'] = [];
         const pos = this.markOrdered(r.value, this.next, found, acks);
-        if (pos >= 0) this.lastPos = pos;
+        if (pos >= 0) this.level.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
         const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
         this.propose(this.next++, r.vid, r.value, acks, out, holds.length > 0 ? holds : undefined);
@@ -549,7 +501,7 @@ export class Coordinator {
       if (this.next < this.recoverTop) {
         // Below what an earlier ballot may have used: never new proposals there, which must all come
         // after anything an earlier coordinator decided (a proposer's floor depends on it).
-        this.proposeEmpty(this.nextPos(this.next, false), true, out);
+        this.proposeEmpty(this.level.nextPos(this.next, false, this.now, this.recovered), true, out);
         continue;
       }
       const queued = this.pending.length - this.pendingHead;
@@ -573,7 +525,7 @@ export class Coordinator {
     const holds: Hold[] = [];
     const acks: Inflight['acks'] = [];
     const pos = this.markOrdered(value, this.next, holds, acks);
-    if (pos >= 0) this.lastPos = pos;
+    if (pos >= 0) this.level.lastPos = pos;
     if (vid > this.maxNewVid && !isFillerValue(value)) this.maxNewVid = vid;
     const kept = holds.filter((h) => relearnable(h, this.acceptor.trimmed));
     this.stats.takenDecided++;
@@ -621,18 +573,16 @@ export class Coordinator {
       this.pendingHead = 0;
     }
     if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
-    const pos = this.nextPos(instance, true);
-    this.lastPos = pos;
-    // A value raised to the target counts as a Δ check: the ring is next checked a whole Δ after it.
-    this.lastSkipCheckAt = this.now;
-    this.lastValueAt = this.now;
+    const pos = this.level.nextPos(instance, true, this.now, this.recovered);
+    this.level.lastPos = pos;
+    this.level.valueOpened(this.now);
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out, holds);
   }
 
   /** A value with no proposals ending at `pos`: a filler below recoverTop, or a skip above it. */
   private proposeEmpty(pos: number, filler: boolean, out: Outbox): void {
-    this.lastPos = pos;
+    this.level.lastPos = pos;
     if (!filler && this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(this.next++, this.ballot, filler ? encodeFiller(pos) : encodeBatch(pos, []), [], out);
   }
@@ -669,7 +619,7 @@ export class Coordinator {
 
   private send2A(m: Phase2A, out: Outbox, toLearners: boolean): void {
     const others = this.others ?? [];
-    const to = toLearners ? [...others, ...this.learners.keys()] : others;
+    const to = toLearners ? [...others, ...this.retention.learnerIds()] : others;
     out.send(to, m);
     this.lastSentAt = this.now;
   }
@@ -742,10 +692,7 @@ export class Coordinator {
     this.openInstances(out, lingerDone);
     // A learner waits for a position this ring has not reached: skip as soon as the ring is idle (its last
     // values may have ended short of it), at most once per ms.
-    if (this.demandPos > this.lastPos && now - this.lastDemandSkipAt >= 1) {
-      this.lastDemandSkipAt = now;
-      if (this.skipIfIdle(now, out, true)) this.stats.demandSkips++;
-    }
+    if (this.level.demandSkipDue(now)) this.skipIfIdle(now, out, true);
     if (this.decisions.length > 0) this.sendDecisions(out);
     if (this.acks.size > 0) {
       for (const [pid, seqs] of this.acks) {
@@ -759,7 +706,7 @@ export class Coordinator {
 
   private sendDecisions(out: Outbox): void {
     const d = this.takeDecisions();
-    const to = [...(this.others ?? []), ...this.learners.keys()];
+    const to = [...(this.others ?? []), ...this.retention.learnerIds()];
     const step = MAX_DECISION_TRIPLES * 3;
     for (let k = 0; k < d.length || k === 0; k += step) {
       out.send(to, { t: MessageType.Decision, ring: this.ring, from: this.id, ballot: this.ballot, decisions: d.slice(k, k + step), safe: this.safe });
@@ -767,171 +714,39 @@ export class Coordinator {
     this.lastSentAt = this.now;
   }
 
-  private pacedLearner(): boolean {
-    for (const l of this.learners.values()) if (l.paced) return true;
-    return false;
-  }
-
-  /**
-   * The position a learner asked this ring to pass, as far as the other rings' leads can reach past the
-   * target (-1: none asked). A skip on demand, or a value opening while one is asked, ends there.
-   */
-  private demandedWithin(target: number): number {
-    return Math.min(this.demandPos, target + this.lead());
-  }
-
-  /** Positions a quiet ring's skips, and skips on demand, may run ahead of the target (skipLeadMs of λ). */
-  private lead(): number {
-    return this.s.skipLeadMs > 0 ? Math.floor((this.s.lambda * this.s.skipLeadMs) / 1000) : 0;
-  }
-
-  /**
-   * One skip ending at the target, if this ring is idle and behind it. True if it proposed one. A ring that
-   * opened no value for a whole Δ skips `lead()` positions further, so that the busy rings merged with it
-   * find it already past their values' positions instead of waiting for a skip on demand.
-   */
-  private skipIfIdle(now: number, out: Outbox, onDemand = false): boolean {
-    const quiet = now - this.lastValueAt >= this.s.skipIntervalMs;
-    const target = this.target();
-    const t = Math.max(target + (quiet ? this.lead() : 0), onDemand ? this.demandedWithin(target) : -1);
-    if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
-      if (t > target) this.ledTo = t;
-      this.stats.skips++;
+  /** One skip ending where rate leveling says (rate-leveler.ts), if this ring is idle and behind it. */
+  private skipIfIdle(now: number, out: Outbox, onDemand = false): void {
+    const t = this.level.skipEnd(now, onDemand);
+    if (t !== undefined && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
+      this.level.skipped(t, now, onDemand);
       this.proposeEmpty(t, false, out);
-      return true;
     }
-    return false;
   }
 
   /**
-   * A learner's merge waits for this ring to pass `pos`. Skip now rather than at the next Δ check, unless
-   * the ring already passed it (or has values on the way, which will). At most one skip per millisecond.
+   * A learner's merge waits for this ring to pass `pos`: skip at the end of this turn (flush) rather than at
+   * the next Δ check. Only learners of this ring may ask (they registered with Progress).
    */
-  onSkipRequest(m: SkipRequest, now: number, out: Outbox): void {
+  onSkipRequest(m: SkipRequest, now: number, _out: Outbox): void {
     this.now = now;
-    // Only learners of this ring may ask (they registered with Progress); the position asked for is kept
-    // (at most the lead and a window past the target) so ticks skip again until the ring passed it.
-    if (this.s.lambda <= 0 || !this.learners.has(m.from) || m.pos <= this.lastPos) return;
-    this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.lead() + this.s.window));
-    // The skip itself is proposed at the end of this turn (flush).
+    if (this.retention.isLearner(m.from)) this.level.onSkipRequest(m.pos, now);
   }
-  private lastDemandSkipAt = -Infinity;
-  /** The highest position a learner asked this ring to pass (skips on demand until it has). */
-  private demandPos = -1;
 
   onProgress(m: Progress, now: number, out: Outbox): void {
     this.now = now;
-    // Safe may run ahead of what the acceptors trimmed so far: nothing below it can be promised.
-    const oldest = Math.max(this.safe, this.acceptor.trimmed);
-    let l = this.learners.get(m.from);
-    if (!l) {
-      if (this.learners.size >= this.s.maxLearners) {
-        this.stats.stale++;
-        return;
-      }
-      // A new learner holds back trimming from where it starts.
-      const from = m.start === START_OLDEST ? oldest : m.start === START_NEXT ? this.frontier : Math.max(m.start, oldest);
-      l = { delivered: from - 1, lastSeen: now, movedAt: now, leftBehind: false, paced: false };
-      this.learners.set(m.from, l);
-    }
-    l.lastSeen = now;
-    l.paced = m.paced === 1;
-    if (m.delivered > l.delivered) {
-      l.delivered = Math.min(m.delivered, this.frontier - 1);
-      l.movedAt = now;
+    const oldest = this.retention.progress(m.from, m.start, m.delivered, m.paced === 1, now, this.frontier, this.acceptor.trimmed);
+    if (oldest === undefined) {
+      this.stats.stale++;
+      return;
     }
     this.updateSafe();
-    out.send(m.from, {
-      t: MessageType.Status,
-      ring: this.ring,
-      from: this.id,
-      oldest,
-      next: this.frontier,
-      ballot: this.ballot,
-    });
+    out.send(m.from, { t: MessageType.Status, ring: this.ring, from: this.id, oldest, next: this.frontier, ballot: this.ballot });
   }
 
-  /**
-   * The trim point: what every live learner delivered less logRetain, leaving out learners that did not
-   * advance while the logs filled (stuck-learner.ts). With no learner subscribed (none yet, or all away
-   * after a failover) nothing tells what is safe, so the log keeps all it can: it trims only what the
-   * window needs room for.
-   */
+  /** The trim point (retention.ts); recovering (ring not chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known. */
   private updateSafe(): void {
-    if (this.now < this.holdSafeUntil) return;
-    let safe: number;
-    /** The top of what is kept for retention: what every learner delivered, or the frontier with none. */
-    let upTo: number;
-    if (this.learners.size === 0) {
-      upTo = this.frontier;
-      safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
-    } else {
-      let delivered = this.frontier;
-      for (const l of this.learners.values()) {
-        const behind = leftBehind(l, this.now, this.frontier, this.safe, this.s);
-        if (behind && !l.leftBehind) this.stats.learnersLeftBehind++;
-        l.leftBehind = behind;
-        if (!behind && l.delivered + 1 < delivered) delivered = l.delivered + 1;
-      }
-      upTo = delivered;
-      safe = delivered - this.s.logRetain;
-    }
-    // The lowest trim point the log's bounds allow (room for the window under logCapacity, the byte budget).
-    let bound = Math.max(this.safe, this.acceptor.trimmed, this.frontier - (this.s.logCapacity - 2 * this.s.window));
-    if (this.s.logRetainBytes > 0) {
-      const bytesSafe = this.byteBoundedSafe(upTo);
-      safe = Math.max(safe, bytesSafe);
-      bound = Math.max(bound, bytesSafe);
-    }
-    // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
-    // the lowest hold, unless keeping it would pass the bounds, where the hold yields. Recovering (ring not
-    // chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known: only the bounds.
-    safe = this.holds.trimPoint(safe, bound, this.others === undefined || this.frontier < this.recoverTop);
-    if (safe > this.safe) this.safe = safe;
-  }
-
-  /**
-   * The byte-bounded retention: value sizes of instances [retainedLo, retainedHi) (kept here, since the log
-   * drops its entries once trimmed), from `sizes[sizesHead]` on, and their sum.
-   */
-  private retainedBytes = 0;
-  private retainedLo = 0;
-  private retainedHi = 0;
-  private sizes: number[] = [];
-  private sizesHead = 0;
-
-  /**
-   * The lowest trim point below `upTo` (what every learner delivered, or the frontier with none) at which the
-   * instances kept below `upTo` hold at most logRetainBytes of values, never keeping fewer than
-   * min(window, logRetain). Amortized O(1) per instance: the span only moves up (`upTo` may come down when a
-   * slower learner registers; the result is then capped, and the trim point never goes down anyway).
-   */
-  private byteBoundedSafe(upTo: number): number {
-    const floor = Math.max(this.safe, this.acceptor.trimmed);
-    if (this.retainedHi <= floor) {
-      this.retainedLo = this.retainedHi = floor;
-      this.retainedBytes = 0;
-      this.sizes = [];
-      this.sizesHead = 0;
-    }
-    while (this.retainedLo < floor) this.dropOldestRetained();
-    for (; this.retainedHi < upTo; this.retainedHi++) {
-      const n = this.acceptor.log.get(this.retainedHi)?.value.length ?? 0;
-      this.sizes.push(n);
-      this.retainedBytes += n;
-    }
-    const keepAtLeast = Math.min(this.s.window, this.s.logRetain);
-    while (this.retainedBytes > this.s.logRetainBytes && this.retainedLo < this.retainedHi - keepAtLeast) this.dropOldestRetained();
-    return Math.min(this.retainedLo, upTo - keepAtLeast);
-  }
-
-  private dropOldestRetained(): void {
-    this.retainedBytes -= this.sizes[this.sizesHead++]!;
-    this.retainedLo++;
-    if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
-      this.sizes = this.sizes.slice(this.sizesHead);
-      this.sizesHead = 0;
-    }
+    const recovering = this.others === undefined || this.frontier < this.recoverTop;
+    this.retention.update({ now: this.now, frontier: this.frontier, trimmed: this.acceptor.trimmed, log: this.acceptor.log, recovering });
   }
 
   /** Timers: retransmit stuck Phase 2A and Phase 1A, expire silent learners, heartbeat when idle. */
@@ -970,16 +785,10 @@ export class Coordinator {
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
       }
     }
-    // Rate leveling: a ring idle and behind the target proposes one skip ending at it, Δ after its last
-    // check or its last value instance (whose position was raised to the target when it opened). A busy
-    // ring is never checked, so it proposes no skips that would only cost instances; an idle one is skipped
-    // at most Δ after it went quiet, and every Δ after that, while some registered learner needs the pace
-    // (merges this ring with others, or starts or stops at an agreed position). Learners that read this
-    // ring alone only ever wait for values, so for them the skips would be instances for nothing.
-    if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
-      this.lastSkipCheckAt = now;
-      if (this.pacedLearner()) this.skipIfIdle(now, out);
-    }
+    // Rate leveling: an idle ring behind the target skips to it, Δ after its last check or value, while some
+    // registered learner needs the pace (merges this ring with others, or starts or stops at an agreed
+    // position); learners that read this ring alone only ever wait for values.
+    if (this.level.checkDue(now) && this.retention.paced()) this.skipIfIdle(now, out);
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;
       out.send(this.allOthers, { t: MessageType.Heartbeat, ring: this.ring, from: this.id, ballot: this.ballot, safe: this.safe });
@@ -994,9 +803,7 @@ export class Coordinator {
         this.stepUp(this.ballot, out);
       }
     }
-    for (const [id, l] of this.learners) {
-      if (now - l.lastSeen > this.s.learnerTimeoutMs) this.learners.delete(id);
-    }
+    this.retention.expire(now);
     // Also when no learner went: the stuck-learner rule depends on time.
     this.updateSafe();
     // The coordinator's own acceptor trims here too when no Phase 2A has carried the safe instance.
