@@ -10,6 +10,8 @@ export type { DecidedInfo } from './core/coordinator.js';
 export { Outbox } from './core/outbox.js';
 export type { Send, PersistRecord } from './core/outbox.js';
 export { encodeBatch, decodeBatch } from './core/batch.js';
+export { FloorTable } from './core/floor-table.js';
+export type { FloorEntry, FloorTableOptions } from './core/floor-table.js';
 export { RetentionHolds, encodeHold, decodeHold, isHoldData } from './core/retention-hold.js';
 export type { Hold, HoldStats } from './core/retention-hold.js';
 export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from './wire/codec.js';

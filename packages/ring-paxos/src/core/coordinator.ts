@@ -1,6 +1,6 @@
 import { Acceptor } from './acceptor.js';
 import { decodeBatch, encodeBatch, encodeFiller, isFillerValue, type BatchGroup } from './batch.js';
-import { DedupTable, type DedupCursor } from './dedup.js';
+import { FloorTable, type FloorEntry } from './floor-table.js';
 import {
   makeBallot,
   ballotNode,
@@ -164,7 +164,7 @@ export class Coordinator {
   private pendingHead = 0;
   private pendingBytes = 0;
   private firstPendingAt = 0;
-  private readonly dedup: DedupTable;
+  private readonly dedup: FloorTable<number>;
   private readonly acks = new Map<number, number[]>();
   private lastSentAt = 0;
   private now = 0;
@@ -179,7 +179,7 @@ export class Coordinator {
     this.preferred = cfg.preferred.filter((x) => x !== cfg.id);
     this.acceptor = cfg.acceptor;
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
-    this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
+    this.dedup = new FloorTable<number>({ maxClients: cfg.settings.maxProposers, maxPerClient: cfg.settings.maxOutstanding * 2 });
     this.holdSafeOnStart = cfg.holdSafe ?? false;
     this.level = new RateLeveler(cfg.settings, this.stats);
     this.retention = new Retention(cfg.settings, this.stats);
@@ -410,7 +410,7 @@ export class Coordinator {
     const cur = this.dedup.open(m.from, m.floor);
     for (let k = 0; k < m.seqs.length; k++) {
       const seq = m.seqs[k]!;
-      const seen = cur.check(seq);
+      const seen = this.dedup.find(cur, seq);
       if (seen !== undefined) {
         this.stats.duplicateProposals++;
         if (typeof seen === 'number' && seen >= 0 && this.isDecided(seen)) this.queueAck(m.from, seq);
@@ -425,7 +425,7 @@ export class Coordinator {
         this.stats.proposalsDropped++;
         continue;
       }
-      cur.mark(seq, -1);
+      this.dedup.mark(cur, seq, -1);
       if (this.pendingHead === this.pending.length) this.firstPendingAt = now;
       this.pending.push({ pid: m.from, floor: m.floor, seq, data });
       this.pendingBytes += data.length + ENTRY_OVERHEAD;
@@ -447,7 +447,7 @@ export class Coordinator {
     if (!b) return -1;
     for (const g of b.groups) {
       const cur = this.dedup.open(g.pid, g.floor);
-      for (const seq of g.seqs) cur.mark(seq, instance);
+      for (const seq of g.seqs) this.dedup.mark(cur, seq, instance);
       if (acks && g.seqs.length > 0) acks.push({ pid: g.pid, seqs: g.seqs });
       // The retention holds among the proposals, from the same decode (see retention-hold.ts).
       for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
@@ -535,7 +535,7 @@ export class Coordinator {
   private cutBatch(out: Outbox): void {
     const groups: BatchGroup[] = [];
     const byPid = new Map<number, BatchGroup>();
-    const cursors = new Map<number, DedupCursor>();
+    const cursors = new Map<number, FloorEntry<number>>();
     const acks: Array<{ pid: number; seqs: number[] }> = [];
     let holds: Hold[] | undefined;
     let bytes = 0;
@@ -563,7 +563,7 @@ export class Coordinator {
         cur = this.dedup.open(e.pid, 0);
         cursors.set(e.pid, cur);
       }
-      cur.mark(e.seq, instance);
+      this.dedup.mark(cur, e.seq, instance);
     }
     if (this.pendingHead === this.pending.length) {
       this.pending.length = 0;
