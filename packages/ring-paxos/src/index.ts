@@ -4,7 +4,7 @@ export type { Message } from './core/messages.js';
 export { DEFAULT_RING_SETTINGS, clientTickMs } from './core/settings.js';
 export type { RingSettings } from './core/settings.js';
 export { RingNode } from './core/ring-node.js';
-export type { RingNodeConfig } from './core/ring-node.js';
+export type { RingNodeConfig, Ready } from './core/ring-node.js';
 export type { Delivery, InstanceRecord } from './core/learner.js';
 export type { DecidedInfo } from './core/coordinator.js';
 export { Outbox } from './core/outbox.js';

@@ -1,6 +1,6 @@
 import { Acceptor } from './acceptor.js';
-import { decodeBatch, encodeBatch, encodeFiller, isFillerValue, type BatchGroup } from './batch.js';
-import { FloorTable, type FloorEntry } from './floor-table.js';
+import { decodeBatch, encodeBatch, encodeFiller, isFillerValue } from './batch.js';
+import { Intake, type IntakeStats, type ValueAcks } from './intake.js';
 import {
   makeBallot,
   ballotNode,
@@ -16,10 +16,10 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RateLeveler } from './rate-leveler.js';
-import { Retention } from './retention.js';
-import { isHoldData, relearnable, pushHold, type Hold, type RetentionHolds } from './retention-hold.js';
-import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
+import { RateLeveler, type RateLevelerStats } from './rate-leveler.js';
+import { Retention, type RetentionStats } from './retention.js';
+import { relearnable, type Hold, type RetentionHolds } from './retention-hold.js';
+import { MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 
 interface Inflight {
   vid: number;
@@ -27,16 +27,9 @@ interface Inflight {
   sentAt: number;
   firstSentAt: number;
   /** Proposer seqs inside this value, acknowledged when it is decided. */
-  acks: Array<{ pid: number; seqs: number[] }>;
+  acks: ValueAcks;
   /** Retention holds inside this value, applied when it is decided. */
   holds?: Hold[];
-}
-
-interface PendingEntry {
-  pid: number;
-  floor: number;
-  seq: number;
-  data: Uint8Array;
 }
 
 /** Something the driver records as a metric when an instance is decided. */
@@ -47,20 +40,13 @@ export interface DecidedInfo {
   latencyMs: number;
 }
 
-export interface CoordinatorStats {
+export interface CoordinatorStats extends IntakeStats, RateLevelerStats, RetentionStats {
   decided: number;
   decidedBytes: number;
   phase2Retransmits: number;
   phase1Retransmits: number;
-  duplicateProposals: number;
-  proposalsDropped: number;
   nacks: number;
   stale: number;
-  skips: number;
-  /** Skips proposed at once because a learner asked (SkipRequest), counted in `skips` too. */
-  demandSkips: number;
-  /** Learners left out of the trim computation because they did not advance while the logs filled. */
-  learnersLeftBehind: number;
   /** Instances taken as decided from Phase 1 (an acceptor held them decided), with no Phase 2. */
   takenDecided: number;
 }
@@ -85,9 +71,10 @@ export interface CoordinatorConfig {
  * The coordinator of a ring (pure): the last ring acceptor. It runs Phase 1 ahead over ranges of
  * instances, batches proposals into values, sends Phase 2A to the other ring acceptors and the learners,
  * decides when its predecessor's Phase 2B carries the votes of the rest of the ring, and announces
- * decisions on the next Phase 2A or alone at the end of a turn. It keeps the window of undecided
- * instances, de-duplicates retried proposals, acknowledges proposers, tracks learners and computes the
- * safe instance below which acceptors trim.
+ * decisions on the next Phase 2A or alone at the end of a turn, keeping the window of undecided instances.
+ * Three parts of its state live in their own classes: the proposals (intake.ts: de-duplication, the
+ * pending queue, acknowledgements), rate leveling (rate-leveler.ts: positions, skips) and retention
+ * (retention.ts: learners, the trim point below which acceptors trim).
  */
 export class Coordinator {
   readonly acceptor: Acceptor;
@@ -111,6 +98,8 @@ export class Coordinator {
   private readonly level: RateLeveler;
   /** Learners and the trim point (retention.ts). */
   private readonly retention: Retention;
+  /** Proposals: de-duplication, the pending queue, acknowledgements (intake.ts). */
+  private readonly intake: Intake;
 
   ballot: number;
   /** All instances below this are decided. */
@@ -160,12 +149,6 @@ export class Coordinator {
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
   private decisions: number[] = [];
-  private readonly pending: PendingEntry[] = [];
-  private pendingHead = 0;
-  private pendingBytes = 0;
-  private firstPendingAt = 0;
-  private readonly dedup: FloorTable<number>;
-  private readonly acks = new Map<number, number[]>();
   private lastSentAt = 0;
   private now = 0;
 
@@ -179,10 +162,10 @@ export class Coordinator {
     this.preferred = cfg.preferred.filter((x) => x !== cfg.id);
     this.acceptor = cfg.acceptor;
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
-    this.dedup = new FloorTable<number>({ maxClients: cfg.settings.maxProposers, maxPerClient: cfg.settings.maxOutstanding * 2 });
     this.holdSafeOnStart = cfg.holdSafe ?? false;
     this.level = new RateLeveler(cfg.settings, this.stats);
     this.retention = new Retention(cfg.settings, this.stats);
+    this.intake = new Intake(cfg.settings, this.stats);
   }
 
   /** Acceptors may trim below this. */
@@ -220,7 +203,7 @@ export class Coordinator {
       const holds: Hold[] = [];
       for (const [i, e] of this.acceptor.log) {
         if (!e.decided) continue;
-        this.markOrdered(e.value, i, holds);
+        this.intake.markOrdered(e.value, i, holds);
         for (const h of holds.splice(0)) if (relearnable(h, this.acceptor.trimmed)) this.holds.apply(h, i);
       }
     }
@@ -285,7 +268,7 @@ export class Coordinator {
   }
 
   get pendingCount(): number {
-    return this.pending.length - this.pendingHead;
+    return this.intake.count;
   }
 
   private extendPhase1(out: Outbox): void {
@@ -407,53 +390,11 @@ export class Coordinator {
 
   onPropose(m: Propose, now: number, out: Outbox): void {
     this.now = now;
-    const cur = this.dedup.open(m.from, m.floor);
-    for (let k = 0; k < m.seqs.length; k++) {
-      const seq = m.seqs[k]!;
-      const seen = this.dedup.find(cur, seq);
-      if (seen !== undefined) {
-        this.stats.duplicateProposals++;
-        if (typeof seen === 'number' && seen >= 0 && this.isDecided(seen)) this.queueAck(m.from, seq);
-        continue;
-      }
-      if (this.pending.length - this.pendingHead >= this.s.maxOutstanding * 4) {
-        this.stats.proposalsDropped++; // queue full: the proposer retries
-        continue;
-      }
-      const data = m.datas[k]!;
-      if (data.length + ENTRY_OVERHEAD + GROUP_OVERHEAD > this.s.maxValueBytes) {
-        this.stats.proposalsDropped++;
-        continue;
-      }
-      this.dedup.mark(cur, seq, -1);
-      if (this.pendingHead === this.pending.length) this.firstPendingAt = now;
-      this.pending.push({ pid: m.from, floor: m.floor, seq, data });
-      this.pendingBytes += data.length + ENTRY_OVERHEAD;
-    }
-    if (this.pendingBytes >= this.s.maxValueBytes) this.openInstances(out);
+    this.intake.receive(m, now, this.isDecided);
+    if (this.intake.bytes >= this.s.maxValueBytes) this.openInstances(out);
   }
 
-  private isDecided(i: number): boolean {
-    return i < this.frontier || this.decidedAhead.has(i);
-  }
-
-  /**
-   * Remember every (proposer, seq) inside an instance value as ordered in `instance`, and add the retention
-   * holds among its proposals to `holds` (and the proposals to `acks`, when given); returns the value's
-   * position (-1 when it cannot be read).
-   */
-  private markOrdered(value: Uint8Array, instance: number, holds: Hold[], acks?: Inflight['acks']): number {
-    const b = decodeBatch(value);
-    if (!b) return -1;
-    for (const g of b.groups) {
-      const cur = this.dedup.open(g.pid, g.floor);
-      for (const seq of g.seqs) this.dedup.mark(cur, seq, instance);
-      if (acks && g.seqs.length > 0) acks.push({ pid: g.pid, seqs: g.seqs });
-      // The retention holds among the proposals, from the same decode (see retention-hold.ts).
-      for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
-    }
-    return b.pos;
-  }
+  private readonly isDecided = (i: number): boolean => i < this.frontier || this.decidedAhead.has(i);
 
   private canOpen(): boolean {
     return (
@@ -490,8 +431,8 @@ export class Coordinator {
         // Acknowledge its proposals once decided: the coordinator that proposed it first may be gone (or
         // restarted its ballot) with the acknowledgements, and a proposer still retrying when the instance
         // is trimmed would have its value ordered a second time by a coordinator that takes over later.
-        const acks: Inflight['acks'] = [];
-        const pos = this.markOrdered(r.value, this.next, found, acks);
+        const acks: ValueAcks = [];
+        const pos = this.intake.markOrdered(r.value, this.next, found, acks);
         if (pos >= 0) this.level.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
         const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
@@ -504,8 +445,7 @@ export class Coordinator {
         this.proposeEmpty(this.level.nextPos(this.next, false, this.now, this.recovered), true, out);
         continue;
       }
-      const queued = this.pending.length - this.pendingHead;
-      if (queued > 0 && (lingerDone || this.pendingBytes >= this.s.maxValueBytes)) {
+      if (this.intake.count > 0 && (lingerDone || this.intake.bytes >= this.s.maxValueBytes)) {
         this.cutBatch(out);
         continue;
       }
@@ -523,8 +463,8 @@ export class Coordinator {
    */
   private takeDecided(vid: number, value: Uint8Array): void {
     const holds: Hold[] = [];
-    const acks: Inflight['acks'] = [];
-    const pos = this.markOrdered(value, this.next, holds, acks);
+    const acks: ValueAcks = [];
+    const pos = this.intake.markOrdered(value, this.next, holds, acks);
     if (pos >= 0) this.level.lastPos = pos;
     if (vid > this.maxNewVid && !isFillerValue(value)) this.maxNewVid = vid;
     const kept = holds.filter((h) => relearnable(h, this.acceptor.trimmed));
@@ -533,46 +473,8 @@ export class Coordinator {
   }
 
   private cutBatch(out: Outbox): void {
-    const groups: BatchGroup[] = [];
-    const byPid = new Map<number, BatchGroup>();
-    const cursors = new Map<number, FloorEntry<number>>();
-    const acks: Array<{ pid: number; seqs: number[] }> = [];
-    let holds: Hold[] | undefined;
-    let bytes = 0;
     const instance = this.next++;
-    while (this.pendingHead < this.pending.length) {
-      const e = this.pending[this.pendingHead]!;
-      const cost = e.data.length + ENTRY_OVERHEAD + (byPid.has(e.pid) ? 0 : GROUP_OVERHEAD);
-      if (bytes > 0 && bytes + cost > this.s.maxValueBytes) break;
-      this.pending[this.pendingHead++] = undefined as unknown as PendingEntry;
-      this.pendingBytes -= e.data.length + ENTRY_OVERHEAD;
-      bytes += cost;
-      let g = byPid.get(e.pid);
-      if (!g) {
-        g = { pid: e.pid, floor: e.floor, seqs: [], datas: [] };
-        byPid.set(e.pid, g);
-        groups.push(g);
-        acks.push({ pid: e.pid, seqs: g.seqs });
-      }
-      if (e.floor > g.floor) g.floor = e.floor;
-      g.seqs.push(e.seq);
-      g.datas.push(e.data);
-      if (isHoldData(e.data)) pushHold((holds ??= []), e.data);
-      let cur = cursors.get(e.pid);
-      if (!cur) {
-        cur = this.dedup.open(e.pid, 0);
-        cursors.set(e.pid, cur);
-      }
-      this.dedup.mark(cur, e.seq, instance);
-    }
-    if (this.pendingHead === this.pending.length) {
-      this.pending.length = 0;
-      this.pendingHead = 0;
-    } else if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
-      this.pending.splice(0, this.pendingHead);
-      this.pendingHead = 0;
-    }
-    if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
+    const { groups, acks, holds } = this.intake.take(instance, this.now);
     const pos = this.level.nextPos(instance, true, this.now, this.recovered);
     this.level.lastPos = pos;
     this.level.valueOpened(this.now);
@@ -587,7 +489,7 @@ export class Coordinator {
     this.propose(this.next++, this.ballot, filler ? encodeFiller(pos) : encodeBatch(pos, []), [], out);
   }
 
-  private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox, holds?: Hold[]): void {
+  private propose(instance: number, vid: number, value: Uint8Array, acks: ValueAcks, out: Outbox, holds?: Hold[]): void {
     const m: Phase2A = {
       t: MessageType.Phase2A,
       ring: this.ring,
@@ -650,7 +552,7 @@ export class Coordinator {
     let entries = 0;
     for (const a of f.acks) {
       entries += a.seqs.length;
-      for (const s of a.seqs) this.queueAck(a.pid, s);
+      for (const s of a.seqs) this.intake.ack(a.pid, s);
     }
     if (voted) {
       this.stats.decided++;
@@ -672,15 +574,6 @@ export class Coordinator {
     else d.push(instance, 1, f.vid);
   }
 
-  private queueAck(pid: number, seq: number): void {
-    let a = this.acks.get(pid);
-    if (!a) {
-      a = [];
-      this.acks.set(pid, a);
-    }
-    a.push(seq);
-  }
-
   /**
    * End of a turn (the driver calls it once it has handled every datagram that was ready): cut a batch
    * from what is pending when the linger time allows, send the decisions no Phase 2A carried, and the
@@ -688,20 +581,13 @@ export class Coordinator {
    */
   flush(now: number, out: Outbox): void {
     this.now = now;
-    const lingerDone = now - this.firstPendingAt >= this.s.lingerMs;
+    const lingerDone = now - this.intake.firstAt >= this.s.lingerMs;
     this.openInstances(out, lingerDone);
     // A learner waits for a position this ring has not reached: skip as soon as the ring is idle (its last
     // values may have ended short of it), at most once per ms.
     if (this.level.demandSkipDue(now)) this.skipIfIdle(now, out, true);
     if (this.decisions.length > 0) this.sendDecisions(out);
-    if (this.acks.size > 0) {
-      for (const [pid, seqs] of this.acks) {
-        for (let k = 0; k < seqs.length; k += 2048) {
-          out.send(pid, { t: MessageType.Ack, ring: this.ring, from: this.id, seqs: seqs.slice(k, k + 2048) });
-        }
-      }
-      this.acks.clear();
-    }
+    this.intake.sendAcks(this.ring, this.id, out);
   }
 
   private sendDecisions(out: Outbox): void {
