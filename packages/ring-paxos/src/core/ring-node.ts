@@ -44,8 +44,8 @@ const FROM_ANYONE: Readonly<Record<number, boolean>> = Object.freeze({
 
 /**
  * What a node produced since its last `ready()` (etcd-io/raft's Ready): the driver makes `persist` durable
- * first, then sends `sends`, then hands the rest to the application. Empty parts are empty arrays (shared:
- * never written to).
+ * first, then sends `sends`, then hands the rest to the application. An empty part may be an array the node
+ * reuses: read a Ready at once, do not keep or fill it.
  */
 export interface Ready {
   persist: PersistRecord[];
