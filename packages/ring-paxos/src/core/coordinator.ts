@@ -613,7 +613,7 @@ export class Coordinator {
    * A learner's merge waits for this ring to pass `pos`: skip at the end of this turn (flush) rather than at
    * the next Δ check. Only learners of this ring may ask (they registered with Progress).
    */
-  onSkipRequest(m: SkipRequest, now: number, _out: Outbox): void {
+  onSkipRequest(m: SkipRequest, now: number): void {
     this.now = now;
     if (this.retention.isLearner(m.from)) this.level.onSkipRequest(m.pos, now);
   }

@@ -219,7 +219,7 @@ export class RingNode {
         if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.SkipRequest:
-        if (c) return c.onSkipRequest(m, now, out);
+        if (c) return c.onSkipRequest(m, now);
         if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.Status:
