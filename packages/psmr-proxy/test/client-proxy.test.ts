@@ -140,6 +140,20 @@ describe('client proxy', () => {
     for (const p of [a, b, waiting]) await expect(p).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
   });
 
+  it('rejects a submit after stop even when commands have waited for room before', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'smr', maxOutstanding: 1, deadlineMs: 60_000, retryMs: 60_000 });
+    const a = c.submit({ op: 'delete', key: 'a' });
+    const b = c.submit({ op: 'delete', key: 'b' }); // waits for room
+    await sendTo(c.replyPort, deleted(c.clientId, 1, 1));
+    expect(await a).toEqual({ deleted: true });
+    expect(c.outstanding()).toBe(1); // b got in
+    await c.stop();
+    await expect(b).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
+    const late = c.submit({ op: 'delete', key: 'c' });
+    const settled = await Promise.race([late.then(() => 'resolved', (e: { code?: string }) => e.code), new Promise((r) => setTimeout(() => r('still pending after 500 ms'), 500))]);
+    expect(settled).toBe('ERR_RINGCAST_STOPPED');
+  });
+
   it('admits a new command only within maxSpan seqs of the oldest one still waiting (replicas cache that many replies)', async () => {
     const c = await createClientProxy(cluster, { service: kvService, mode: 'smr', maxOutstanding: 2, maxSpan: 3, deadlineMs: 60_000, retryMs: 60_000 });
     const reply = async (seq: number): Promise<void> => {
