@@ -10,7 +10,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicast';
 import { ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
-import { ClientCore, clientSettings, type Batch, type ClientStats, type ClientStep, type Settled } from './core/client-core.js';
+import { ClientCore, clientSettings, type ClientBatch, type ClientStats, type ClientStep, type Settled } from './core/client-core.js';
 import { modeNamed } from './modes/index.js';
 import type { Mode, Service } from './service.js';
 import { checkReplicaGroups } from './replica.js';
@@ -169,7 +169,7 @@ export async function createClientProxy<C, R>(cluster: ClusterConfig, opts: Clie
       });
     }
   };
-  const multicast = (batches: readonly Batch[]): void => {
+  const multicast = (batches: readonly ClientBatch[]): void => {
     // Loss is covered by the command retry; the ring proposer retries on its own as well.
     for (const b of batches) mc.multicast(b.group, b.data).catch(() => {});
   };

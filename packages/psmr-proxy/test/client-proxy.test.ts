@@ -35,6 +35,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 describe('client proxy', () => {
   it('refuses a bad host and a C-G answer outside the partitions, naming them', async () => {
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, host: 'localhost' })).rejects.toMatchObject({ field: 'host' });
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'fast' as never, workers: 2 })).rejects.toMatchObject({ code: 'ERR_RINGCAST_CONFIG', field: 'mode' });
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxOutstanding: 1 << 20 })).rejects.toMatchObject({ field: 'maxOutstanding' });
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxSpan: 2 ** 21 })).rejects.toMatchObject({ field: 'maxSpan' });
     const odd: Service<KvCommand, KvReply, unknown> = { ...(kvService as unknown as Service<KvCommand, KvReply, unknown>), group: () => 1.5 };

@@ -107,7 +107,7 @@ export interface ClientCoreConfig<C, R> extends ClientSettings {
 }
 
 /** One proposal to multicast to `group`: a command batch (its own copy of the bytes). */
-export interface Batch {
+export interface ClientBatch {
   readonly group: string;
   readonly data: Uint8Array;
 }
@@ -126,7 +126,7 @@ export interface Settled<R, T> {
 
 /** What one call gives the driver: batches to multicast now, then outcomes to hand to callers, in order. */
 export interface ClientStep<R, T> {
-  readonly batches: readonly Batch[];
+  readonly batches: readonly ClientBatch[];
   readonly settled: ReadonlyArray<Settled<R, T>>;
 }
 
@@ -174,7 +174,7 @@ export class ClientCore<C, R, T> {
   private pickedAt = 0;
   private readonly one: boolean;
   /** Output of the call under way; allocated only when it has something. */
-  private batches: Batch[] | undefined;
+  private batches: ClientBatch[] | undefined;
   private settled: Array<Settled<R, T>> | undefined;
 
   constructor(private readonly cfg: ClientCoreConfig<C, R>) {
@@ -325,7 +325,7 @@ export class ClientCore<C, R, T> {
   }
 
   /** The batches being written, to multicast now (the end of an event-loop turn). */
-  flush(): readonly Batch[] {
+  flush(): readonly ClientBatch[] {
     if (this.halted) return NONE;
     for (const g of [...this.dirty]) this.flushGroup(g);
     return this.step().batches;
