@@ -10,7 +10,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicast';
 import { ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
-import { ClientCore, clientSettings, type ClientBatch, type ClientStats, type ClientStep, type Settled } from './core/client-core.js';
+import { ClientCore, clientSettings, type ClientBatch, type ClientSettings, type ClientStats, type ClientStep, type Settled } from './core/client-core.js';
 import { modeNamed } from './modes/index.js';
 import type { Mode, Service } from './service.js';
 import { checkReplicaGroups } from './replica.js';
@@ -62,33 +62,13 @@ class FastHistogram {
   }
 }
 
-export interface ClientProxyOptions<C, R> {
+export interface ClientProxyOptions<C, R> extends Partial<ClientSettings> {
   service: Service<C, R, unknown>;
   mode: Mode;
   /** Partitions (worker threads per replica) in psmr mode; ignored in smr. */
   workers?: number;
-  /** Address to receive replies on (IPv4; replicas send replies here). */
-  host?: string;
-  /** 48-bit client id; default random. Two live clients must not share one. */
-  clientId?: number;
-  maxOutstanding?: number;
-  maxWaiting?: number;
-  retryMs?: number;
-  deadlineMs?: number;
-  /** Most seqs between the oldest command still waiting and a new one (at most the replicas' maxReplies). */
-  maxSpan?: number;
-  /** Byte bound of one proposal (default: the ring's maxValueBytes less room for batching headers). */
-  maxBatchBytes?: number;
   /** Register client metrics here (reply latency, retries, duplicate replies dropped, outstanding). */
   registry?: Registry;
-  /**
-   * 'all' (default): every replica answers every command and the client keeps the first reply, so each
-   * command gets the faster replica's answer. 'one': ask one replica to answer, the first that answered
-   * (picked again every second, and whenever a command needs a retry; a retry asks every replica): reply
-   * traffic that does not grow with the replicas, but a command waits for that replica, and for a retry
-   * when it dies. On the 2-core build machine 'all' had the lower latency (bench/README.md, session 3).
-   */
-  replyFrom?: 'one' | 'all';
 }
 
 /** Called once with the reply, or with the error (a typed error reply, NoReplyError, a stop). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ClientCore, clientSettings, NoReplyError, type ClientBatch, type ClientSettingsInput, type ClientStep } from '../src/core/client-core.js';
+import { ClientCore, clientSettings, NoReplyError, type ClientBatch, type ClientSettings, type ClientStep } from '../src/core/client-core.js';
 import { modeNamed } from '../src/modes/index.js';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
 import type { Service } from '../src/service.js';
@@ -23,7 +23,7 @@ const svc = {
 } as Pick<Service<Cmd, number, unknown>, 'name' | 'group' | 'writeCommand' | 'readReply'> as Service<Cmd, number, unknown>;
 
 const CLIENT = 77;
-function core(mode: 'smr' | 'psmr', o: ClientSettingsInput = {}): ClientCore<Cmd, number, string> {
+function core(mode: 'smr' | 'psmr', o: Partial<ClientSettings> = {}): ClientCore<Cmd, number, string> {
   const m = modeNamed(mode);
   return new ClientCore({ ...clientSettings({ clientId: CLIENT, ...o }, 65_536, 1), service: svc, mode: m, partitions: m.partitions(2), replyPort: 4000 });
 }

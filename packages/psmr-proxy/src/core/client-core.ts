@@ -41,30 +41,27 @@ export interface ClientStats {
   malformedReplies: number;
 }
 
-/** The client's bounds and identity as given (undefined: the default). */
-export interface ClientSettingsInput {
-  clientId?: number;
-  host?: string;
-  maxOutstanding?: number;
-  maxWaiting?: number;
-  retryMs?: number;
-  deadlineMs?: number;
-  maxSpan?: number;
-  maxBatchBytes?: number;
-  replyFrom?: 'one' | 'all';
-}
-
-/** The client's bounds and identity, checked. */
+/** The client's bounds and identity (options given to `clientSettings` may leave any out: the default). */
 export interface ClientSettings {
+  /** 48-bit client id; default random. Two live clients must not share one. */
   clientId: number;
-  /** The IPv4 address replicas send replies to. */
+  /** Address to receive replies on (IPv4; replicas send replies here). */
   host: string;
   maxOutstanding: number;
   maxWaiting: number;
   retryMs: number;
   deadlineMs: number;
+  /** Most seqs between the oldest command still waiting and a new one (at most the replicas' maxReplies). */
   maxSpan: number;
+  /** Byte bound of one proposal (default: the ring's maxValueBytes less room for batching headers). */
   maxBatchBytes: number;
+  /**
+   * 'all' (default): every replica answers every command and the client keeps the first reply, so each
+   * command gets the faster replica's answer. 'one': ask one replica to answer, the first that answered
+   * (picked again every second, and whenever a command needs a retry; a retry asks every replica): reply
+   * traffic that does not grow with the replicas, but a command waits for that replica, and for a retry
+   * when it dies. On the 2-core build machine 'all' had the lower latency (bench/README.md).
+   */
   replyFrom: 'one' | 'all';
 }
 
@@ -72,7 +69,7 @@ export interface ClientSettings {
  * Check the client's options (a ConfigError naming the field) and fill in the defaults. `maxValueBytes` is
  * the rings' proposal bound; `randomClientId` is the id to take when none is given.
  */
-export function clientSettings(o: ClientSettingsInput, maxValueBytes: number, randomClientId: number): ClientSettings {
+export function clientSettings(o: Partial<ClientSettings>, maxValueBytes: number, randomClientId: number): ClientSettings {
   const num = (v: number | undefined, name: string, d: number, min: number, max: number): number => {
     const x = v ?? d;
     if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(name, `must be an integer in ${min}..${max}, got ${String(v)}`);
