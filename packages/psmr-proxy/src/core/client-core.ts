@@ -157,7 +157,6 @@ const REPICK_MS = 1000;
 
 export class ClientCore<C, R, T> {
   readonly stats: ClientStats = { submitted: 0, replied: 0, errors: 0, retries: 0, duplicateReplies: 0, noReply: 0, batches: 0, malformedReplies: 0 };
-  readonly clientId: number;
   /** In flight by seq: a ring of maxSpan slots (room() keeps every new seq within maxSpan of the oldest). */
   private readonly inflight: SeqWindow<Pending<C, R, T>>;
   private readonly waiting: Array<Waiting<C, T>> = [];
@@ -175,9 +174,12 @@ export class ClientCore<C, R, T> {
   private settled: Array<Settled<R, T>> | undefined;
 
   constructor(private readonly cfg: ClientCoreConfig<C, R>) {
-    this.clientId = cfg.clientId;
     this.one = cfg.replyFrom === 'one';
     this.inflight = new SeqWindow(cfg.maxSpan);
+  }
+
+  get clientId(): number {
+    return this.cfg.clientId;
   }
 
   /** `stop()` was called: every submit now settles with a stop error. */
