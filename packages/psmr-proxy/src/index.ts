@@ -17,6 +17,8 @@ export { ByteReader, ByteWriter, WireError } from './protocol/bytes.js';
 export { Executor } from './core/executor.js';
 export type { BarrierPort, ExecutorOptions, ExecutorStats } from './core/executor.js';
 export { SessionTable } from './core/session.js';
+export { ClientCore, clientSettings } from './core/client-core.js';
+export type { ClientBatch, ClientCoreConfig, ClientSettings, ClientStep, Settled } from './core/client-core.js';
 export { SharedBarrier } from './barrier.js';
 export { runKvLoad } from './kv-load.js';
 export type { KvLoadOptions, KvLoadResult } from './kv-load.js';
