@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCluster } from '@ringcast/ring-paxos';
 import { checkRedisUrl } from '@ringcast/multicast';
-import { groupsFlag, intFlag, parse } from '../src/cli.js';
+import { groupsFlag, intFlag, parse } from '../src/flags.js';
 
 // Every flag error names the flag and what it accepts (ERR_RINGCAST_CONFIG, `--flag: ...`).
 function problem(fn: () => unknown): string {
