@@ -25,11 +25,7 @@ export type { ClusterConfig, NodeSpec, RingSpec } from './config.js';
 export { RingMetrics } from './metrics.js';
 export { realClock, UdpTransport, startNode, startClient, ringPort, ipv4Lookup } from './runtime.js';
 export type { RunningNode, RingClient, ClientOptions } from './runtime.js';
-export { runSimulation } from './sim/simulator.js';
-export type { SimOptions, SimResult } from './sim/simulator.js';
+// The seeded generator stays here: loads and the P-SMR simulator of other packages draw from it too.
 export { Prng } from './sim/prng.js';
-export { FaultProxy } from './fault-proxy.js';
-export type { FaultProxyOptions } from './fault-proxy.js';
 export { FileLog, crc32 } from './storage/file-log.js';
 export type { LogMode, RecoveredLog, FileLogStats } from './storage/file-log.js';
-export { EventQueue, VirtualTime } from './sim/events.js';

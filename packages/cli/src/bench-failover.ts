@@ -1,9 +1,8 @@
 import { loadavg } from 'node:os';
 import { ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
-import { intFlag, parse } from '../cli.js';
-import { runKvLoad } from '../kv-load.js';
-import { routeGroup } from '../service.js';
-import { kvService } from '../services/kv.js';
+import { intFlag, parse } from './flags.js';
+import { runKvLoad } from './kv-load.js';
+import { kvService, routeGroup } from '@ringcast/psmr-proxy';
 import { metricSamples, metricValue } from './bench-multiring.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';

@@ -6,10 +6,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
-import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
-import { createKvClient, type KvClient } from './kv-client.js';
-import type { Mode } from './service.js';
-import type { KvCommand, KvReply } from './services/kv.js';
+import { createKvClient, type HistoryOp, type KvCheckCommand, type KvCheckReply, type KvClient, type KvCommand, type KvReply, type Mode } from '@ringcast/psmr-proxy';
 
 export interface KvLoadOptions {
   cluster: ClusterConfig;
