@@ -24,7 +24,7 @@ const HELP = `ringcast bench failover [--layer ring|psmr] [--kills N] [--durable
   rings g0, g1 and gall, coordinators spread over the nodes, 2 replica processes). A closed-loop kv-load
   first measures the rate it sustains; then a kv-load at half that rate runs throughout (in this process)
   while the coordinator of each ring in turn is killed with kill -9, N times, and restarted from its log
-  ${SLOT_MS / 1000} s later. Per kill, the client-observed gap: per group, the longest time that group's
+  ${GAP_WINDOW_MS / 1000} s later (one kill every ${SLOT_MS / 1000} s). Per kill, the client-observed gap: per group, the longest time that group's
   commands went unanswered after the kill; the gap is the maximum over groups (a partition that kept working
   does not hide one that stopped).
   --trace (psmr): per kill, on stderr: per replica worker and ring, the longest time its delivered count
