@@ -11,7 +11,7 @@ export type { WorkerState } from './worker.js';
 export { ServiceError, groupName, ALL_GROUP, workerGroups, routeGroup } from './service.js';
 export type { Service, GroupChoice, Mode } from './service.js';
 export { loadService, BUILTIN_SERVICES } from './service-loader.js';
-export { kvService, kvKeyHash, KV_LIMITS, KvState } from './services/kv.js';
+export { kvService, kvKeyHash, KV_LIMITS, KV_ERR, KvState } from './services/kv.js';
 export type { KvCommand, KvReply, KvBytes } from './services/kv.js';
 export { ByteReader, ByteWriter, WireError } from './protocol/bytes.js';
 export { Executor } from './core/executor.js';

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { mpEncode } from '../core/mpack.js';
+import { ERR, RingcastError } from '../errors.js';
 import { ReplayGuard, type ReplayGuardOptions } from '../core/replay-window.js';
 import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from '../core/messages.js';
 
@@ -46,8 +47,12 @@ export interface CodecOptions {
 
 export type Decoded = { ok: true; msg: Message } | { ok: false; reason: DropReason };
 
-export class CodecError extends Error {
-  readonly code = 'ERR_RINGCAST_ENCODE';
+/** A message that does not fit in one datagram (encode side; decoding never throws). */
+export class CodecError extends RingcastError {
+  constructor(message: string) {
+    super(ERR.ENCODE, message);
+    this.name = 'CodecError';
+  }
 }
 
 const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);
