@@ -22,8 +22,10 @@ export type { ClientBatch, ClientCoreConfig, ClientSettings, ClientStep, Settled
 export { SharedBarrier } from './barrier.js';
 export { runKvLoad } from './kv-load.js';
 export type { KvLoadOptions, KvLoadResult } from './kv-load.js';
-export { checkLinearizable, checkKvHistory, kvModel, kvKeyModel } from './check/linearizability.js';
-export type { HistoryOp, Model, CheckResult, KvCheckCommand, KvCheckReply } from './check/linearizability.js';
+export { checkLinearizable } from './check/linearizability.js';
+export type { HistoryOp, Model, CheckResult } from './check/linearizability.js';
+export { checkKvHistory, kvModel, kvKeyModel } from './check/kv-model.js';
+export type { KvCheckCommand, KvCheckReply } from './check/kv-model.js';
 export { runPsmrSimulation } from './sim.js';
 export type { PsmrSimOptions, PsmrSimResult } from './sim.js';
 export { launchLocalPsmr, PSMR_SETTINGS } from './cli/psmr-local.js';

@@ -6,7 +6,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ERR, Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
-import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
+import type { HistoryOp } from './check/linearizability.js';
+import type { KvCheckCommand, KvCheckReply } from './check/kv-model.js';
 import { createKvClient, type KvClient } from './kv-client.js';
 import type { Mode } from './service.js';
 import type { KvCommand, KvReply } from './services/kv.js';
