@@ -12,7 +12,7 @@ export type { Send, PersistRecord } from './core/outbox.js';
 export { encodeBatch, decodeBatch } from './core/batch.js';
 export { RetentionHolds, encodeHold, decodeHold, isHoldData } from './core/retention-hold.js';
 export type { Hold, HoldStats } from './core/retention-hold.js';
-export { Codec, CodecError, WIRE_VERSION, DROP_REASONS, MAX_UDP_PAYLOAD } from './wire/codec.js';
+export { Codec, CodecError, WIRE_VERSION, MAX_UDP_PAYLOAD } from './wire/codec.js';
 export type { DropReason, Decoded } from './wire/codec.js';
 export { ReplayGuard, DEFAULT_REPLAY_GUARD } from './core/replay-window.js';
 export type { ReplayGuardOptions, ReplayVerdict } from './core/replay-window.js';

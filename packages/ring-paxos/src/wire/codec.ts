@@ -19,15 +19,14 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  * 'replay' or 'stale'; without one there is no envelope (anyone can forge a datagram then anyway).
  */
 export const WIRE_VERSION = 6;
-export const HEADER_BYTES = 3;
-export const ENVELOPE_BYTES = 18;
+const HEADER_BYTES = 3;
+const ENVELOPE_BYTES = 18;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
 
 export type DropReason = 'short' | 'oversize' | 'version' | 'type' | 'auth' | 'malformed' | 'shape' | 'replay' | 'stale';
-export const DROP_REASONS: readonly DropReason[] = ['short', 'oversize', 'version', 'type', 'auth', 'malformed', 'shape', 'replay', 'stale'];
 
 export interface CodecOptions {
   /** Byte bound of a datagram, tag included. */
