@@ -4,7 +4,8 @@
  * test/code-rules.test.ts checks the two against each other both ways. One catalogue for the three
  * packages (multicast and psmr-proxy import it from here, as they import RingcastError): a code is then
  * unique across the project by construction, and one file answers "what can ringcast throw?".
- * Services give their own codes (ServiceError); the key-value store's are `KV_ERR` in psmr-proxy.
+ * Services give their own codes (ServiceError); the key-value store's are `KV_ERR` in psmr-proxy
+ * (src/services/kv-errors.ts).
  */
 export const ERR = Object.freeze({
   // ring-paxos

@@ -11,6 +11,7 @@ import { WireError } from '../protocol/bytes.js';
 import { pack, unpack } from 'msgpackr';
 import { ERR } from '@ringcast/ring-paxos';
 import { ServiceError, type GroupChoice, type Service } from '../service.js';
+import { KV_ERR } from './kv-errors.js';
 
 export type KvBytes = string | Uint8Array;
 
@@ -37,24 +38,6 @@ export type KvReply =
 
 /** Bounds of one command (a command past them is refused with a typed error and changes nothing). */
 export const KV_LIMITS = Object.freeze({ maxKeyBytes: 128, maxValueBytes: 512, maxKeys: 32, maxScan: 32 });
-
-/**
- * The key-value store's own error codes (ServiceError), each defined once: an error reply carries one and
- * changes nothing. The root README documents them; test/code-rules.test.ts checks the two agree.
- */
-export const KV_ERR = Object.freeze({
-  KEY_TOO_LARGE: 'ERR_KV_KEY_TOO_LARGE',
-  VALUE_TOO_LARGE: 'ERR_KV_VALUE_TOO_LARGE',
-  /** A key that is neither a string nor a Uint8Array (client side). */
-  BAD_KEY: 'ERR_KV_BAD_KEY',
-  /** A value that is neither a string nor a Uint8Array (client side). */
-  BAD_VALUE: 'ERR_KV_BAD_VALUE',
-  TOO_MANY_KEYS: 'ERR_KV_TOO_MANY_KEYS',
-  BAD_LIMIT: 'ERR_KV_BAD_LIMIT',
-  UNKNOWN_OP: 'ERR_KV_UNKNOWN_OP',
-  /** A stored value's type byte or a cas flag out of range. */
-  MALFORMED: 'ERR_KV_MALFORMED',
-} as const);
 
 const OP = { get: 1, put: 2, delete: 3, cas: 4, mget: 5, mput: 6, scan: 7, size: 8 } as const;
 const OP_NAMES = ['', 'get', 'put', 'delete', 'cas', 'mget', 'mput', 'scan', 'size'] as const;
