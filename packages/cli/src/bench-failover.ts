@@ -1,5 +1,5 @@
 import { loadavg } from 'node:os';
-import { ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
+import { ERR, ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
 import { intFlag, parse } from './flags.js';
 import { runKvLoad } from './kv-load.js';
 import { kvService, routeGroup } from '@ringcast/psmr-proxy';
@@ -117,7 +117,7 @@ async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallS
     let killedAt = -1;
     const onReply = (c: Parameters<typeof kvService.group>[0], err: Error | null): void => {
       const code = (err as { code?: string } | null)?.code;
-      if (code === 'ERR_RINGCAST_NO_REPLY' || code === 'ERR_RINGCAST_STOPPED') return;
+      if (code === ERR.NO_REPLY || code === ERR.STOPPED) return;
       const g = routeGroup('psmr', kvService.group(c, workers));
       const t = performance.now();
       if (killedAt >= 0) worst.set(g, Math.max(worst.get(g) ?? 0, t - Math.max(last.get(g)!, killedAt)));

@@ -12,7 +12,7 @@
  * `maxOutstanding` commands are in flight, all within `maxSpan` seqs of the oldest; further submits wait,
  * and past `maxWaiting` waiting submits they settle with BackpressureError.
  */
-import { BackpressureError, ConfigError, RingcastError } from '@ringcast/ring-paxos';
+import { ERR, BackpressureError, ConfigError, RingcastError } from '@ringcast/ring-paxos';
 import { WireError, type ByteReader } from '../protocol/bytes.js';
 import { CommandBatchWriter, COMMAND_HEADER_BYTES, MAX_BATCH_COUNT, ReplyBatchReader, STATUS_ERROR, STATUS_OK } from '../protocol/wire.js';
 import type { Mode } from '../modes/mode.js';
@@ -25,7 +25,7 @@ export class NoReplyError extends RingcastError {
     readonly seq: number,
     deadlineMs: number,
   ) {
-    super('ERR_RINGCAST_NO_REPLY', `no replica answered command ${seq} within ${deadlineMs} ms`);
+    super(ERR.NO_REPLY, `no replica answered command ${seq} within ${deadlineMs} ms`);
     this.name = 'NoReplyError';
   }
 }
@@ -335,7 +335,7 @@ export class ClientCore<C, R, T> {
     if (this.halted) return NOTHING;
     this.halted = true;
     this.dirty.clear();
-    const err = new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy stopped before a reply');
+    const err = new RingcastError(ERR.STOPPED, 'the client proxy stopped before a reply');
     for (const p of this.inflight.clear()) {
       p.err = err;
       (this.settled ??= []).push(p);
@@ -361,13 +361,13 @@ export class ClientCore<C, R, T> {
 
   /** Route a command, give it the next seq and write it into its group's batch; or settle it with the error. */
   private start(cmd: C, tag: T, now: number): void {
-    if (this.halted) return this.fail(tag, new RingcastError('ERR_RINGCAST_STOPPED', 'the client proxy is stopped'));
+    if (this.halted) return this.fail(tag, new RingcastError(ERR.STOPPED, 'the client proxy is stopped'));
     const { service: svc, partitions } = this.cfg;
     let group: string;
     try {
       const g = svc.group(cmd, partitions);
       if (g !== 'all' && !(Number.isInteger(g) && g >= 0 && g < partitions)) {
-        return this.fail(tag, new ServiceError('ERR_PSMR_BAD_GROUP', `C-G of service '${svc.name}' gave ${JSON.stringify(g)}: expected 'all' or an integer in 0..${partitions - 1}`));
+        return this.fail(tag, new ServiceError(ERR.PSMR_BAD_GROUP, `C-G of service '${svc.name}' gave ${JSON.stringify(g)}: expected 'all' or an integer in 0..${partitions - 1}`));
       }
       group = this.cfg.mode.route(g);
     } catch (e) {
@@ -448,7 +448,7 @@ export class ClientCore<C, R, T> {
 
   private tooLarge(group: string): ServiceError {
     if (this.writers.get(group)!.count === 0) this.dirty.delete(group);
-    return new ServiceError('ERR_PSMR_COMMAND_TOO_LARGE', `the command does not fit in one proposal of ${this.cfg.maxBatchBytes} bytes (maxBatchBytes)`);
+    return new ServiceError(ERR.PSMR_COMMAND_TOO_LARGE, `the command does not fit in one proposal of ${this.cfg.maxBatchBytes} bytes (maxBatchBytes)`);
   }
 
   /** Write a command into its group's batch (new or retried); a batch never passes maxBatchBytes. */
