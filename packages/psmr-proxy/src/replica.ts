@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { pack, unpack } from 'msgpackr';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
-import { ConfigError, hasName, listenError, RingcastError, startClient, type ClusterConfig, type RingClient } from '@ringcast/ring-paxos';
+import { ERR, ConfigError, hasName, listenError, RingcastError, startClient, type ClusterConfig, type RingClient } from '@ringcast/ring-paxos';
 import { CheckpointStore } from './checkpoint-store.js';
 import { SharedBarrier } from './barrier.js';
 import { MAX_REPLY_TAG } from './protocol/wire.js';
@@ -214,7 +214,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   if (opts.resume && store) {
     // Another replica's checkpoint starts a new life: the previous life's files (another id, unheld) leave the rotation.
     const moved = store.moveAside();
-    if (moved.length > 0) opts.onWarning?.(new RingcastError('ERR_PSMR_CHECKPOINT', `started from another checkpoint: the previous files of ${store.dir} were moved aside (${moved.join(', ')})`));
+    if (moved.length > 0) opts.onWarning?.(new RingcastError(ERR.PSMR_CHECKPOINT, `started from another checkpoint: the previous files of ${store.dir} were moved aside (${moved.join(', ')})`));
   }
   if (resume && !checkpointable(svc)) throw new ConfigError('resume', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
   const slotBytes = opts.slotBytes ?? 8 << 20;
@@ -233,7 +233,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   const workerError = (w: number, code: string, message: string): RingcastError =>
     new RingcastError(
       code,
-      code === 'ERR_RINGCAST_TRIMMED' && own
+      code === ERR.TRIMMED && own
         ? `worker ${w}: ${message}. The checkpoint ${own.file} is older than what the acceptors keep (its retention hold was broken past the log's bounds, or never placed): restore this replica from a live peer with --from-replica URL`
         : `worker ${w}: ${message}`,
     );
@@ -276,14 +276,14 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
           } else if (m.type === 'metrics' || m.type === 'state' || m.type === 'round' || m.type === 'checkpoint') pending.get(m.id)?.(m);
         });
         t.on('error', (e) => {
-          const err = new RingcastError('ERR_PSMR_WORKER', `worker ${w}: ${e.message}`);
+          const err = new RingcastError(ERR.PSMR_WORKER, `worker ${w}: ${e.message}`);
           reject(err);
           fail(err);
         });
         t.once('exit', () => {
           exited.add(t);
           // A worker terminated before it was ready (another one failed): never wait for it.
-          reject(failed ?? new RingcastError('ERR_PSMR_WORKER', `worker ${w} exited before it was ready`));
+          reject(failed ?? new RingcastError(ERR.PSMR_WORKER, `worker ${w} exited before it was ready`));
         });
       }),
     );
@@ -336,7 +336,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
   // try look further ahead. A replica of one worker takes it at that worker's own current round.
   let inFlight: Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> | undefined;
   const takeCheckpoint = async (): Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> => {
-    if (!checkpointable(svc)) throw new RingcastError('ERR_PSMR_CHECKPOINT', `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
+    if (!checkpointable(svc)) throw new RingcastError(ERR.PSMR_CHECKPOINT, `service '${service}' cannot be checkpointed (${whyNot(svc)})`);
     const ahead = Math.max(1, Math.ceil((cluster.settings.lambda * 0.02) / cluster.mergeM));
     let why = '';
     for (let attempt = 0; attempt < 6; attempt++) {
@@ -374,7 +374,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
       why = `worker ${missing}: ${p === undefined ? 'no answer within 10 s' : p.passed ? `already past round ${round}` : p.error}`;
       if (p?.error && !p.passed) await new Promise((r) => setTimeout(r, 100));
     }
-    throw new RingcastError('ERR_PSMR_CHECKPOINT', `no checkpoint after 6 tries (${why})`);
+    throw new RingcastError(ERR.PSMR_CHECKPOINT, `no checkpoint after 6 tries (${why})`);
   };
   const checkpointWith = (): Promise<{ c: ReplicaCheckpoint; bytes: Uint8Array }> => {
     inFlight ??= takeCheckpoint().finally(() => (inFlight = undefined));
@@ -537,7 +537,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
     clients ??= await Promise.all(rings.map((ring) => startClient(cluster, { ring, propose: true, host: o.host })));
     const point = (ring: number): number => {
       const x = at.get(ring);
-      if (x === undefined) throw new RingcastError('ERR_PSMR_HOLD', `no resume instance for ring ${ring} in the checkpoint`);
+      if (x === undefined) throw new RingcastError(ERR.PSMR_HOLD, `no resume instance for ring ${ring} in the checkpoint`);
       return x;
     };
     const brokenBefore = st.holdsBroken;
@@ -560,7 +560,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
       if (r.status === 'fulfilled') st.holds++;
       else {
         st.holdFailures++;
-        o.warn(new RingcastError('ERR_PSMR_HOLD', `retention hold not in force: ${(r.reason as Error).message}`));
+        o.warn(new RingcastError(ERR.PSMR_HOLD, `retention hold not in force: ${(r.reason as Error).message}`));
       }
     }
     return st.holdsBroken > brokenBefore;
@@ -595,7 +595,7 @@ function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: D
       written = await store.write(taken.bytes);
     } catch (e) {
       st.failures++;
-      o.warn(new RingcastError('ERR_PSMR_CHECKPOINT', `durable checkpoint failed: ${(e as Error).message}`));
+      o.warn(new RingcastError(ERR.PSMR_CHECKPOINT, `durable checkpoint failed: ${(e as Error).message}`));
       return;
     }
     st.written++;

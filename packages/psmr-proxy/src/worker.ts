@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
-import { RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
+import { ERR, RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
 import { startGroupLearner, type GroupDelivery, type ResumePoint } from '@ringcast/multicast';
 import { SharedBarrier } from './barrier.js';
 import { WorkerCore, type Delivery } from './core/worker-core.js';
@@ -86,7 +86,7 @@ async function run(): Promise<void> {
   const post = (m: FromWorker): void => port.postMessage(m);
   let shutdown: (() => Promise<void>) | undefined;
   const fatal = (e: Error): void => {
-    post({ type: 'fatal', code: (e as { code?: string }).code ?? 'ERR_PSMR_WORKER', message: e.message });
+    post({ type: 'fatal', code: (e as { code?: string }).code ?? ERR.PSMR_WORKER, message: e.message });
     // This worker cannot go on (nor can its replica): release its sockets.
     void shutdown?.();
   };
@@ -256,5 +256,5 @@ async function run(): Promise<void> {
 }
 
 run().catch((e: Error) => {
-  parentPort?.postMessage({ type: 'fatal', code: (e as { code?: string }).code ?? 'ERR_PSMR_WORKER', message: e.stack ?? e.message } satisfies FromWorker);
+  parentPort?.postMessage({ type: 'fatal', code: (e as { code?: string }).code ?? ERR.PSMR_WORKER, message: e.stack ?? e.message } satisfies FromWorker);
 });

@@ -12,6 +12,7 @@
  *   and validation decisions are made before the barrier from the stream alone, so all workers agree.
  */
 import { pack, unpack } from 'msgpackr';
+import { ERR } from '@ringcast/ring-paxos';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
 import { ALL_GROUP, ServiceError, type Service } from '../service.js';
 import { SessionTable, type Session, type Verdict } from './session.js';
@@ -54,10 +55,10 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-const WRONG_GROUP = 'ERR_PSMR_WRONG_GROUP';
+const WRONG_GROUP = ERR.PSMR_WRONG_GROUP;
 /** Written to a slot when a worker could not publish its parts (0xc1 is not a msgpack value; it does not unpack to an array). */
 const FAILED_SLOT = Uint8Array.of(0xc1);
-const SERVICE_FAILED = 'ERR_PSMR_SERVICE_FAILED';
+const SERVICE_FAILED = ERR.PSMR_SERVICE_FAILED;
 
 export class PsmrScheduler<C, R, S> implements Scheduler {
   readonly stats: SchedulerStats = {
@@ -95,7 +96,7 @@ export class PsmrScheduler<C, R, S> implements Scheduler {
     this.maxReplyBytes = o.maxReplyBatchBytes ?? 40_000;
     if (o.workers > 1 && !o.barrier) throw new Error('a scheduler of several workers needs a barrier');
     if (o.service.state === 'partitioned' && (!o.service.executePart || !o.service.combine)) {
-      throw new ServiceError('ERR_PSMR_SERVICE', `service '${o.service.name}' is partitioned but lacks executePart/combine`);
+      throw new ServiceError(ERR.PSMR_SERVICE, `service '${o.service.name}' is partitioned but lacks executePart/combine`);
     }
   }
 
@@ -113,7 +114,7 @@ export class PsmrScheduler<C, R, S> implements Scheduler {
 
   /** Load what `sessionsSnapshot` gave (before anything runs). Throws ServiceError on bytes it cannot read. */
   restoreSessions(bytes: Uint8Array): void {
-    const bad = (why: string): ServiceError => new ServiceError('ERR_PSMR_BAD_SNAPSHOT', `session snapshot: ${why}`);
+    const bad = (why: string): ServiceError => new ServiceError(ERR.PSMR_BAD_SNAPSHOT, `session snapshot: ${why}`);
     let v: { v?: unknown; executed?: unknown; own?: unknown; all?: unknown };
     try {
       v = unpack(bytes) as typeof v;
@@ -184,7 +185,7 @@ export class PsmrScheduler<C, R, S> implements Scheduler {
     try {
       return { c: this.service.readCommand(rd.r), r: undefined };
     } catch (e) {
-      const code = e instanceof ServiceError ? e.code : 'ERR_PSMR_MALFORMED_COMMAND';
+      const code = e instanceof ServiceError ? e.code : ERR.PSMR_MALFORMED_COMMAND;
       return this.fail(code, errorText(e));
     }
   }

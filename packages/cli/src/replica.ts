@@ -3,11 +3,9 @@ import { Registry } from 'prom-client';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
-import { intFlag, listenHttp, need, parse } from '../cli.js';
-import { runKvLoad } from '../kv-load.js';
-import { checkpointToken, startReplica, type ReplicaCheckpoint } from '../replica.js';
-import { hasCheckpointTrailer, unframeCheckpoint } from '../checkpoint-store.js';
-import type { Mode } from '../service.js';
+import { intFlag, listenHttp, need, parse } from './flags.js';
+import { runKvLoad } from './kv-load.js';
+import { checkpointToken, createKvClient, hasCheckpointTrailer, startReplica, unframeCheckpoint, type ModeName as Mode, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
 import { RateDisplay } from './progress.js';
 
 export function modeFlag(v: string | boolean | undefined): Mode {
@@ -253,7 +251,6 @@ export async function runKvCommand(args: string[]): Promise<number> {
   const want = (n: number, usage: string): void => {
     if (rest.length < n) throw new ConfigError(op, `usage: ${op} ${usage}`);
   };
-  const { createKvClient } = await import('../kv-client.js');
   const kv = await createKvClient(cluster, { mode: modeFlag(o.mode), workers: intFlag(o.workers, 'workers', 2, 1, 64), retryMs: 500, deadlineMs: 5000 });
   try {
     let out: unknown;

@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client';
 import { createServer } from 'node:http';
-import { intFlag, listenHttp, parse } from '../cli.js';
-import { runKvLoad } from '../kv-load.js';
+import { intFlag, listenHttp, parse } from './flags.js';
+import { runKvLoad } from './kv-load.js';
 import { modeFlag, shareFlag } from './replica.js';
 import { launchLocalPsmr } from './psmr-local.js';
 import { RateDisplay } from './progress.js';
