@@ -166,8 +166,8 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
   for (const r of ringIds) ref.push(r, { pos: steps + 1, items: [] });
   const refReplies = new Map<string, string>();
   const refState = kvService.createPartition(0, 1);
-  const refExec = modeNamed('smr').scheduler<KvCommand, KvReply, KvState>({ service: kvService, worker: 0, workers: 1, state: refState, send: collect(refReplies, failures, 'reference') });
-  for (const m of ref.take()) void refExec.deliver(groupName(0), [m.item]);
+  const reference = modeNamed('smr').scheduler<KvCommand, KvReply, KvState>({ service: kvService, worker: 0, workers: 1, state: refState, send: collect(refReplies, failures, 'reference') });
+  for (const m of ref.take()) void reference.deliver(groupName(0), [m.item]);
 
   // The simulated cluster: ring i carries g_i, ring n carries g_all.
   const psmr = modeNamed('psmr');
@@ -211,7 +211,8 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
       const live = workers.filter((x) => !done(x));
       if (live.length === 0) break;
       const runnable = live.filter((x) => !x.blocked);
-      if (runnable.length === 0 && ++stuck > STUCK_TURNS) {
+      stuck = runnable.length > 0 ? 0 : stuck + 1;
+      if (stuck > STUCK_TURNS) {
         failures.push(`replica ${rep}: workers ${live.map((x) => workers.indexOf(x)).join(', ')} wait at the barrier forever`);
         break;
       }
@@ -219,7 +220,6 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
         await new Promise((r) => setImmediate(r));
         continue;
       }
-      stuck = 0;
       const x = runnable[rnd.int(runnable.length)]!;
       const canFeed = x.streams.map((_, k) => k).filter((k) => x.fed[k]! < x.streams[k]!.length);
       if (x.ready.length > 0 && (canFeed.length === 0 || rnd.next() < 0.5)) {
