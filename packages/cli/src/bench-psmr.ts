@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '@ringcast/ring-paxos';
 import { intFlag, parse } from './flags.js';
-import type { Mode } from '@ringcast/psmr-proxy';
+import type { ModeName as Mode } from '@ringcast/psmr-proxy';
 import { cpuSecondsOf, machineTicks, stealShare } from './bench-multiring.js';
 import { spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { launchLocalPsmr } from './psmr-local.js';

@@ -1,5 +1,5 @@
 import type { ClusterConfig } from '@ringcast/ring-paxos';
-import type { Mode } from '@ringcast/psmr-proxy';
+import type { ModeName as Mode } from '@ringcast/psmr-proxy';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 
 /**

@@ -5,7 +5,7 @@ import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
 import { intFlag, listenHttp, need, parse } from './flags.js';
 import { runKvLoad } from './kv-load.js';
-import { checkpointToken, createKvClient, hasCheckpointTrailer, startReplica, unframeCheckpoint, type Mode, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
+import { checkpointToken, createKvClient, hasCheckpointTrailer, startReplica, unframeCheckpoint, type ModeName as Mode, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
 import { RateDisplay } from './progress.js';
 
 export function modeFlag(v: string | boolean | undefined): Mode {

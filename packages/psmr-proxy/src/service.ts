@@ -5,6 +5,7 @@
  * (n workers, groups g0..g{n-1} plus gall), so the two are compared like with like.
  */
 import { RingcastError } from '@ringcast/ring-paxos';
+import { modeNamed, type ModeName } from './modes/index.js';
 import type { ByteReader, ByteWriter } from './protocol/bytes.js';
 
 /** C-G's answer: a partition index in [0, partitions) or 'all' (may conflict across partitions). */
@@ -82,15 +83,11 @@ export interface Service<C, R, S, P = unknown> {
 export const groupName = (i: number): string => `g${i}`;
 export const ALL_GROUP = 'gall';
 
-export type Mode = 'smr' | 'psmr';
-
-/** The groups a worker subscribes to: its own partition's group and, in psmr, g_all. */
-export function workerGroups(mode: Mode, worker: number): string[] {
-  return mode === 'smr' ? [groupName(0)] : [groupName(worker), ALL_GROUP];
-}
-
-/** The group a client multicasts a command to, from C-G (smr: everything to g0). */
-export function routeGroup(mode: Mode, choice: GroupChoice): string {
-  if (mode === 'smr') return groupName(0);
-  return choice === 'all' ? ALL_GROUP : groupName(choice);
+/**
+ * Kept for callers not yet on the modes registry (`client-proxy.ts`, the CLI): a mode's name, and the group
+ * a command goes to in it. New code uses `modeNamed(name)` and its `route` (`src/modes/`).
+ */
+export type Mode = ModeName;
+export function routeGroup(mode: ModeName, choice: GroupChoice): string {
+  return modeNamed(mode).route(choice);
 }
