@@ -8,7 +8,7 @@ export type { Replica, ReplicaOptions, ReplicaCheckpoint } from './replica.js';
 export { CheckpointStore, CheckpointDamagedError, frameCheckpoint, unframeCheckpoint, hasCheckpointTrailer } from './checkpoint-store.js';
 export type { StoredCheckpoint } from './checkpoint-store.js';
 export type { WorkerState } from './worker.js';
-export { ServiceError, groupName, ALL_GROUP, routeGroup } from './service.js';
+export { ServiceError, groupName, ALL_GROUP } from './service.js';
 export type { Service, GroupChoice } from './service.js';
 export { MODES, modeNamed } from './modes/index.js';
 export type { Mode, ModeName } from './modes/index.js';

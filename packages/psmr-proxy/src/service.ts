@@ -5,7 +5,6 @@
  * (n workers, groups g0..g{n-1} plus gall), so the two are compared like with like.
  */
 import { RingcastError } from '@ringcast/ring-paxos';
-import { modeNamed, type ModeName } from './modes/index.js';
 import type { ByteReader, ByteWriter } from './protocol/bytes.js';
 
 /** C-G's answer: a partition index in [0, partitions) or 'all' (may conflict across partitions). */
@@ -82,12 +81,3 @@ export interface Service<C, R, S, P = unknown> {
 /** The group name of partition `i`, and of g_all. */
 export const groupName = (i: number): string => `g${i}`;
 export const ALL_GROUP = 'gall';
-
-/**
- * Kept for callers not yet on the modes registry (`client-proxy.ts`, the CLI): a mode's name, and the group
- * a command goes to in it. New code uses `modeNamed(name)` and its `route` (`src/modes/`).
- */
-export type Mode = ModeName;
-export function routeGroup(mode: ModeName, choice: GroupChoice): string {
-  return modeNamed(mode).route(choice);
-}

@@ -6,7 +6,8 @@ import { PsmrScheduler } from '../src/core/psmr-scheduler.js';
 import { SessionTable } from '../src/core/session.js';
 import { checkpointAllowed, checkpointToken } from '../src/replica.js';
 import { kvKeyHash, kvService, KV_LIMITS, type KvCommand, type KvReply } from '../src/services/kv.js';
-import { routeGroup, ServiceError } from '../src/service.js';
+import { ServiceError } from '../src/service.js';
+import { modeNamed } from '../src/modes/index.js';
 
 const header = { clientId: 2 ** 40 + 12345, replyHost: '127.0.0.1', replyPort: 40000, floor: 0 };
 
@@ -191,9 +192,9 @@ describe('key-value service', () => {
         expect(kvService.group(kvService.readCommand(rd.r), n)).toBe(g);
       }
       expect(kvService.group({ op: 'mget', keys: ['a'] }, n)).toBe('all');
-      expect(routeGroup('psmr', 'all')).toBe('gall');
-      expect(routeGroup('psmr', 1)).toBe('g1');
-      expect(routeGroup('smr', 'all')).toBe('g0');
+      expect(modeNamed('psmr').route('all')).toBe('gall');
+      expect(modeNamed('psmr').route(1)).toBe('g1');
+      expect(modeNamed('smr').route('all')).toBe('g0');
     }
   });
 
