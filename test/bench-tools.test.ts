@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnRingcast, type Spawned } from '@ringcast/psmr-proxy';
+import { spawnRingcast, type Spawned } from '@ringcast/cli';
 import { stopAll } from './helpers.js';
 
 // The baselines the benchmarks print next to their own numbers, with real processes on 127.0.0.1.

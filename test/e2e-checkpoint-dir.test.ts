@@ -2,8 +2,9 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkKvHistory, launchLocalPsmr, runKvLoad, spawnRingcast, stopProcess, type LocalPsmr, type Spawned } from '@ringcast/psmr-proxy';
-import { lowestTrimmed } from '../packages/psmr-proxy/src/cli/bench-multiring.js';
+import { checkKvHistory } from '@ringcast/psmr-proxy';
+import { launchLocalPsmr, runKvLoad, spawnRingcast, stopProcess, type LocalPsmr, type Spawned } from '@ringcast/cli';
+import { lowestTrimmed } from '../packages/cli/src/bench-multiring.js';
 import { scrape, waitUntil } from './helpers.js';
 
 // The replicated state survives losing every replica: two psmr replicas write durable checkpoints and hold

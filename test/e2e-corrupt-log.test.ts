@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil, writtenBytes } from './helpers.js';
 
 // Corrupt the last record of an acceptor's log on disk. That record was synced (a vote left after it), so

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil, writtenBytes } from './helpers.js';
 
 // An acceptor whose synced log lost records in its middle must not vote as if the log were whole. Ring

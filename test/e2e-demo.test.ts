@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnRingcast, stopProcess, type Spawned } from '@ringcast/psmr-proxy';
+import { spawnRingcast, stopProcess, type Spawned } from '@ringcast/cli';
 import { scrape, waitUntil } from './helpers.js';
 
 // The README's first command: `npx ringcast demo` on the embedded default.

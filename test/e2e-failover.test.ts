@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 

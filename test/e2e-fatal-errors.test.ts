@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freeUdpPorts, spawnRingcast, type Spawned } from '@ringcast/psmr-proxy';
+import { freeUdpPorts, spawnRingcast, type Spawned } from '@ringcast/cli';
 import { requireRoot, stopAll } from './helpers.js';
 
 // A fatal error makes a real `ringcast` process exit non-zero, promptly, with one line on stderr, having

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadCluster } from '@ringcast/ring-paxos';
 import { startGroupLearner, type GroupDelivery, type GroupLearner } from '@ringcast/multicast';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, stopAll, waitUntil } from './helpers.js';
 
 // Multi-Ring Paxos with real processes on 127.0.0.1: three rings (g0, g1 and gall) over three acceptor

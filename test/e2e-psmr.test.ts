@@ -8,16 +8,18 @@ import {
   createClientProxy,
   createKvClient,
   kvService,
+  type KvCommand,
+  type KvReply,
+  type Service,
+} from '@ringcast/psmr-proxy';
+import {
   launchLocalPsmr,
   runKvLoad,
   spawnRingcast,
   stopProcess,
-  type KvCommand,
-  type KvReply,
   type LocalPsmr,
-  type Service,
   type Spawned,
-} from '@ringcast/psmr-proxy';
+} from '@ringcast/cli';
 import { scrape, waitUntil } from './helpers.js';
 
 // P-SMR with real processes on 127.0.0.1: rings g0, g1 and gall over three acceptor processes, two

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { RedisRegistry } from '@ringcast/multicast';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { startRedisServer, type RedisServer } from '../packages/multicast/test/redis-server.js';
 import { delivered, stopAll, waitUntil } from './helpers.js';
 

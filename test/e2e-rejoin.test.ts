@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // An acceptor that loses its log (memory mode, kill -9) comes back with --rejoin: it stays out of what it

@@ -2,8 +2,9 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FaultProxy, MessageType } from '@ringcast/ring-paxos';
-import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { MessageType } from '@ringcast/ring-paxos';
+import { FaultProxy } from '@ringcast/ring-paxos/testing';
+import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Replays of captured datagrams against real `ringcast node` processes. A fault proxy (no faults) sits in

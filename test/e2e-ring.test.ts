@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { launchLocalRing, NODE_FLAGS, RINGCAST_BIN, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, NODE_FLAGS, RINGCAST_BIN, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Real processes on 127.0.0.1: 3 acceptor processes from a cluster file, learner and proposer processes.

@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, FaultProxy } from '@ringcast/ring-paxos';
-import { RINGCAST_BIN, spawnRingcast, stopProcess, type Spawned } from '@ringcast/psmr-proxy';
+import { ConfigError } from '@ringcast/ring-paxos';
+import { FaultProxy } from '@ringcast/ring-paxos/testing';
+import { RINGCAST_BIN, spawnRingcast, stopProcess, type Spawned } from '@ringcast/cli';
 import { stopAll, waitUntil } from './helpers.js';
 
 // `ringcast fault-proxy` as a real process on 127.0.0.1, in front of a UDP echo socket of this test.

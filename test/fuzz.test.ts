@@ -2,8 +2,9 @@ import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Codec, FaultProxy, MESSAGE_SHAPES, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { Codec, MESSAGE_SHAPES, MessageType, Prng, WIRE_VERSION, type Message } from '@ringcast/ring-paxos';
+import { FaultProxy } from '@ringcast/ring-paxos/testing';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, scrape, stopAll, waitUntil } from './helpers.js';
 
 // Throws 100,000 bad datagrams (random, structurally wrong, truncated, oversized, foreign-ring, and - with a

@@ -1,4 +1,4 @@
-import { stopProcess, type Spawned } from '@ringcast/psmr-proxy';
+import { stopProcess, type Spawned } from '@ringcast/cli';
 
 export interface Delivered {
   i: number;

@@ -1,7 +1,7 @@
 import { execFileSync, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/psmr-proxy';
+import { launchLocalRing, spawnRingcast, type LocalRing, type Spawned } from '@ringcast/cli';
 import { delivered, requireRoot, stopAll, waitUntil } from './helpers.js';
 
 // IP multicast for Phase 2A and decisions, exercised only inside a network namespace this test creates

@@ -1,4 +1,4 @@
-import { ConfigError, hasName, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
+import { ERR, ConfigError, hasName, RingcastError, START_NEXT, TrimmedGapError, startClient, type ClusterConfig, type Delivery, type InstanceRecord, type RingClient, type RingMetrics } from '@ringcast/ring-paxos';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { Merger, joinRound, type Merged } from './merge.js';
 
@@ -310,7 +310,7 @@ export async function startGroupLearnerWith(
         // Every ring is delivered from instance 0: nothing before round 0 is missing.
       } else if (opts.startRound !== undefined && opts.startRound < earliest) {
         opts.onError?.(
-          new RingcastError('ERR_RINGCAST_START_PASSED', `start round ${opts.startRound} has passed: the rings are at round ${earliest}; choose a later one`),
+          new RingcastError(ERR.START_PASSED, `start round ${opts.startRound} has passed: the rings are at round ${earliest}; choose a later one`),
         );
         early.clear();
         return;

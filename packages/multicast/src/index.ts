@@ -1,7 +1,5 @@
 // Public API of @ringcast/multicast: Multi-Ring Paxos (groups, deterministic merge, skips, registry).
-// Curated: add names here on purpose, never `export *`. The merge is built; positions in ring values,
-// skips and the multi-ring learner land with later parts of the Multi-Ring Paxos issue.
-export const MULTICAST_API_VERSION = 0;
+// Curated: add names here on purpose, never `export *`.
 export {
   RegistryUnavailableError,
   StaticRegistry,

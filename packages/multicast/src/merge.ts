@@ -7,6 +7,7 @@
  * window's end. Because the result depends only on positions, two learners deliver the messages they both
  * receive in the same relative order, whatever the timing of arrivals.
  */
+import { ERR, RingcastError } from '@ringcast/ring-paxos';
 
 export interface PositionedInstance<T> {
   /** Logical end position of the instance in its ring. */
@@ -44,8 +45,12 @@ export function joinRound(firstPositions: readonly number[], m: number): number 
   return firstPositions.length === 1 ? Math.floor(highest / m) : Math.ceil(highest / m);
 }
 
-export class MergeError extends Error {
-  readonly code = 'ERR_RINGCAST_MERGE';
+/** A merge misconfigured (m, rings, start and stop rounds) or fed a position that does not increase. */
+export class MergeError extends RingcastError {
+  constructor(message: string) {
+    super(ERR.MERGE, message);
+    this.name = 'MergeError';
+  }
 }
 
 interface RingState<T> {

@@ -1,7 +1,6 @@
 import {
   Codec,
   Driver,
-  VirtualTime,
   parseSettings,
   Prng,
   RingNode,
@@ -12,6 +11,7 @@ import {
   type DriverHooks,
   type Transport,
 } from '@ringcast/ring-paxos';
+import { VirtualTime } from '@ringcast/ring-paxos/testing';
 import { Merger, joinRound } from './merge.js';
 
 /**

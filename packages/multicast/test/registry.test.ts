@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { parseCluster, ConfigError, type ClusterConfig } from '@ringcast/ring-paxos';
-import { spawnRingcast, stopProcess } from '@ringcast/psmr-proxy';
+import { spawnRingcast, stopProcess } from '@ringcast/cli';
 import { RedisRegistry, RegistryUnavailableError, StaticRegistry, registryKeys, type Registry, type RegistryEvent } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 

@@ -9,7 +9,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, crc32, RingcastError } from '@ringcast/ring-paxos';
+import { ERR, ConfigError, crc32, RingcastError } from '@ringcast/ring-paxos';
 
 const TRAILER = Buffer.from('RCK1');
 const TRAILER_BYTES = 8;
@@ -23,7 +23,7 @@ export class CheckpointDamagedError extends RingcastError {
     readonly file: string,
     problem: string,
   ) {
-    super('ERR_PSMR_CHECKPOINT_DAMAGED', `checkpoint file ${file}: ${problem}`);
+    super(ERR.PSMR_CHECKPOINT_DAMAGED, `checkpoint file ${file}: ${problem}`);
     this.name = 'CheckpointDamagedError';
   }
 }
@@ -110,7 +110,7 @@ export class CheckpointStore {
     }
     if (damaged > 0) {
       throw new RingcastError(
-        'ERR_PSMR_CHECKPOINT_DAMAGED',
+        ERR.PSMR_CHECKPOINT_DAMAGED,
         `--checkpoint-dir ${this.dir}: every checkpoint file is damaged (${damaged}, renamed *.damaged); not starting fresh, which would orphan this replica's retention holds: restore it from a live peer with --from-replica URL`,
       );
     }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
 import { CheckpointDamagedError, CheckpointStore, clusterFingerprint, frameCheckpoint, startReplica, unframeCheckpoint, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
-import { checkpointEveryFlag } from '../src/cli/replica.js';
+import { checkpointEveryFlag } from '../../cli/src/replica.js';
 import { localCluster, type ClusterConfig, type RingcastError } from '@ringcast/ring-paxos';
 
 const dirs: string[] = [];

@@ -35,6 +35,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 describe('client proxy', () => {
   it('refuses a bad host and a C-G answer outside the partitions, naming them', async () => {
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, host: 'localhost' })).rejects.toMatchObject({ field: 'host' });
+    await expect(createClientProxy(cluster, { service: kvService, mode: 'fast' as never, workers: 2 })).rejects.toMatchObject({ code: 'ERR_RINGCAST_CONFIG', field: 'mode' });
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxOutstanding: 1 << 20 })).rejects.toMatchObject({ field: 'maxOutstanding' });
     await expect(createClientProxy(cluster, { service: kvService, mode: 'psmr', workers: 2, maxSpan: 2 ** 21 })).rejects.toMatchObject({ field: 'maxSpan' });
     const odd: Service<KvCommand, KvReply, unknown> = { ...(kvService as unknown as Service<KvCommand, KvReply, unknown>), group: () => 1.5 };
@@ -138,6 +139,20 @@ describe('client proxy', () => {
     await expect(c.submit({ op: 'get', key: 'd' })).rejects.toMatchObject({ code: 'ERR_RINGCAST_BACKPRESSURE' });
     await c.stop();
     for (const p of [a, b, waiting]) await expect(p).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
+  });
+
+  it('rejects a submit after stop even when commands have waited for room before', async () => {
+    const c = await createClientProxy(cluster, { service: kvService, mode: 'smr', maxOutstanding: 1, deadlineMs: 60_000, retryMs: 60_000 });
+    const a = c.submit({ op: 'delete', key: 'a' });
+    const b = c.submit({ op: 'delete', key: 'b' }); // waits for room
+    await sendTo(c.replyPort, deleted(c.clientId, 1, 1));
+    expect(await a).toEqual({ deleted: true });
+    expect(c.outstanding()).toBe(1); // b got in
+    await c.stop();
+    await expect(b).rejects.toMatchObject({ code: 'ERR_RINGCAST_STOPPED' });
+    const late = c.submit({ op: 'delete', key: 'c' });
+    const settled = await Promise.race([late.then(() => 'resolved', (e: { code?: string }) => e.code), new Promise((r) => setTimeout(() => r('still pending after 500 ms'), 500))]);
+    expect(settled).toBe('ERR_RINGCAST_STOPPED');
   });
 
   it('admits a new command only within maxSpan seqs of the oldest one still waiting (replicas cache that many replies)', async () => {

@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Prng } from '@ringcast/ring-paxos';
-import {
-  checkKvHistory,
-  checkLinearizable,
-  kvKeyModel,
-  kvModel,
-  type HistoryOp,
-  type KvCheckCommand,
-  type KvCheckReply,
-} from '../src/check/linearizability.js';
+import { checkLinearizable, type HistoryOp } from '../src/check/linearizability.js';
+import { checkKvHistory, kvKeyModel, kvModel, type KvCheckCommand, type KvCheckReply } from '../src/check/kv-model.js';
 
 type Op = HistoryOp<KvCheckCommand, KvCheckReply>;
 

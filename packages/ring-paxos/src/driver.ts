@@ -5,7 +5,7 @@ import { clientTickMs } from './core/settings.js';
 import type { Delivery, InstanceRecord } from './core/learner.js';
 import type { DecidedInfo } from './core/coordinator.js';
 import { CodecError, type Codec, type DropReason } from './wire/codec.js';
-import { RingcastError } from './errors.js';
+import { ERR, RingcastError } from './errors.js';
 import { isHoldData } from './core/retention-hold.js';
 
 /** A transport address: "host:port" for UDP, any opaque string in the simulator. */
@@ -69,13 +69,13 @@ export interface DriverOptions {
 
 export class BackpressureError extends RingcastError {
   constructor(limit: number) {
-    super('ERR_RINGCAST_BACKPRESSURE', `more than ${limit} proposals are waiting for room; slow down`);
+    super(ERR.BACKPRESSURE, `more than ${limit} proposals are waiting for room; slow down`);
   }
 }
 
 export class ProposalFailedError extends RingcastError {
   constructor(seq: number) {
-    super('ERR_RINGCAST_PROPOSAL_FAILED', `proposal ${seq} was not acknowledged by the coordinator after every retry`);
+    super(ERR.PROPOSAL_FAILED, `proposal ${seq} was not acknowledged by the coordinator after every retry`);
   }
 }
 
@@ -148,7 +148,7 @@ export class Driver {
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.clock.clearInterval(this.timer);
-    for (const w of this.waiting.values()) w.reject(new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped'));
+    for (const w of this.waiting.values()) w.reject(new RingcastError(ERR.STOPPED, 'the ring driver stopped'));
     this.waiting.clear();
   }
 
@@ -262,19 +262,19 @@ export class Driver {
    */
   async propose(data: Uint8Array, control = false): Promise<void> {
     const p = this.node.proposer;
-    if (!p) throw new RingcastError('ERR_RINGCAST_ROLE', 'this node has no proposer role');
+    if (!p) throw new RingcastError(ERR.ROLE, 'this node has no proposer role');
     if (isHoldData(data) !== control) {
-      throw new RingcastError('ERR_RINGCAST_RESERVED', control ? 'not a retention hold' : 'values starting with bytes c1 52 48 01 are reserved for retention holds');
+      throw new RingcastError(ERR.RESERVED, control ? 'not a retention hold' : 'values starting with bytes c1 52 48 01 are reserved for retention holds');
     }
-    if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');
+    if (this.stopped) throw new RingcastError(ERR.STOPPED, 'the ring driver stopped');
     if (data.length > p.maxValueBytes) {
-      throw new RingcastError('ERR_RINGCAST_VALUE_SIZE', `value of ${data.length} bytes exceeds the ${p.maxValueBytes}-byte bound`);
+      throw new RingcastError(ERR.VALUE_SIZE, `value of ${data.length} bytes exceeds the ${p.maxValueBytes}-byte bound`);
     }
     const limit = this.node.cfg.settings.maxOutstanding;
     while (p.full) {
       if (this.blocked.length >= limit) throw new BackpressureError(limit);
       await new Promise<void>((r) => this.blocked.push(r));
-      if (this.stopped) throw new RingcastError('ERR_RINGCAST_STOPPED', 'the ring driver stopped');
+      if (this.stopped) throw new RingcastError(ERR.STOPPED, 'the ring driver stopped');
     }
     const seq = p.propose(data, this.clock.now(), this.node.out);
     const done = new Promise<void>((resolve, reject) => this.waiting.set(seq, { resolve, reject }));

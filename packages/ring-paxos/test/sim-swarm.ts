@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runSimulation } from '@ringcast/ring-paxos';
+import { runSimulation } from '@ringcast/ring-paxos/testing';
 
 /**
  * The CI swarm: RINGCAST_SIM_SEEDS seeds in all (default 500) from RINGCAST_SIM_BASE (default 0), split

@@ -1,4 +1,4 @@
-import { RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
+import { ERR, RingcastError, type ClusterConfig } from '@ringcast/ring-paxos';
 
 /** Options every registry call takes: how long it may take before it rejects. */
 export interface CallOptions {
@@ -126,7 +126,7 @@ export class RegistryUnavailableError extends RingcastError {
     readonly operation: string,
     detail: string,
   ) {
-    super('ERR_RINGCAST_REGISTRY', `registry ${operation}: ${detail}`);
+    super(ERR.REGISTRY, `registry ${operation}: ${detail}`);
     this.name = 'RegistryUnavailableError';
   }
 }

@@ -3,10 +3,12 @@
  * every command and reply straight into one buffer instead of allocating one per command.
  */
 
-export class WireError extends Error {
-  readonly code = 'ERR_RINGCAST_WIRE';
+import { ERR, RingcastError } from '@ringcast/ring-paxos';
+
+/** A P-SMR batch (or a command or reply in it) is malformed or out of bounds. */
+export class WireError extends RingcastError {
   constructor(message: string) {
-    super(message);
+    super(ERR.WIRE, message);
     this.name = 'WireError';
   }
 }

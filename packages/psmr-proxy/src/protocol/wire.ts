@@ -17,18 +17,13 @@
  */
 import { ByteReader, ByteWriter, WireError } from './bytes.js';
 
-export const PSMR_MAGIC = 0xc5;
-export const PSMR_VERSION = 1;
-export const KIND_COMMANDS = 1;
-export const KIND_REPLIES = 2;
+const PSMR_MAGIC = 0xc5;
+const PSMR_VERSION = 1;
+const KIND_COMMANDS = 1;
+const KIND_REPLIES = 2;
 export const COMMAND_HEADER_BYTES = 26;
-export const COMMAND_OVERHEAD = 12;
-export const REPLY_HEADER_BYTES = 12;
-export const REPLY_OVERHEAD = 13;
 /** Most commands (or replies) in one batch. */
 export const MAX_BATCH_COUNT = 0xffff;
-/** Largest client id (48 bits). */
-export const MAX_CLIENT_ID = 2 ** 48 - 1;
 
 export const STATUS_OK = 0;
 export const STATUS_ERROR = 1;

@@ -9,7 +9,9 @@
 import type { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { WireError } from '../protocol/bytes.js';
 import { pack, unpack } from 'msgpackr';
+import { ERR } from '@ringcast/ring-paxos';
 import { ServiceError, type GroupChoice, type Service } from '../service.js';
+import { KV_ERR } from './kv-errors.js';
 
 export type KvBytes = string | Uint8Array;
 
@@ -79,8 +81,8 @@ function writeBody(w: ByteWriter, x: KvBytes, what: 'key' | 'value', max: number
   else if (x instanceof Uint8Array) {
     n = x.length;
     w.bytes(x);
-  } else throw bad(`ERR_KV_BAD_${what.toUpperCase()}`, `a ${what} must be a string or a Uint8Array`);
-  if (n > max) throw bad(`ERR_KV_${what.toUpperCase()}_TOO_LARGE`, `${what} of ${n} bytes exceeds ${max}`);
+  } else throw bad(what === 'key' ? KV_ERR.BAD_KEY : KV_ERR.BAD_VALUE, `a ${what} must be a string or a Uint8Array`);
+  if (n > max) throw bad(what === 'key' ? KV_ERR.KEY_TOO_LARGE : KV_ERR.VALUE_TOO_LARGE, `${what} of ${n} bytes exceeds ${max}`);
   return n;
 }
 
@@ -98,18 +100,18 @@ function writeValue(w: ByteWriter, v: KvBytes): void {
 /** Replica side: a key as the latin1 string of its bytes. */
 function readKey(r: ByteReader): string {
   const n = r.u16('key length');
-  if (n > KV_LIMITS.maxKeyBytes) throw bad('ERR_KV_KEY_TOO_LARGE', `key of ${n} bytes exceeds ${KV_LIMITS.maxKeyBytes}`);
+  if (n > KV_LIMITS.maxKeyBytes) throw bad(KV_ERR.KEY_TOO_LARGE, `key of ${n} bytes exceeds ${KV_LIMITS.maxKeyBytes}`);
   return r.latin1(n, 'key');
 }
 
 /** Replica side: a value as its tag plus the latin1 string of its bytes. */
 function readStoredValue(r: ByteReader): string {
   const n = r.u32('value length');
-  if (n > KV_LIMITS.maxValueBytes) throw bad('ERR_KV_VALUE_TOO_LARGE', `value of ${n} bytes exceeds ${KV_LIMITS.maxValueBytes}`);
+  if (n > KV_LIMITS.maxValueBytes) throw bad(KV_ERR.VALUE_TOO_LARGE, `value of ${n} bytes exceeds ${KV_LIMITS.maxValueBytes}`);
   // The tag byte and the body together are the stored string (tag char first).
   const stored = r.latin1(n + 1, 'value');
   const tag = stored.charCodeAt(0);
-  if (tag > 1) throw bad('ERR_KV_MALFORMED', `bad value type ${tag}`);
+  if (tag > 1) throw bad(KV_ERR.MALFORMED, `bad value type ${tag}`);
   return stored;
 }
 
@@ -126,7 +128,7 @@ function readClientValue(r: ByteReader): KvBytes {
 
 function readCount(r: ByteReader, what: string, max: number): number {
   const n = r.u16(what);
-  if (n > max) throw bad('ERR_KV_TOO_MANY_KEYS', `${n} ${what} exceeds ${max}`);
+  if (n > max) throw bad(KV_ERR.TOO_MANY_KEYS, `${n} ${what} exceeds ${max}`);
   return n;
 }
 
@@ -182,7 +184,7 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
   kind: (c) => c.op,
   writeCommand(w, c) {
     const op = OP[c?.op as keyof typeof OP];
-    if (op === undefined) throw bad('ERR_KV_UNKNOWN_OP', `unknown operation ${JSON.stringify(c?.op)}`);
+    if (op === undefined) throw bad(KV_ERR.UNKNOWN_OP, `unknown operation ${JSON.stringify(c?.op)}`);
     w.u8(op);
     switch (c.op) {
       case 'get':
@@ -200,12 +202,12 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
         writeValue(w, c.value);
         return;
       case 'mget':
-        if (!Array.isArray(c.keys) || c.keys.length > KV_LIMITS.maxKeys) throw bad('ERR_KV_TOO_MANY_KEYS', `mget takes at most ${KV_LIMITS.maxKeys} keys`);
+        if (!Array.isArray(c.keys) || c.keys.length > KV_LIMITS.maxKeys) throw bad(KV_ERR.TOO_MANY_KEYS, `mget takes at most ${KV_LIMITS.maxKeys} keys`);
         w.u16(c.keys.length);
         for (const k of c.keys) writeKey(w, k);
         return;
       case 'mput':
-        if (!Array.isArray(c.entries) || c.entries.length > KV_LIMITS.maxKeys) throw bad('ERR_KV_TOO_MANY_KEYS', `mput takes at most ${KV_LIMITS.maxKeys} entries`);
+        if (!Array.isArray(c.entries) || c.entries.length > KV_LIMITS.maxKeys) throw bad(KV_ERR.TOO_MANY_KEYS, `mput takes at most ${KV_LIMITS.maxKeys} entries`);
         w.u16(c.entries.length);
         for (const [k, v] of c.entries) {
           writeKey(w, k);
@@ -213,7 +215,7 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
         }
         return;
       case 'scan':
-        if (!Number.isInteger(c.limit) || c.limit < 1 || c.limit > KV_LIMITS.maxScan) throw bad('ERR_KV_BAD_LIMIT', `scan limit must be an integer in 1..${KV_LIMITS.maxScan}`);
+        if (!Number.isInteger(c.limit) || c.limit < 1 || c.limit > KV_LIMITS.maxScan) throw bad(KV_ERR.BAD_LIMIT, `scan limit must be an integer in 1..${KV_LIMITS.maxScan}`);
         w.u8(typeof c.prefix === 'string' ? 0 : 1);
         writeKey(w, c.prefix);
         w.u16(c.limit);
@@ -238,7 +240,7 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
       case 'cas': {
         const key = readKey(r);
         const has = r.u8('cas flag');
-        if (has > 1) throw bad('ERR_KV_MALFORMED', 'bad cas flag');
+        if (has > 1) throw bad(KV_ERR.MALFORMED, 'bad cas flag');
         const expected = has === 1 ? readStoredValue(r) : null;
         c = { op: 'cas', key, expected, value: readStoredValue(r) };
         break;
@@ -261,7 +263,7 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
         const t = r.u8('prefix type');
         const prefix = readKey(r);
         const limit = r.u16('limit');
-        if (limit < 1 || limit > KV_LIMITS.maxScan) throw bad('ERR_KV_BAD_LIMIT', `scan limit must be in 1..${KV_LIMITS.maxScan}`);
+        if (limit < 1 || limit > KV_LIMITS.maxScan) throw bad(KV_ERR.BAD_LIMIT, `scan limit must be in 1..${KV_LIMITS.maxScan}`);
         c = { op: 'scan', prefix, limit, prefixString: t === 0 };
         break;
       }
@@ -269,7 +271,7 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
         c = { op: 'size' };
         break;
       default:
-        throw bad('ERR_KV_UNKNOWN_OP', `unknown operation code ${op}`);
+        throw bad(KV_ERR.UNKNOWN_OP, `unknown operation code ${op}`);
     }
     if (r.pos !== r.end) throw new WireError(`${r.end - r.pos} trailing bytes after a ${c.op} command`);
     (c as { wire?: true }).wire = true;
@@ -433,10 +435,10 @@ export const kvService: Service<KvCommand, KvReply, KvState, Part> & {
   restore(bytes, index, partitions): KvState {
     const st = new KvState(index, partitions);
     const entries = unpack(bytes) as unknown;
-    if (!Array.isArray(entries)) throw new ServiceError('ERR_PSMR_BAD_SNAPSHOT', 'a kv snapshot is a list of [key, value] pairs');
+    if (!Array.isArray(entries)) throw new ServiceError(ERR.PSMR_BAD_SNAPSHOT, 'a kv snapshot is a list of [key, value] pairs');
     for (const e of entries) {
       if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string') {
-        throw new ServiceError('ERR_PSMR_BAD_SNAPSHOT', 'a kv snapshot entry is a [key, value] pair of strings');
+        throw new ServiceError(ERR.PSMR_BAD_SNAPSHOT, 'a kv snapshot entry is a [key, value] pair of strings');
       }
       st.map.set(e[0], e[1]);
     }

@@ -288,10 +288,6 @@ export const MESSAGE_SHAPES: Readonly<Record<MessageType, readonly FieldShape[]>
   [MessageType.SkipRequest]: shape('ring:u from:u pos:u'),
 });
 
-export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(
-  Object.fromEntries(Object.entries(MessageType).map(([k, v]) => [v, k])) as Record<MessageType, string>,
-);
-
 /** Start positions a learner may ask for. */
 export const START_NEXT = -1;
 export const START_OLDEST = -2;

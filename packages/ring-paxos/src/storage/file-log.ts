@@ -79,7 +79,7 @@ import type { DurableLog } from '../driver.js';
 import type { PersistRecord } from '../core/outbox.js';
 import type { LogEntry } from '../core/acceptor.js';
 import { applyRecord, emptyReplayState, type ReplayRecord } from '../core/replay.js';
-import { RingcastError } from '../errors.js';
+import { ERR, RingcastError } from '../errors.js';
 
 export type LogMode = 'sync' | 'async' | 'memory';
 
@@ -202,7 +202,7 @@ function payloadBytes(r: LogRecord): number {
 }
 
 function checkInt(x: number, what: string): void {
-  if (!Number.isSafeInteger(x)) throw new RingcastError('ERR_RINGCAST_LOG', `cannot log ${what} ${x}: not a safe integer`);
+  if (!Number.isSafeInteger(x)) throw new RingcastError(ERR.LOG, `cannot log ${what} ${x}: not a safe integer`);
 }
 
 /** Encode one framed record at `off` in `buf`; returns the offset after it. */
@@ -596,7 +596,7 @@ interface Segment {
 
 function logError(where: string, err: unknown): RingcastError {
   const msg = err instanceof Error ? err.message : String(err);
-  return new RingcastError('ERR_RINGCAST_LOG', `acceptor log ${where}: ${msg}`);
+  return new RingcastError(ERR.LOG, `acceptor log ${where}: ${msg}`);
 }
 
 export interface OpenOptions {
@@ -694,7 +694,7 @@ export class FileLog implements DurableLog {
   /** Open and recover the log of one ring kept in `store` (undefined in memory mode). */
   static openStore(store: SegmentStore | undefined, ring: number, mode: LogMode, opts: OpenOptions = {}): { log: FileLog; recovered: RecoveredLog } {
     const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    if (!(segmentBytes > 0)) throw new RingcastError('ERR_RINGCAST_LOG', `segmentBytes must be positive, got ${segmentBytes}`);
+    if (!(segmentBytes > 0)) throw new RingcastError(ERR.LOG, `segmentBytes must be positive, got ${segmentBytes}`);
     const rejoin = opts.rejoin === true;
     const empty = (): Tracked => ({ promised: 0, trimmed: 0, maxAccepted: -1, rejoining: false, first: 0 });
     if (mode === 'memory' || !store) {
@@ -770,10 +770,10 @@ export class FileLog implements DurableLog {
    * (into a new segment first when they do not fit in the current one), then in sync mode one fdatasync.
    */
   append(records: readonly PersistRecord[]): void {
-    if (this.closed) throw new RingcastError('ERR_RINGCAST_LOG', `acceptor log ${this.path || '(memory)'} is closed`);
-    if (this.broken) throw new RingcastError('ERR_RINGCAST_LOG', `acceptor log ${this.path} failed earlier: ${this.broken.message}`);
+    if (this.closed) throw new RingcastError(ERR.LOG, `acceptor log ${this.path || '(memory)'} is closed`);
+    if (this.broken) throw new RingcastError(ERR.LOG, `acceptor log ${this.path} failed earlier: ${this.broken.message}`);
     for (const r of records) {
-      if (r.ring !== this.ring) throw new RingcastError('ERR_RINGCAST_LOG', `record for ring ${r.ring} given to the log of ring ${this.ring}`);
+      if (r.ring !== this.ring) throw new RingcastError(ERR.LOG, `record for ring ${r.ring} given to the log of ring ${this.ring}`);
     }
     this.stats.appends++;
     this.stats.records += records.length;

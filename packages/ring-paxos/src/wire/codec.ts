@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { mpEncode } from '../core/mpack.js';
+import { ERR, RingcastError } from '../errors.js';
 import { ReplayGuard, type ReplayGuardOptions } from '../core/replay-window.js';
 import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from '../core/messages.js';
 
@@ -18,15 +19,14 @@ import { MESSAGE_SHAPES, type FieldShape, type Message, type MessageType } from 
  * 'replay' or 'stale'; without one there is no envelope (anyone can forge a datagram then anyway).
  */
 export const WIRE_VERSION = 6;
-export const HEADER_BYTES = 3;
-export const ENVELOPE_BYTES = 18;
+const HEADER_BYTES = 3;
+const ENVELOPE_BYTES = 18;
 export const TAG_BYTES = 16;
 const FLAG_TAG = 1;
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
 
 export type DropReason = 'short' | 'oversize' | 'version' | 'type' | 'auth' | 'malformed' | 'shape' | 'replay' | 'stale';
-export const DROP_REASONS: readonly DropReason[] = ['short', 'oversize', 'version', 'type', 'auth', 'malformed', 'shape', 'replay', 'stale'];
 
 export interface CodecOptions {
   /** Byte bound of a datagram, tag included. */
@@ -46,8 +46,12 @@ export interface CodecOptions {
 
 export type Decoded = { ok: true; msg: Message } | { ok: false; reason: DropReason };
 
-export class CodecError extends Error {
-  readonly code = 'ERR_RINGCAST_ENCODE';
+/** A message that does not fit in one datagram (encode side; decoding never throws). */
+export class CodecError extends RingcastError {
+  constructor(message: string) {
+    super(ERR.ENCODE, message);
+    this.name = 'CodecError';
+  }
 }
 
 const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);

@@ -4,12 +4,9 @@
  * latency percentiles and, optionally, the full history for the linearizability checker.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Prng, type ClusterConfig } from '@ringcast/ring-paxos';
+import { ERR, Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
-import type { KvCheckCommand, KvCheckReply, HistoryOp } from './check/linearizability.js';
-import { createKvClient, type KvClient } from './kv-client.js';
-import type { Mode } from './service.js';
-import type { KvCommand, KvReply } from './services/kv.js';
+import { createKvClient, type HistoryOp, type KvCheckCommand, type KvCheckReply, type KvClient, type KvCommand, type KvReply, type ModeName as Mode } from '@ringcast/psmr-proxy';
 
 export interface KvLoadOptions {
   cluster: ClusterConfig;
@@ -206,7 +203,7 @@ export async function runKvLoad(o: KvLoadOptions): Promise<KvLoadResult> {
         if (history && history.length < maxHistory) {
           // A typed error reply changed nothing; a missing reply may or may not have taken effect.
           const e = err as Error & { code?: string };
-          const noReply = e.code === 'ERR_RINGCAST_NO_REPLY' || e.code === 'ERR_RINGCAST_STOPPED';
+          const noReply = e.code === ERR.NO_REPLY || e.code === ERR.STOPPED;
           history.push({ client: lane, call: t, ret: noReply ? Infinity : performance.now(), command: toCheck(c), reply: noReply ? undefined : { error: e.code ?? 'error' } });
         }
       } else {

@@ -1,6 +1,6 @@
 import { ConfigError, hasName, loadCluster } from '@ringcast/ring-paxos';
 import { RedisRegistry, RegistryUnavailableError } from '@ringcast/multicast';
-import { intFlag, parse } from '../cli.js';
+import { intFlag, parse } from './flags.js';
 
 const HELP = `ringcast registry load --cluster FILE --redis URL [--prefix P] [--timeout MS]
 ringcast registry show --redis URL [--prefix P] [--timeout MS]

@@ -1,9 +1,8 @@
 import { loadavg } from 'node:os';
-import { ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
-import { intFlag, parse } from '../cli.js';
-import { runKvLoad } from '../kv-load.js';
-import { routeGroup } from '../service.js';
-import { kvService } from '../services/kv.js';
+import { ERR, ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
+import { intFlag, parse } from './flags.js';
+import { runKvLoad } from './kv-load.js';
+import { kvService, modeNamed } from '@ringcast/psmr-proxy';
 import { metricSamples, metricValue } from './bench-multiring.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';
@@ -25,7 +24,7 @@ const HELP = `ringcast bench failover [--layer ring|psmr] [--kills N] [--durable
   rings g0, g1 and gall, coordinators spread over the nodes, 2 replica processes). A closed-loop kv-load
   first measures the rate it sustains; then a kv-load at half that rate runs throughout (in this process)
   while the coordinator of each ring in turn is killed with kill -9, N times, and restarted from its log
-  ${SLOT_MS / 1000} s later. Per kill, the client-observed gap: per group, the longest time that group's
+  ${GAP_WINDOW_MS / 1000} s later (one kill every ${SLOT_MS / 1000} s). Per kill, the client-observed gap: per group, the longest time that group's
   commands went unanswered after the kill; the gap is the maximum over groups (a partition that kept working
   does not hide one that stopped).
   --trace (psmr): per kill, on stderr: per replica worker and ring, the longest time its delivered count
@@ -112,14 +111,15 @@ async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallS
     process.stderr.write(`bench failover: closed loop ${Math.round(closedLoop)} commands/s; load at ${rate}/s\n`);
 
     // Per group: the last answer, and (while a kill is measured) the longest wait since the kill.
-    const groups = ['g0', 'g1', 'gall'];
+    const psmr = modeNamed('psmr');
+    const groups = psmr.replicaGroups(workers);
     const last = new Map<string, number>(groups.map((g) => [g, 0]));
     const worst = new Map<string, number>();
     let killedAt = -1;
     const onReply = (c: Parameters<typeof kvService.group>[0], err: Error | null): void => {
       const code = (err as { code?: string } | null)?.code;
-      if (code === 'ERR_RINGCAST_NO_REPLY' || code === 'ERR_RINGCAST_STOPPED') return;
-      const g = routeGroup('psmr', kvService.group(c, workers));
+      if (code === ERR.NO_REPLY || code === ERR.STOPPED) return;
+      const g = psmr.route(kvService.group(c, workers));
       const t = performance.now();
       if (killedAt >= 0) worst.set(g, Math.max(worst.get(g) ?? 0, t - Math.max(last.get(g)!, killedAt)));
       last.set(g, t);

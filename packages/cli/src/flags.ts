@@ -1,34 +1,7 @@
+/** Flag parsing and the small helpers every command shares (the commands import this, never cli.ts). */
 import type { Server } from 'node:http';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, hasName, listenError, suggest, type ClusterConfig } from '@ringcast/ring-paxos';
-import { runBenchCommand } from './cli/bench.js';
-import { runDemo } from './cli/demo.js';
-import { runFaultProxy } from './cli/fault-proxy.js';
-import { runRegistry } from './cli/registry.js';
-import { runLearn, runNode, runPropose } from './cli/ring.js';
-import { runSim } from './cli/sim.js';
-import { runCheckpoint, runKvCommand, runKvLoadCommand, runReplica } from './cli/replica.js';
-
-const USAGE = `ringcast — Multi-Ring Paxos atomic multicast and P-SMR for Node.js
-
-Usage: ringcast <command> [options]
-
-Commands:
-  demo                      the main job: local rings, two P-SMR replicas and a key-value load (live rate)
-  replica --cluster F       run a P-SMR replica (server proxy with worker threads) of the kv service
-  checkpoint --cluster F --from URL --out FILE   save a live replica's checkpoint (for replica --from-replica)
-  kv-load --cluster F       run a key-value command load against the replicas; print a JSON summary
-  kv --cluster F OP ARGS    one key-value command (get, put, delete, cas, mget, mput, scan, size)
-  node --cluster F --id N   run the acceptor (and coordinator) roles of node N from cluster file F
-  learn --cluster F         join ring as a learner; print delivered values as JSON lines
-  propose --cluster F       propose --count values and print a JSON summary
-  bench ring                benchmark one ring on loopback against raw one-hop UDP (JSON lines)
-  sim --seed N              replay one simulator seed (or --seeds A..B for a soak)
-  fault-proxy --listen H:P --to H:Q   UDP relay that drops, duplicates and delays datagrams (tests)
-  registry load|show --redis URL      write a cluster file to the Redis registry, or print its live view
-
-Run 'ringcast <command> --help' for the options of a command.
-`;
 
 export type Options = ParseArgsConfig['options'];
 
@@ -113,43 +86,4 @@ export function intFlag(v: string | boolean | undefined, name: string, dflt: num
     throw new ConfigError(`--${name}`, `must be an integer between ${min} and ${max}, got ${JSON.stringify(v)}`);
   }
   return n;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case 'demo':
-      return runDemo(rest);
-    case 'node':
-      return runNode(rest);
-    case 'replica':
-      return runReplica(rest);
-    case 'checkpoint':
-      return runCheckpoint(rest);
-    case 'kv-load':
-      return runKvLoadCommand(rest);
-    case 'kv':
-      return runKvCommand(rest);
-    case 'learn':
-      return runLearn(rest);
-    case 'propose':
-      return runPropose(rest);
-    case 'bench':
-      return runBenchCommand(rest);
-    case 'sim':
-      return runSim(rest);
-    case 'fault-proxy':
-      return runFaultProxy(rest);
-    case 'registry':
-      return runRegistry(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`ringcast: unknown command '${cmd}'\n\n${USAGE}`);
-      return 2;
-  }
 }

@@ -1,7 +1,8 @@
 import { fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { ConfigError, FaultProxy, hasName, type FaultProxyOptions } from '@ringcast/ring-paxos';
-import { intFlag, parse, untilSignal } from '../cli.js';
+import { ConfigError, hasName } from '@ringcast/ring-paxos';
+import { FaultProxy, type FaultProxyOptions } from '@ringcast/ring-paxos/testing';
+import { intFlag, parse, untilSignal } from './flags.js';
 
 const HELP = `ringcast fault-proxy --listen 127.0.0.1:P --to 127.0.0.1:Q [--drop R] [--dup R] [--delay A-B]
                     [--seed N] [--max-queue N] [--max-clients N]

@@ -1,23 +1,47 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { ConfigError, ipv4Lookup, loadCluster, START_NEXT, startClient } from '@ringcast/ring-paxos';
+import { ConfigError, hasName, ipv4Lookup, loadCluster, START_NEXT, startClient, suggest } from '@ringcast/ring-paxos';
 import { ringsOf } from '@ringcast/multicast';
-import { groupsFlag, intFlag, parse, untilSignal } from '../cli.js';
+import { groupsFlag, intFlag, parse, untilSignal } from './flags.js';
 import { benchMultiring, groupSink, machineTicks, metricValue, stealShare } from './bench-multiring.js';
 import { benchFailover } from './bench-failover.js';
 import { benchPsmr } from './bench-psmr.js';
 import { freeUdpPorts, launchLocalRing, spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { percentile, proposeLoop } from './progress.js';
 
-const HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B] [--window N]
+const RING_HELP = `ringcast bench ring [--sizes 1024,8192] [--seconds S] [--warmup W] [--outstanding K] [--batch B] [--window N]
   One ring (3 acceptors, 2 learners, 1 proposer, each a process) on 127.0.0.1. For each value size it
   prints one JSON line: values/s, payload MB/s, p50/p99 propose-to-delivery latency, the raw one-hop UDP
   MB/s measured in the same run with the ring's mean Phase 2A datagram size, and the wire efficiency
   = payload MB/s x copies / raw MB/s, copies = 1 + other ring acceptors + learners.
-ringcast bench multiring   k = 1, 2, 4 rings: MB/s and CPU s per MB vs one ring; idle-ring latency (--help)
-ringcast bench psmr        P-SMR key-value store: commands/s and p99 vs share of g_all, smr vs psmr; SVG plot (--help)
-ringcast bench failover    kill -9 coordinators under load: ring (next delivery) or psmr (client-observed gap) (--help)
 `;
+
+/** The benchmarks, in the order the help lists them; `ringcast bench NAME --help` gives each one's options. */
+export const BENCHES: ReadonlyArray<{ name: string; summary: string; run: (args: string[]) => Promise<number> }> = [
+  { name: 'ring', summary: 'one ring on loopback against raw one-hop UDP: values/s, MB/s, p50/p99, wire efficiency', run: benchRing },
+  { name: 'multiring', summary: 'k = 1, 2, 4 rings: MB/s and CPU s per MB vs one ring; idle-ring latency', run: benchMultiring },
+  { name: 'psmr', summary: 'P-SMR key-value store: commands/s and p99 vs share of g_all, smr vs psmr; SVG plot', run: benchPsmr },
+  { name: 'failover', summary: 'kill -9 coordinators under load: ring (next delivery) or psmr (client-observed gap)', run: benchFailover },
+];
+
+/** Processes the benchmarks start (sinks, sources, echo); not benchmarks, so not in the help. */
+const HELPERS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
+  'group-sink': groupSink,
+  'udp-sink': udpSink,
+  'udp-source': udpSource,
+  'udp-echo': udpEcho,
+  'udp-ping': udpPing,
+  'hop-fanout': hopFanout,
+  'hop-vote': hopVote,
+  'hop-source': hopSource,
+  'ring-sink': ringSink,
+  'ring-load': ringLoad,
+};
+
+export const BENCH_HELP = `Usage: ringcast bench <name> [options]   (ringcast bench <name> --help: its options)
+
+Benchmarks (JSON lines on stdout):
+${BENCHES.map((b) => `  ${b.name.padEnd(10)} ${b.summary}\n`).join('')}`;
 
 function line(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -31,37 +55,16 @@ const nowNs = (): bigint => process.hrtime.bigint();
 
 export async function runBenchCommand(args: string[]): Promise<number> {
   const [what, ...rest] = args;
-  switch (what) {
-    case 'ring':
-      return benchRing(rest);
-    case 'failover':
-      return benchFailover(rest);
-    case 'multiring': return benchMultiring(rest);
-    case 'psmr':
-      return benchPsmr(rest);
-    case 'group-sink': return groupSink(rest);
-    case 'udp-sink':
-      return udpSink(rest);
-    case 'udp-source':
-      return udpSource(rest);
-    case 'udp-echo':
-      return udpEcho(rest);
-    case 'udp-ping':
-      return udpPing(rest);
-    case 'hop-fanout':
-      return hopFanout(rest);
-    case 'hop-vote':
-      return hopVote(rest);
-    case 'hop-source':
-      return hopSource(rest);
-    case 'ring-sink':
-      return ringSink(rest);
-    case 'ring-load':
-      return ringLoad(rest);
-    default:
-      process.stdout.write(HELP);
-      return what === undefined || what === '--help' ? 0 : 2;
+  if (what === undefined || what === '--help' || what === '-h' || what === 'help') {
+    process.stdout.write(BENCH_HELP);
+    return 0;
   }
+  const run = BENCHES.find((b) => b.name === what)?.run ?? (hasName(HELPERS, what) ? HELPERS[what] : undefined);
+  if (run === undefined) {
+    process.stderr.write(`ringcast bench: unknown benchmark '${what}'; ${suggest(what, BENCHES.map((b) => b.name))}\n\n${BENCH_HELP}`);
+    return 2;
+  }
+  return run(rest);
 }
 
 /** Hidden: count UDP bytes received for `seconds` after the first datagram. */
@@ -431,7 +434,7 @@ async function benchRing(args: string[]): Promise<number> {
     window: { type: 'string' },
     durable: { type: 'string' },
   });
-  if (o.help) return void process.stdout.write(HELP), 0;
+  if (o.help) return void process.stdout.write(RING_HELP), 0;
   const modes = (typeof o.durable === 'string' ? o.durable : 'memory').split(',').map((m) => {
     if (m !== 'memory' && m !== 'async' && m !== 'sync') throw new ConfigError('--durable', `must list sync, async or memory, got ${JSON.stringify(m)}`);
     return m;

@@ -17,7 +17,8 @@ import { parseCluster, type ClusterConfig } from '@ringcast/ring-paxos';
  */
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
 
-export const RINGCAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'ringcast.js');
+/** The `ringcast` executable of this package (dist/local.js -> ../bin/ringcast.js). */
+export const RINGCAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ringcast.js');
 
 /** Ask the kernel for `n` distinct free UDP ports on 127.0.0.1. */
 export async function freeUdpPorts(n: number): Promise<number[]> {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { startGroupLearner } from '@ringcast/multicast';
 import { ConfigError, loadCluster } from '@ringcast/ring-paxos';
-import { groupsFlag, intFlag, parse } from '../cli.js';
+import { groupsFlag, intFlag, parse } from './flags.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';
 

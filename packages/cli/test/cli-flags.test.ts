@@ -1,7 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseCluster } from '@ringcast/ring-paxos';
 import { checkRedisUrl } from '@ringcast/multicast';
-import { groupsFlag, intFlag, parse } from '../src/cli.js';
+import { groupsFlag, intFlag, parse } from '../src/flags.js';
+import { main } from '../src/cli.js';
 
 // Every flag error names the flag and what it accepts (ERR_RINGCAST_CONFIG, `--flag: ...`).
 function problem(fn: () => unknown): string {
@@ -48,5 +49,43 @@ describe('flag parsing', () => {
     for (const bad of ['notaurl', 'redis://127.0.0.1:99999', 'redis://127.0.0.1:0', 'http://127.0.0.1:6379', 'redis://', 'redis://a b']) {
       expect(problem(() => checkRedisUrl(bad, '--registry'))).toBe(`--registry: must be a redis://HOST:PORT or rediss://HOST:PORT URL (port 1-65535), got ${JSON.stringify(bad)}`);
     }
+  });
+});
+
+describe('command and benchmark names', () => {
+  // What main() writes, captured in-process (no ringcast process started).
+  function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((c) => ((out += String(c)), true));
+    vi.spyOn(process.stderr, 'write').mockImplementation((c) => ((err += String(c)), true));
+    return main(argv).then((code) => ({ code, out, err }));
+  }
+  afterEach(() => vi.restoreAllMocks());
+
+  const COMMANDS = ['demo', 'replica', 'checkpoint', 'kv-load', 'kv', 'node', 'learn', 'propose', 'bench', 'sim', 'fault-proxy', 'registry'];
+  const BENCHES = ['ring', 'multiring', 'psmr', 'failover'];
+
+  it('--help lists every command and every benchmark', async () => {
+    const { code, out } = await run(['--help']);
+    expect(code).toBe(0);
+    for (const c of COMMANDS.filter((c) => c !== 'bench')) expect(out).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+    for (const b of BENCHES) expect(out).toMatch(new RegExp(`^  bench ${b}\\b`, 'm'));
+    const bench = await run(['bench', '--help']);
+    expect(bench.code).toBe(0);
+    for (const b of BENCHES) expect(bench.out).toMatch(new RegExp(`^  ${b}\\b`, 'm'));
+  });
+
+  it('an unknown command or benchmark is refused naming it (exit 2), with the closest name', async () => {
+    const cmd = await run(['benhc']);
+    expect(cmd.code).toBe(2);
+    expect(cmd.err).toMatch(/^ringcast: unknown command 'benhc'; did you mean bench\?/);
+    const far = await run(['frobnicate']);
+    expect(far.code).toBe(2);
+    expect(far.err).toMatch(/^ringcast: unknown command 'frobnicate'; known: demo, replica, /);
+    const bench = await run(['bench', 'fialover']);
+    expect(bench.code).toBe(2);
+    expect(bench.err).toMatch(/^ringcast bench: unknown benchmark 'fialover'; did you mean failover\?/);
+    expect(bench.out).toBe('');
   });
 });

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lowestTrimmed, metricSamples, metricValue, minorFaultsOf } from '../src/cli/bench-multiring.js';
+import { lowestTrimmed, metricSamples, metricValue, minorFaultsOf } from '../src/bench-multiring.js';
 
 // The /metrics readers the multiring bench waits on, against prom-client-shaped text from a local server.
 describe('bench metric readers', () => {

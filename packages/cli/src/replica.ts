@@ -3,17 +3,14 @@ import { Registry } from 'prom-client';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
-import { intFlag, listenHttp, need, parse } from '../cli.js';
-import { runKvLoad } from '../kv-load.js';
-import { checkpointToken, startReplica, type ReplicaCheckpoint } from '../replica.js';
-import { hasCheckpointTrailer, unframeCheckpoint } from '../checkpoint-store.js';
-import type { Mode } from '../service.js';
+import { intFlag, listenHttp, need, parse } from './flags.js';
+import { runKvLoad } from './kv-load.js';
+import { checkpointToken, createKvClient, hasCheckpointTrailer, modeNamed, startReplica, unframeCheckpoint, type ModeName, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
 import { RateDisplay } from './progress.js';
 
-export function modeFlag(v: string | boolean | undefined): Mode {
-  const m = v ?? 'psmr';
-  if (m !== 'smr' && m !== 'psmr') throw new ConfigError('--mode', `must be smr or psmr, got ${JSON.stringify(m)}`);
-  return m;
+/** `--mode`: the name of a registered mode (default psmr). */
+export function modeFlag(v: string | boolean | undefined): ModeName {
+  return modeNamed(v ?? 'psmr', '--mode').name;
 }
 
 function replyFromFlag(v: string | boolean | undefined): 'one' | 'all' {
@@ -253,7 +250,6 @@ export async function runKvCommand(args: string[]): Promise<number> {
   const want = (n: number, usage: string): void => {
     if (rest.length < n) throw new ConfigError(op, `usage: ${op} ${usage}`);
   };
-  const { createKvClient } = await import('../kv-client.js');
   const kv = await createKvClient(cluster, { mode: modeFlag(o.mode), workers: intFlag(o.workers, 'workers', 2, 1, 64), retryMs: 500, deadlineMs: 5000 });
   try {
     let out: unknown;

@@ -1,7 +1,8 @@
-import { ConfigError, runSimulation } from '@ringcast/ring-paxos';
+import { ConfigError } from '@ringcast/ring-paxos';
+import { runSimulation } from '@ringcast/ring-paxos/testing';
 import { runMultiRingSimulation } from '@ringcast/multicast';
-import { intFlag, parse } from '../cli.js';
-import { runPsmrSimulation } from '../sim.js';
+import { intFlag, parse } from './flags.js';
+import { runPsmrSimulation } from '@ringcast/psmr-proxy';
 
 const HELP = `ringcast sim [--multiring] --seed N [--trace]        replay one seed and print its result as JSON
 ringcast sim [--multiring] --seeds A..B [--stop-on-failure]   run seeds A..B-1, with a live count, and report failures

@@ -1,6 +1,6 @@
 import { ConfigError, loadCluster, RingcastError, TrimmedGapError, RingMetrics, START_NEXT, START_OLDEST, startClient, startNode } from '@ringcast/ring-paxos';
 import { checkRedisUrl, RedisRegistry, startAnnouncer, startGroupLearner, ringsOf } from '@ringcast/multicast';
-import { groupsFlag, intFlag, need, parse, untilSignal } from '../cli.js';
+import { groupsFlag, intFlag, need, parse, untilSignal } from './flags.js';
 import { proposeLoop } from './progress.js';
 
 function line(obj: unknown): void {
