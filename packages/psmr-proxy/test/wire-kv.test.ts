@@ -330,7 +330,7 @@ describe('session table', () => {
     expect(t.check(s, 5)).toEqual({ kind: 'replay', reply: 'r5' });
     s = t.open(1, 6);
     expect(t.check(s, 5).kind).toBe('stale');
-    expect(s.replies.has(5)).toBe(false);
+    expect(s.seen.has(5)).toBe(false);
     expect(t.check(s, 6)).toEqual({ kind: 'replay', reply: 'r6' });
   });
 
@@ -351,7 +351,7 @@ describe('session table', () => {
     t.record(s, 1, 1);
     t.record(s, 2, 2);
     t.record(s, 3, 3);
-    expect([...s.replies.keys()]).toEqual([2, 3]);
+    expect([...s.seen.keys()]).toEqual([2, 3]);
   });
 
   it('loads what entries() gave, in recency order; over its bounds it keeps the most recent, as eviction would', () => {

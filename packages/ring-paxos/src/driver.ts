@@ -189,52 +189,33 @@ export class Driver {
     return this.peers.get(id) ?? this.dynamic.get(id);
   }
 
-  /** Persist, then send, then hand results to the hooks. */
+  /** Take the node's Ready: persist, then send, then hand the rest to the hooks. */
   drain(): void {
-    const { sends, persist } = this.node.out.drain();
-    if (persist.length > 0 && this.opts.log) {
+    const r = this.node.ready();
+    if (r.persist.length > 0 && this.opts.log) {
       try {
-        this.opts.log.append(persist);
+        this.opts.log.append(r.persist);
       } catch (e) {
         this.stop(); // this turn's sends (votes, promises) are dropped with it
         if (!this.hooks.onFatal) throw e;
         return this.hooks.onFatal(e as Error);
       }
     }
-    for (const s of sends) this.sendOne(s.msg, s.to);
-    const n = this.node;
-    if (n.learner) {
-      const d = n.learner.takeDeliveries();
-      if (d.length > 0) this.hooks.onDeliver?.(d);
-      const r = n.learner.takeRecords();
-      if (r.length > 0) this.hooks.onInstances?.(r);
-      if (n.learner.gapTrimmed) {
-        const g = n.learner.gapTrimmed;
-        n.learner.gapTrimmed = undefined;
-        this.hooks.onGapTrimmed?.(g.needed, g.oldest);
-      }
+    for (const s of r.sends) this.sendOne(s.msg, s.to);
+    if (r.deliveries.length > 0) this.hooks.onDeliver?.(r.deliveries);
+    if (r.records.length > 0) this.hooks.onInstances?.(r.records);
+    if (r.gapTrimmed) this.hooks.onGapTrimmed?.(r.gapTrimmed.needed, r.gapTrimmed.oldest);
+    if (r.acked.length > 0) {
+      for (const seq of r.acked) this.settle(seq, undefined);
+      this.hooks.onAcked?.(r.acked);
     }
-    if (n.proposer) {
-      const p = n.proposer;
-      if (p.acked.length > 0) {
-        const a = p.acked;
-        p.acked = [];
-        for (const seq of a) this.settle(seq, undefined);
-        this.hooks.onAcked?.(a);
-      }
-      if (p.failed.length > 0) {
-        const f = p.failed;
-        p.failed = [];
-        for (const seq of f) this.settle(seq, new ProposalFailedError(seq));
-        this.hooks.onFailed?.(f);
-      }
-      while (this.blocked.length > 0 && !p.full) this.blocked.shift()!();
+    if (r.failed.length > 0) {
+      for (const seq of r.failed) this.settle(seq, new ProposalFailedError(seq));
+      this.hooks.onFailed?.(r.failed);
     }
-    if (n.coordinator && n.coordinator.decidedLog.length > 0) {
-      const d = n.coordinator.decidedLog;
-      n.coordinator.decidedLog = [];
-      this.hooks.onDecided?.(d);
-    }
+    const p = this.node.proposer;
+    if (p) while (this.blocked.length > 0 && !p.full) this.blocked.shift()!();
+    if (r.decided.length > 0) this.hooks.onDecided?.(r.decided);
   }
 
   private sendOne(msg: Message, to: number | readonly number[]): void {

@@ -1110,3 +1110,27 @@ describe('retention holds', () => {
     expect(c.holds.stats.broken).toBe(0);
   });
 });
+
+describe('RingNode.ready()', () => {
+  it("takes each role's output once: deliveries and records, acks, decisions (a second call is empty)", () => {
+    const h = new Harness(3);
+    const l = h.add(100001, { learnerStart: 0, records: true });
+    const p = h.add(100002, { proposer: true });
+    h.start();
+    h.advance(20);
+    h.submit(p, 'x');
+    h.advance(20);
+    const coord = [...h.nodes.values()].find((n) => n.coordinator)!;
+    const c = coord.ready();
+    expect(c.decided.map((d) => d.entries)).toContain(1);
+    const r = l.ready();
+    expect(r.deliveries.map((d) => dec(d.data))).toEqual(['x']);
+    expect(r.records.flatMap((x) => x.deliveries).map((d) => dec(d.data))).toEqual(['x']);
+    expect(p.ready().acked).toEqual([0]);
+    for (const n of [coord, l, p]) {
+      const again = n.ready();
+      expect([again.sends, again.persist, again.deliveries, again.records, again.acked, again.failed, again.decided].map((a) => a.length)).toEqual([0, 0, 0, 0, 0, 0, 0]);
+      expect(again.gapTrimmed).toBeUndefined();
+    }
+  });
+});

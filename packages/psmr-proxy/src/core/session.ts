@@ -4,100 +4,46 @@
  *
  * It is replicated state: every replica (and, for the g_all stream, every worker) applies the same stream
  * and so makes the same decisions, including evictions, which follow delivery order only.
- * - A batch carries the client's floor: every seq below it has been answered, so replies below it go.
+ * - A batch carries the client's floor: every seq below it has been answered, so replies below it go
+ *   (those inserted before the first reply at or above it: the table's `'prefix'` floor cut, which
+ *   checkpoints record as it is).
  * - A command below the floor is a stale duplicate: dropped.
  * - Bounds: `maxClients` sessions (the least recently active is evicted) and `maxReplies` cached replies
  *   per client (the oldest goes first). A retry of an evicted command would run again; the bounds are sized
  *   above a client proxy's outstanding limit so that needs a client silent for `maxClients` others.
+ * The table itself is ring-paxos's `FloorTable` (the same one de-duplicates proposals in a ring).
  */
-export interface Session<R> {
-  floor: number;
-  replies: Map<number, R>;
-}
+import { FloorTable, type FloorEntry } from '@ringcast/ring-paxos';
+
+/** A client's session: its floor and its cached replies by seq (`seen`). */
+export type Session<R> = FloorEntry<R>;
 
 export type Verdict<R> = { kind: 'new' } | { kind: 'stale' } | { kind: 'replay'; reply: R };
 
 const NEW = { kind: 'new' } as const;
 const STALE = { kind: 'stale' } as const;
 
-export class SessionTable<R> {
-  private readonly sessions = new Map<number, Session<R>>();
-  evictedClients = 0;
-  evictedReplies = 0;
-
-  constructor(
-    readonly maxClients: number,
-    readonly maxReplies: number,
-  ) {}
-
-  get size(): number {
-    return this.sessions.size;
+export class SessionTable<R> extends FloorTable<R> {
+  constructor(maxClients: number, maxReplies: number) {
+    super({ maxClients, maxPerClient: maxReplies, floorCut: 'prefix' });
   }
 
-  /** The session of `clientId` as it is, if any (no change: not made more recent, floor untouched). */
-  peek(clientId: number): Session<R> | undefined {
-    return this.sessions.get(clientId);
+  get maxReplies(): number {
+    return this.maxPerClient;
   }
 
-  /** The session of `clientId` as of a batch carrying `floor` (it becomes the most recently active). */
-  open(clientId: number, floor: number): Session<R> {
-    let s = this.sessions.get(clientId);
-    if (s) {
-      this.sessions.delete(clientId);
-    } else {
-      s = { floor: 0, replies: new Map() };
-      if (this.sessions.size >= this.maxClients) {
-        const oldest = this.sessions.keys().next().value as number;
-        this.sessions.delete(oldest);
-        this.evictedClients++;
-      }
-    }
-    this.sessions.set(clientId, s);
-    if (floor > s.floor) {
-      s.floor = floor;
-      // Replies are inserted in execution order, which follows seq order except for retries.
-      for (const seq of s.replies.keys()) {
-        if (seq >= floor) break;
-        s.replies.delete(seq);
-      }
-    }
-    return s;
+  /** Cached replies evicted past maxReplies. */
+  get evictedReplies(): number {
+    return this.evictedSeqs;
   }
 
   check(s: Session<R>, seq: number): Verdict<R> {
     if (seq < s.floor) return STALE;
-    const r = s.replies.get(seq);
+    const r = s.seen.get(seq);
     return r === undefined ? NEW : { kind: 'replay', reply: r };
   }
 
   record(s: Session<R>, seq: number, reply: R): void {
-    s.replies.set(seq, reply);
-    if (s.replies.size > this.maxReplies) {
-      s.replies.delete(s.replies.keys().next().value as number);
-      this.evictedReplies++;
-    }
-  }
-
-  /** Every session, least recently active first, with its cached replies in insertion order (for checkpoints). */
-  *entries(): Generator<[clientId: number, floor: number, replies: Array<[seq: number, reply: R]>]> {
-    for (const [c, s] of this.sessions) yield [c, s.floor, [...s.replies]];
-  }
-
-  /** Replace the table with `entries` (as `entries()` gave them: the order is the recency order). */
-  load(entries: Iterable<[number, number, Array<[number, R]>]>): void {
-    this.sessions.clear();
-    // Over the bounds (not from a replica with the same ones): keep the most recent, as eviction would.
-    for (const [c, floor, replies] of [...entries].slice(-this.maxClients)) {
-      this.sessions.set(c, { floor, replies: new Map(replies.slice(-this.maxReplies)) });
-    }
-  }
-
-  /** A digest of the table (clients, floors, cached seqs) for comparing replicas. */
-  digest(): string {
-    let h = 0;
-    for (const [c, s] of this.sessions) {
-      h = (Math.imul(h ^ (c % 4294967296), 0x01000193) + s.floor * 31 + s.replies.size) >>> 0;
-    }
-    return `${this.sessions.size}:${h.toString(16)}`;
+    this.mark(s, seq, reply);
   }
 }

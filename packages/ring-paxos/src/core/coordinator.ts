@@ -1,14 +1,12 @@
 import { Acceptor } from './acceptor.js';
-import { decodeBatch, encodeBatch, encodeFiller, isFillerValue, type BatchGroup } from './batch.js';
-import { DedupTable, type DedupCursor } from './dedup.js';
+import { decodeBatch, encodeBatch, encodeFiller, isFillerValue } from './batch.js';
+import { Intake, type IntakeStats, type ValueAcks } from './intake.js';
 import {
   makeBallot,
   ballotNode,
   ballotRound,
   MessageType,
   type HeartbeatAck,
-  START_NEXT,
-  START_OLDEST,
   type Nack,
   type Phase1B,
   type Phase2A,
@@ -18,9 +16,10 @@ import {
   type Propose,
 } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { RetentionHolds, isHoldData, relearnable, pushHold, type Hold } from './retention-hold.js';
-import { ENTRY_OVERHEAD, GROUP_OVERHEAD, MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
-import { leftBehind } from './stuck-learner.js';
+import { RateLeveler, type RateLevelerStats } from './rate-leveler.js';
+import { Retention, type RetentionStats } from './retention.js';
+import { relearnable, type Hold, type RetentionHolds } from './retention-hold.js';
+import { MAX_DECISION_TRIPLES, type RingSettings } from './settings.js';
 
 interface Inflight {
   vid: number;
@@ -28,27 +27,9 @@ interface Inflight {
   sentAt: number;
   firstSentAt: number;
   /** Proposer seqs inside this value, acknowledged when it is decided. */
-  acks: Array<{ pid: number; seqs: number[] }>;
+  acks: ValueAcks;
   /** Retention holds inside this value, applied when it is decided. */
   holds?: Hold[];
-}
-
-interface PendingEntry {
-  pid: number;
-  floor: number;
-  seq: number;
-  data: Uint8Array;
-}
-
-interface LearnerInfo {
-  delivered: number;
-  lastSeen: number;
-  /** When `delivered` last moved (or the learner registered): the stuck-learner rule reads it. */
-  movedAt: number;
-  /** Left out of the trim computation (stuck-learner.ts); counted once each time it is. */
-  leftBehind: boolean;
-  /** It needs this ring's position to keep pace with λ (Progress.paced). */
-  paced: boolean;
 }
 
 /** Something the driver records as a metric when an instance is decided. */
@@ -59,20 +40,13 @@ export interface DecidedInfo {
   latencyMs: number;
 }
 
-export interface CoordinatorStats {
+export interface CoordinatorStats extends IntakeStats, RateLevelerStats, RetentionStats {
   decided: number;
   decidedBytes: number;
   phase2Retransmits: number;
   phase1Retransmits: number;
-  duplicateProposals: number;
-  proposalsDropped: number;
   nacks: number;
   stale: number;
-  skips: number;
-  /** Skips proposed at once because a learner asked (SkipRequest), counted in `skips` too. */
-  demandSkips: number;
-  /** Learners left out of the trim computation because they did not advance while the logs filled. */
-  learnersLeftBehind: number;
   /** Instances taken as decided from Phase 1 (an acceptor held them decided), with no Phase 2. */
   takenDecided: number;
 }
@@ -97,9 +71,10 @@ export interface CoordinatorConfig {
  * The coordinator of a ring (pure): the last ring acceptor. It runs Phase 1 ahead over ranges of
  * instances, batches proposals into values, sends Phase 2A to the other ring acceptors and the learners,
  * decides when its predecessor's Phase 2B carries the votes of the rest of the ring, and announces
- * decisions on the next Phase 2A or alone at the end of a turn. It keeps the window of undecided
- * instances, de-duplicates retried proposals, acknowledges proposers, tracks learners and computes the
- * safe instance below which acceptors trim.
+ * decisions on the next Phase 2A or alone at the end of a turn, keeping the window of undecided instances.
+ * Three parts of its state live in their own classes: the proposals (intake.ts: de-duplication, the
+ * pending queue, acknowledgements), rate leveling (rate-leveler.ts: positions, skips) and retention
+ * (retention.ts: learners, the trim point below which acceptors trim).
  */
 export class Coordinator {
   readonly acceptor: Acceptor;
@@ -119,16 +94,18 @@ export class Coordinator {
   };
   /** Decided instances since the last drain, for metrics. */
   decidedLog: DecidedInfo[] = [];
-  /** Retention holds in force (see retention-hold.ts): the trim point never passes the lowest. */
-  readonly holds: RetentionHolds;
+  /** Rate leveling: positions, skips (rate-leveler.ts). */
+  private readonly level: RateLeveler;
+  /** Learners and the trim point (retention.ts). */
+  private readonly retention: Retention;
+  /** Proposals: de-duplication, the pending queue, acknowledgements (intake.ts). */
+  private readonly intake: Intake;
 
   ballot: number;
   /** All instances below this are decided. */
   frontier = 0;
   /** Next instance to open. */
   next = 0;
-  /** Acceptors may trim below this. */
-  safe = 0;
 
   /** Set once a higher ballot of another node is seen: the RingNode then drops this role. */
   deposed = false;
@@ -148,8 +125,7 @@ export class Coordinator {
   private lastHeartbeatAt = -Infinity;
   private startedAt = 0;
   private lastStepUpAt = -Infinity;
-  /** Learners re-register after a takeover; until then the safe instance stays where it is. */
-  private holdSafeUntil = 0;
+  /** Taking over: hold the trim point while learners re-register (Retention.holdFor). */
   private holdSafeOnStart: boolean;
 
   // Phase 1: instances below `open` are promised by the whole ring in this ballot.
@@ -166,28 +142,13 @@ export class Coordinator {
    * ordered before one of its own that an earlier coordinator already decided.
    */
   private recoverTop = 0;
-  /** Position of instance next - 1 (-1: unknown, after a takeover that could not read it). */
-  private lastPos = -1;
   /** Highest vid of a non-filler value at an instance below next (new batches and skips are placed only
    *  above what their ballot's Phase 1 quorum had accepted). */
   private maxNewVid = 0;
-  /** The last Δ check, or the last value instance opened (its position was raised to the target then). */
-  private lastSkipCheckAt = -Infinity;
-  /** When this coordinator last opened an instance with proposals (a ring quiet since a Δ skips with a lead). */
-  private lastValueAt = -Infinity;
-  /** The end of the last skip past the target: values may open up to `window` past it (flow control). */
-  private ledTo = -1;
 
   private readonly inflight = new Map<number, Inflight>();
   private readonly decidedAhead = new Set<number>();
   private decisions: number[] = [];
-  private readonly pending: PendingEntry[] = [];
-  private pendingHead = 0;
-  private pendingBytes = 0;
-  private firstPendingAt = 0;
-  private readonly dedup: DedupTable;
-  private readonly acks = new Map<number, number[]>();
-  private readonly learners = new Map<number, LearnerInfo>();
   private lastSentAt = 0;
   private now = 0;
 
@@ -201,9 +162,20 @@ export class Coordinator {
     this.preferred = cfg.preferred.filter((x) => x !== cfg.id);
     this.acceptor = cfg.acceptor;
     this.ballot = makeBallot(cfg.round ?? 1, cfg.id);
-    this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
     this.holdSafeOnStart = cfg.holdSafe ?? false;
-    this.holds = new RetentionHolds(cfg.settings.maxHolds);
+    this.level = new RateLeveler(cfg.settings, this.stats);
+    this.retention = new Retention(cfg.settings, this.stats);
+    this.intake = new Intake(cfg.settings, this.stats);
+  }
+
+  /** Acceptors may trim below this. */
+  get safe(): number {
+    return this.retention.safe;
+  }
+
+  /** Retention holds in force (see retention-hold.ts): the trim point never passes the lowest. */
+  get holds(): RetentionHolds {
+    return this.retention.holds;
   }
 
   /** The ring of the current ballot in order, coordinator last (empty until Phase 1 chose it). */
@@ -220,12 +192,10 @@ export class Coordinator {
   start(now: number, out: Outbox): void {
     this.now = now;
     this.startedAt = now;
-    // Not quiet yet: a coordinator that takes over a busy ring does not lead its first skip past the values
-    // about to come.
-    this.lastValueAt = now;
+    this.level.started(now);
     if (this.holdSafeOnStart) {
       this.holdSafeOnStart = false;
-      this.holdSafeUntil = now + this.s.learnerTimeoutMs;
+      this.retention.holdFor(now + this.s.learnerTimeoutMs);
       // A new coordinator knows no proposer yet: learn which (proposer, seq) its log already holds
       // decided, so a retry whose acknowledgement died with the old coordinator is acknowledged, not
       // ordered again.
@@ -233,7 +203,7 @@ export class Coordinator {
       const holds: Hold[] = [];
       for (const [i, e] of this.acceptor.log) {
         if (!e.decided) continue;
-        this.markOrdered(e.value, i, holds);
+        this.intake.markOrdered(e.value, i, holds);
         for (const h of holds.splice(0)) if (relearnable(h, this.acceptor.trimmed)) this.holds.apply(h, i);
       }
     }
@@ -241,7 +211,7 @@ export class Coordinator {
     if (this.frontier < acc.trimmed) this.frontier = acc.trimmed;
     while (acc.log.get(this.frontier)?.decided) this.frontier++;
     for (const i of this.decidedAhead) if (i < this.frontier) this.decidedAhead.delete(i);
-    if (this.safe < acc.trimmed) this.safe = acc.trimmed;
+    this.retention.atLeast(acc.trimmed);
     this.open = this.frontier;
     this.next = this.frontier;
     this.p1Lo = this.frontier;
@@ -251,7 +221,7 @@ export class Coordinator {
     this.recoverTop = Math.max(acc.top, this.frontier);
     const prev = acc.log.get(this.frontier - 1);
     const prevBatch = prev ? decodeBatch(prev.value) : undefined;
-    this.lastPos = prevBatch ? prevBatch.pos : -1;
+    this.level.lastPos = prevBatch ? prevBatch.pos : -1;
     for (const [i, e] of acc.log) if (i < this.frontier && e.decided && e.vid > this.maxNewVid && !isFillerValue(e.value)) this.maxNewVid = e.vid;
     if (this.others) this.preferred = this.others;
     this.others = undefined;
@@ -294,11 +264,11 @@ export class Coordinator {
   }
 
   get learnerCount(): number {
-    return this.learners.size;
+    return this.retention.learnerCount;
   }
 
   get pendingCount(): number {
-    return this.pending.length - this.pendingHead;
+    return this.intake.count;
   }
 
   private extendPhase1(out: Outbox): void {
@@ -375,7 +345,7 @@ export class Coordinator {
     // acceptor; this node cannot serve it either (it never learned those decisions), so trim here too.
     this.acceptor.applyDecisions([], t, out);
     this.frontier = t;
-    if (this.safe < t) this.safe = t;
+    this.retention.atLeast(t);
     for (const i of this.inflight.keys()) if (i < t) this.inflight.delete(i);
     this.start(this.now, out);
     if (top > this.recoverTop) this.recoverTop = top;
@@ -420,88 +390,11 @@ export class Coordinator {
 
   onPropose(m: Propose, now: number, out: Outbox): void {
     this.now = now;
-    const cur = this.dedup.open(m.from, m.floor);
-    for (let k = 0; k < m.seqs.length; k++) {
-      const seq = m.seqs[k]!;
-      const seen = cur.check(seq);
-      if (seen !== undefined) {
-        this.stats.duplicateProposals++;
-        if (typeof seen === 'number' && seen >= 0 && this.isDecided(seen)) this.queueAck(m.from, seq);
-        continue;
-      }
-      if (this.pending.length - this.pendingHead >= this.s.maxOutstanding * 4) {
-        this.stats.proposalsDropped++; // queue full: the proposer retries
-        continue;
-      }
-      const data = m.datas[k]!;
-      if (data.length + ENTRY_OVERHEAD + GROUP_OVERHEAD > this.s.maxValueBytes) {
-        this.stats.proposalsDropped++;
-        continue;
-      }
-      cur.mark(seq, -1);
-      if (this.pendingHead === this.pending.length) this.firstPendingAt = now;
-      this.pending.push({ pid: m.from, floor: m.floor, seq, data });
-      this.pendingBytes += data.length + ENTRY_OVERHEAD;
-    }
-    if (this.pendingBytes >= this.s.maxValueBytes) this.openInstances(out);
+    this.intake.receive(m, now, this.isDecided);
+    if (this.intake.bytes >= this.s.maxValueBytes) this.openInstances(out);
   }
 
-  private isDecided(i: number): boolean {
-    return i < this.frontier || this.decidedAhead.has(i);
-  }
-
-  /**
-   * Remember every (proposer, seq) inside an instance value as ordered in `instance`, and add the retention
-   * holds among its proposals to `holds` (and the proposals to `acks`, when given); returns the value's
-   * position (-1 when it cannot be read).
-   */
-  private markOrdered(value: Uint8Array, instance: number, holds: Hold[], acks?: Inflight['acks']): number {
-    const b = decodeBatch(value);
-    if (!b) return -1;
-    for (const g of b.groups) {
-      const cur = this.dedup.open(g.pid, g.floor);
-      for (const seq of g.seqs) cur.mark(seq, instance);
-      if (acks && g.seqs.length > 0) acks.push({ pid: g.pid, seqs: g.seqs });
-      // The retention holds among the proposals, from the same decode (see retention-hold.ts).
-      for (const d of g.datas) if (isHoldData(d)) pushHold(holds, d);
-    }
-    return b.pos;
-  }
-
-  /** Rate leveling's target position now (0 when λ is off). */
-  private target(): number {
-    return this.s.lambda > 0 ? Math.floor((this.s.lambda * (this.now - this.s.epochMs)) / 1000) : 0;
-  }
-
-  /**
-   * The position of the instance being opened. λ off: its instance number. Otherwise one past the last
-   * instance's, and, for new proposals (`raise`), at least the rate-leveling target. Fillers below a
-   * recovered value are never raised: they must stay below it. With the last position unknown (a takeover
-   * that could not read it): just below the next recovered value, counting down one per instance between
-   * (the coordinator that proposed it counted up at least that much), or else the target (a ring never runs
-   * more than `window` positions, plus `skipLeadMs` of them after a lead skip, ahead of it, and it has grown
-   * by λ times the takeover delay since: config checks that this covers both).
-   */
-  private nextPos(instance: number, raise: boolean): number {
-    if (this.s.lambda <= 0) return instance;
-    let base: number;
-    if (this.lastPos >= 0) {
-      base = this.lastPos + 1;
-    } else {
-      let above = -1;
-      for (const j of this.recovered.keys()) if (j > instance && (above < 0 || j < above)) above = j;
-      const b = above >= 0 ? decodeBatch(this.recovered.get(above)!.value) : undefined;
-      base = b ? b.pos - (above - instance) : this.target();
-    }
-    if (!raise) return base;
-    // A value opening while a learner waits for this ring to pass a position (another ring ran ahead with a
-    // lead) goes there at once, within the lead: a busy ring cannot skip, but its next value can end there.
-    const target = this.target();
-    const demanded = this.demandedWithin(target);
-    if (demanded <= Math.max(base, target)) return Math.max(base, target);
-    this.ledTo = Math.max(this.ledTo, demanded);
-    return demanded;
-  }
+  private readonly isDecided = (i: number): boolean => i < this.frontier || this.decidedAhead.has(i);
 
   private canOpen(): boolean {
     return (
@@ -509,7 +402,7 @@ export class Coordinator {
       this.next < this.open &&
       this.inflight.size < this.s.window &&
       this.next < this.safe + this.s.logCapacity &&
-      (this.s.lambda <= 0 || this.lastPos < 0 || this.lastPos < Math.max(this.target(), this.ledTo) + this.s.window)
+      this.level.allowsOpen(this.now)
     );
   }
 
@@ -531,16 +424,16 @@ export class Coordinator {
           // instance its Phase 1 quorum had accepted; that quorum promised maxNewVid, so this value, accepted
           // at a lower ballot, was never chosen and never can be. Fill the instance instead: re-proposing it
           // would put its old position after later ones.
-          this.proposeEmpty(this.nextPos(this.next, false), true, out);
+          this.proposeEmpty(this.level.nextPos(this.next, false, this.now, this.recovered), true, out);
           continue;
         }
         const found: Hold[] = [];
         // Acknowledge its proposals once decided: the coordinator that proposed it first may be gone (or
         // restarted its ballot) with the acknowledgements, and a proposer still retrying when the instance
         // is trimmed would have its value ordered a second time by a coordinator that takes over later.
-        const acks: Inflight['acks'] = [];
-        const pos = this.markOrdered(r.value, this.next, found, acks);
-        if (pos >= 0) this.lastPos = pos;
+        const acks: ValueAcks = [];
+        const pos = this.intake.markOrdered(r.value, this.next, found, acks);
+        if (pos >= 0) this.level.lastPos = pos;
         if (r.vid > this.maxNewVid && !isFillerValue(r.value)) this.maxNewVid = r.vid;
         const holds = found.filter((h) => relearnable(h, this.acceptor.trimmed));
         this.propose(this.next++, r.vid, r.value, acks, out, holds.length > 0 ? holds : undefined);
@@ -549,11 +442,10 @@ export class Coordinator {
       if (this.next < this.recoverTop) {
         // Below what an earlier ballot may have used: never new proposals there, which must all come
         // after anything an earlier coordinator decided (a proposer's floor depends on it).
-        this.proposeEmpty(this.nextPos(this.next, false), true, out);
+        this.proposeEmpty(this.level.nextPos(this.next, false, this.now, this.recovered), true, out);
         continue;
       }
-      const queued = this.pending.length - this.pendingHead;
-      if (queued > 0 && (lingerDone || this.pendingBytes >= this.s.maxValueBytes)) {
+      if (this.intake.count > 0 && (lingerDone || this.intake.bytes >= this.s.maxValueBytes)) {
         this.cutBatch(out);
         continue;
       }
@@ -571,9 +463,9 @@ export class Coordinator {
    */
   private takeDecided(vid: number, value: Uint8Array): void {
     const holds: Hold[] = [];
-    const acks: Inflight['acks'] = [];
-    const pos = this.markOrdered(value, this.next, holds, acks);
-    if (pos >= 0) this.lastPos = pos;
+    const acks: ValueAcks = [];
+    const pos = this.intake.markOrdered(value, this.next, holds, acks);
+    if (pos >= 0) this.level.lastPos = pos;
     if (vid > this.maxNewVid && !isFillerValue(value)) this.maxNewVid = vid;
     const kept = holds.filter((h) => relearnable(h, this.acceptor.trimmed));
     this.stats.takenDecided++;
@@ -581,63 +473,23 @@ export class Coordinator {
   }
 
   private cutBatch(out: Outbox): void {
-    const groups: BatchGroup[] = [];
-    const byPid = new Map<number, BatchGroup>();
-    const cursors = new Map<number, DedupCursor>();
-    const acks: Array<{ pid: number; seqs: number[] }> = [];
-    let holds: Hold[] | undefined;
-    let bytes = 0;
     const instance = this.next++;
-    while (this.pendingHead < this.pending.length) {
-      const e = this.pending[this.pendingHead]!;
-      const cost = e.data.length + ENTRY_OVERHEAD + (byPid.has(e.pid) ? 0 : GROUP_OVERHEAD);
-      if (bytes > 0 && bytes + cost > this.s.maxValueBytes) break;
-      this.pending[this.pendingHead++] = undefined as unknown as PendingEntry;
-      this.pendingBytes -= e.data.length + ENTRY_OVERHEAD;
-      bytes += cost;
-      let g = byPid.get(e.pid);
-      if (!g) {
-        g = { pid: e.pid, floor: e.floor, seqs: [], datas: [] };
-        byPid.set(e.pid, g);
-        groups.push(g);
-        acks.push({ pid: e.pid, seqs: g.seqs });
-      }
-      if (e.floor > g.floor) g.floor = e.floor;
-      g.seqs.push(e.seq);
-      g.datas.push(e.data);
-      if (isHoldData(e.data)) pushHold((holds ??= []), e.data);
-      let cur = cursors.get(e.pid);
-      if (!cur) {
-        cur = this.dedup.open(e.pid, 0);
-        cursors.set(e.pid, cur);
-      }
-      cur.mark(e.seq, instance);
-    }
-    if (this.pendingHead === this.pending.length) {
-      this.pending.length = 0;
-      this.pendingHead = 0;
-    } else if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
-      this.pending.splice(0, this.pendingHead);
-      this.pendingHead = 0;
-    }
-    if (this.pendingHead < this.pending.length) this.firstPendingAt = this.now;
-    const pos = this.nextPos(instance, true);
-    this.lastPos = pos;
-    // A value raised to the target counts as a Δ check: the ring is next checked a whole Δ after it.
-    this.lastSkipCheckAt = this.now;
-    this.lastValueAt = this.now;
+    const { groups, acks, holds } = this.intake.take(instance, this.now);
+    const pos = this.level.nextPos(instance, true, this.now, this.recovered);
+    this.level.lastPos = pos;
+    this.level.valueOpened(this.now);
     if (this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(instance, this.ballot, encodeBatch(pos, groups), acks, out, holds);
   }
 
   /** A value with no proposals ending at `pos`: a filler below recoverTop, or a skip above it. */
   private proposeEmpty(pos: number, filler: boolean, out: Outbox): void {
-    this.lastPos = pos;
+    this.level.lastPos = pos;
     if (!filler && this.ballot > this.maxNewVid) this.maxNewVid = this.ballot;
     this.propose(this.next++, this.ballot, filler ? encodeFiller(pos) : encodeBatch(pos, []), [], out);
   }
 
-  private propose(instance: number, vid: number, value: Uint8Array, acks: Inflight['acks'], out: Outbox, holds?: Hold[]): void {
+  private propose(instance: number, vid: number, value: Uint8Array, acks: ValueAcks, out: Outbox, holds?: Hold[]): void {
     const m: Phase2A = {
       t: MessageType.Phase2A,
       ring: this.ring,
@@ -669,7 +521,7 @@ export class Coordinator {
 
   private send2A(m: Phase2A, out: Outbox, toLearners: boolean): void {
     const others = this.others ?? [];
-    const to = toLearners ? [...others, ...this.learners.keys()] : others;
+    const to = toLearners ? [...others, ...this.retention.learnerIds()] : others;
     out.send(to, m);
     this.lastSentAt = this.now;
   }
@@ -700,7 +552,7 @@ export class Coordinator {
     let entries = 0;
     for (const a of f.acks) {
       entries += a.seqs.length;
-      for (const s of a.seqs) this.queueAck(a.pid, s);
+      for (const s of a.seqs) this.intake.ack(a.pid, s);
     }
     if (voted) {
       this.stats.decided++;
@@ -722,15 +574,6 @@ export class Coordinator {
     else d.push(instance, 1, f.vid);
   }
 
-  private queueAck(pid: number, seq: number): void {
-    let a = this.acks.get(pid);
-    if (!a) {
-      a = [];
-      this.acks.set(pid, a);
-    }
-    a.push(seq);
-  }
-
   /**
    * End of a turn (the driver calls it once it has handled every datagram that was ready): cut a batch
    * from what is pending when the linger time allows, send the decisions no Phase 2A carried, and the
@@ -738,28 +581,18 @@ export class Coordinator {
    */
   flush(now: number, out: Outbox): void {
     this.now = now;
-    const lingerDone = now - this.firstPendingAt >= this.s.lingerMs;
+    const lingerDone = now - this.intake.firstAt >= this.s.lingerMs;
     this.openInstances(out, lingerDone);
     // A learner waits for a position this ring has not reached: skip as soon as the ring is idle (its last
     // values may have ended short of it), at most once per ms.
-    if (this.demandPos > this.lastPos && now - this.lastDemandSkipAt >= 1) {
-      this.lastDemandSkipAt = now;
-      if (this.skipIfIdle(now, out, true)) this.stats.demandSkips++;
-    }
+    if (this.level.demandSkipDue(now)) this.skipIfIdle(now, out, true);
     if (this.decisions.length > 0) this.sendDecisions(out);
-    if (this.acks.size > 0) {
-      for (const [pid, seqs] of this.acks) {
-        for (let k = 0; k < seqs.length; k += 2048) {
-          out.send(pid, { t: MessageType.Ack, ring: this.ring, from: this.id, seqs: seqs.slice(k, k + 2048) });
-        }
-      }
-      this.acks.clear();
-    }
+    this.intake.sendAcks(this.ring, this.id, out);
   }
 
   private sendDecisions(out: Outbox): void {
     const d = this.takeDecisions();
-    const to = [...(this.others ?? []), ...this.learners.keys()];
+    const to = [...(this.others ?? []), ...this.retention.learnerIds()];
     const step = MAX_DECISION_TRIPLES * 3;
     for (let k = 0; k < d.length || k === 0; k += step) {
       out.send(to, { t: MessageType.Decision, ring: this.ring, from: this.id, ballot: this.ballot, decisions: d.slice(k, k + step), safe: this.safe });
@@ -767,171 +600,39 @@ export class Coordinator {
     this.lastSentAt = this.now;
   }
 
-  private pacedLearner(): boolean {
-    for (const l of this.learners.values()) if (l.paced) return true;
-    return false;
-  }
-
-  /**
-   * The position a learner asked this ring to pass, as far as the other rings' leads can reach past the
-   * target (-1: none asked). A skip on demand, or a value opening while one is asked, ends there.
-   */
-  private demandedWithin(target: number): number {
-    return Math.min(this.demandPos, target + this.lead());
-  }
-
-  /** Positions a quiet ring's skips, and skips on demand, may run ahead of the target (skipLeadMs of λ). */
-  private lead(): number {
-    return this.s.skipLeadMs > 0 ? Math.floor((this.s.lambda * this.s.skipLeadMs) / 1000) : 0;
-  }
-
-  /**
-   * One skip ending at the target, if this ring is idle and behind it. True if it proposed one. A ring that
-   * opened no value for a whole Δ skips `lead()` positions further, so that the busy rings merged with it
-   * find it already past their values' positions instead of waiting for a skip on demand.
-   */
-  private skipIfIdle(now: number, out: Outbox, onDemand = false): boolean {
-    const quiet = now - this.lastValueAt >= this.s.skipIntervalMs;
-    const target = this.target();
-    const t = Math.max(target + (quiet ? this.lead() : 0), onDemand ? this.demandedWithin(target) : -1);
-    if (this.lastPos < t && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
-      if (t > target) this.ledTo = t;
-      this.stats.skips++;
+  /** One skip ending where rate leveling says (rate-leveler.ts), if this ring is idle and behind it. */
+  private skipIfIdle(now: number, out: Outbox, onDemand = false): void {
+    const t = this.level.skipEnd(now, onDemand);
+    if (t !== undefined && this.pendingCount === 0 && this.next >= this.recoverTop && this.recovered.size === 0 && this.canOpen()) {
+      this.level.skipped(t, now, onDemand);
       this.proposeEmpty(t, false, out);
-      return true;
     }
-    return false;
   }
 
   /**
-   * A learner's merge waits for this ring to pass `pos`. Skip now rather than at the next Δ check, unless
-   * the ring already passed it (or has values on the way, which will). At most one skip per millisecond.
+   * A learner's merge waits for this ring to pass `pos`: skip at the end of this turn (flush) rather than at
+   * the next Δ check. Only learners of this ring may ask (they registered with Progress).
    */
-  onSkipRequest(m: SkipRequest, now: number, out: Outbox): void {
+  onSkipRequest(m: SkipRequest, now: number): void {
     this.now = now;
-    // Only learners of this ring may ask (they registered with Progress); the position asked for is kept
-    // (at most the lead and a window past the target) so ticks skip again until the ring passed it.
-    if (this.s.lambda <= 0 || !this.learners.has(m.from) || m.pos <= this.lastPos) return;
-    this.demandPos = Math.max(this.demandPos, Math.min(m.pos, this.target() + this.lead() + this.s.window));
-    // The skip itself is proposed at the end of this turn (flush).
+    if (this.retention.isLearner(m.from)) this.level.onSkipRequest(m.pos, now);
   }
-  private lastDemandSkipAt = -Infinity;
-  /** The highest position a learner asked this ring to pass (skips on demand until it has). */
-  private demandPos = -1;
 
   onProgress(m: Progress, now: number, out: Outbox): void {
     this.now = now;
-    // Safe may run ahead of what the acceptors trimmed so far: nothing below it can be promised.
-    const oldest = Math.max(this.safe, this.acceptor.trimmed);
-    let l = this.learners.get(m.from);
-    if (!l) {
-      if (this.learners.size >= this.s.maxLearners) {
-        this.stats.stale++;
-        return;
-      }
-      // A new learner holds back trimming from where it starts.
-      const from = m.start === START_OLDEST ? oldest : m.start === START_NEXT ? this.frontier : Math.max(m.start, oldest);
-      l = { delivered: from - 1, lastSeen: now, movedAt: now, leftBehind: false, paced: false };
-      this.learners.set(m.from, l);
-    }
-    l.lastSeen = now;
-    l.paced = m.paced === 1;
-    if (m.delivered > l.delivered) {
-      l.delivered = Math.min(m.delivered, this.frontier - 1);
-      l.movedAt = now;
+    const oldest = this.retention.progress(m.from, m.start, m.delivered, m.paced === 1, now, this.frontier, this.acceptor.trimmed);
+    if (oldest === undefined) {
+      this.stats.stale++;
+      return;
     }
     this.updateSafe();
-    out.send(m.from, {
-      t: MessageType.Status,
-      ring: this.ring,
-      from: this.id,
-      oldest,
-      next: this.frontier,
-      ballot: this.ballot,
-    });
+    out.send(m.from, { t: MessageType.Status, ring: this.ring, from: this.id, oldest, next: this.frontier, ballot: this.ballot });
   }
 
-  /**
-   * The trim point: what every live learner delivered less logRetain, leaving out learners that did not
-   * advance while the logs filled (stuck-learner.ts). With no learner subscribed (none yet, or all away
-   * after a failover) nothing tells what is safe, so the log keeps all it can: it trims only what the
-   * window needs room for.
-   */
+  /** The trim point (retention.ts); recovering (ring not chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known. */
   private updateSafe(): void {
-    if (this.now < this.holdSafeUntil) return;
-    let safe: number;
-    /** The top of what is kept for retention: what every learner delivered, or the frontier with none. */
-    let upTo: number;
-    if (this.learners.size === 0) {
-      upTo = this.frontier;
-      safe = this.frontier - Math.max(this.s.logRetain, this.s.logCapacity - 2 * this.s.window);
-    } else {
-      let delivered = this.frontier;
-      for (const l of this.learners.values()) {
-        const behind = leftBehind(l, this.now, this.frontier, this.safe, this.s);
-        if (behind && !l.leftBehind) this.stats.learnersLeftBehind++;
-        l.leftBehind = behind;
-        if (!behind && l.delivered + 1 < delivered) delivered = l.delivered + 1;
-      }
-      upTo = delivered;
-      safe = delivered - this.s.logRetain;
-    }
-    // The lowest trim point the log's bounds allow (room for the window under logCapacity, the byte budget).
-    let bound = Math.max(this.safe, this.acceptor.trimmed, this.frontier - (this.s.logCapacity - 2 * this.s.window));
-    if (this.s.logRetainBytes > 0) {
-      const bytesSafe = this.byteBoundedSafe(upTo);
-      safe = Math.max(safe, bytesSafe);
-      bound = Math.max(bound, bytesSafe);
-    }
-    // A retention hold wins over every learner rule (it is explicit and bounded): the trim point stops at
-    // the lowest hold, unless keeping it would pass the bounds, where the hold yields. Recovering (ring not
-    // chosen yet, or re-proposing what earlier ballots accepted), the holds are not all known: only the bounds.
-    safe = this.holds.trimPoint(safe, bound, this.others === undefined || this.frontier < this.recoverTop);
-    if (safe > this.safe) this.safe = safe;
-  }
-
-  /**
-   * The byte-bounded retention: value sizes of instances [retainedLo, retainedHi) (kept here, since the log
-   * drops its entries once trimmed), from `sizes[sizesHead]` on, and their sum.
-   */
-  private retainedBytes = 0;
-  private retainedLo = 0;
-  private retainedHi = 0;
-  private sizes: number[] = [];
-  private sizesHead = 0;
-
-  /**
-   * The lowest trim point below `upTo` (what every learner delivered, or the frontier with none) at which the
-   * instances kept below `upTo` hold at most logRetainBytes of values, never keeping fewer than
-   * min(window, logRetain). Amortized O(1) per instance: the span only moves up (`upTo` may come down when a
-   * slower learner registers; the result is then capped, and the trim point never goes down anyway).
-   */
-  private byteBoundedSafe(upTo: number): number {
-    const floor = Math.max(this.safe, this.acceptor.trimmed);
-    if (this.retainedHi <= floor) {
-      this.retainedLo = this.retainedHi = floor;
-      this.retainedBytes = 0;
-      this.sizes = [];
-      this.sizesHead = 0;
-    }
-    while (this.retainedLo < floor) this.dropOldestRetained();
-    for (; this.retainedHi < upTo; this.retainedHi++) {
-      const n = this.acceptor.log.get(this.retainedHi)?.value.length ?? 0;
-      this.sizes.push(n);
-      this.retainedBytes += n;
-    }
-    const keepAtLeast = Math.min(this.s.window, this.s.logRetain);
-    while (this.retainedBytes > this.s.logRetainBytes && this.retainedLo < this.retainedHi - keepAtLeast) this.dropOldestRetained();
-    return Math.min(this.retainedLo, upTo - keepAtLeast);
-  }
-
-  private dropOldestRetained(): void {
-    this.retainedBytes -= this.sizes[this.sizesHead++]!;
-    this.retainedLo++;
-    if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
-      this.sizes = this.sizes.slice(this.sizesHead);
-      this.sizesHead = 0;
-    }
+    const recovering = this.others === undefined || this.frontier < this.recoverTop;
+    this.retention.update({ now: this.now, frontier: this.frontier, trimmed: this.acceptor.trimmed, log: this.acceptor.log, recovering });
   }
 
   /** Timers: retransmit stuck Phase 2A and Phase 1A, expire silent learners, heartbeat when idle. */
@@ -970,16 +671,10 @@ export class Coordinator {
         out.send(a, { t: MessageType.Phase1A, ring: this.ring, from: this.id, ballot: this.ballot, lo: c, hi: this.p1Hi });
       }
     }
-    // Rate leveling: a ring idle and behind the target proposes one skip ending at it, Δ after its last
-    // check or its last value instance (whose position was raised to the target when it opened). A busy
-    // ring is never checked, so it proposes no skips that would only cost instances; an idle one is skipped
-    // at most Δ after it went quiet, and every Δ after that, while some registered learner needs the pace
-    // (merges this ring with others, or starts or stops at an agreed position). Learners that read this
-    // ring alone only ever wait for values, so for them the skips would be instances for nothing.
-    if (this.s.lambda > 0 && now - this.lastSkipCheckAt >= this.s.skipIntervalMs) {
-      this.lastSkipCheckAt = now;
-      if (this.pacedLearner()) this.skipIfIdle(now, out);
-    }
+    // Rate leveling: an idle ring behind the target skips to it, Δ after its last check or value, while some
+    // registered learner needs the pace (merges this ring with others, or starts or stops at an agreed
+    // position); learners that read this ring alone only ever wait for values.
+    if (this.level.checkDue(now) && this.retention.paced()) this.skipIfIdle(now, out);
     if (now - this.lastHeartbeatAt >= this.s.heartbeatMs) {
       this.lastHeartbeatAt = now;
       out.send(this.allOthers, { t: MessageType.Heartbeat, ring: this.ring, from: this.id, ballot: this.ballot, safe: this.safe });
@@ -994,9 +689,7 @@ export class Coordinator {
         this.stepUp(this.ballot, out);
       }
     }
-    for (const [id, l] of this.learners) {
-      if (now - l.lastSeen > this.s.learnerTimeoutMs) this.learners.delete(id);
-    }
+    this.retention.expire(now);
     // Also when no learner went: the stuck-learner rule depends on time.
     this.updateSafe();
     // The coordinator's own acceptor trims here too when no Phase 2A has carried the safe instance.

@@ -1,5 +1,5 @@
 import { decodeBatch } from './batch.js';
-import { DedupTable } from './dedup.js';
+import { FloorTable } from './floor-table.js';
 import { isHoldData } from './retention-hold.js';
 import {
   MessageType,
@@ -95,7 +95,7 @@ export class Learner {
   private readonly s: RingSettings;
   private readonly values = new Map<number, { vid: number; value: Uint8Array }>();
   private readonly decided = new Map<number, number>();
-  private readonly dedup: DedupTable;
+  private readonly dedup: FloorTable<number>;
   private lastProgressAt = -Infinity;
   private stalledSince = -1;
   private lastRetransmitAt = -Infinity;
@@ -111,7 +111,7 @@ export class Learner {
     this.cfg = cfg;
     this.s = cfg.settings;
     this.coordinator = cfg.coordinator;
-    this.dedup = new DedupTable(cfg.settings.maxProposers, cfg.settings.maxOutstanding * 2);
+    this.dedup = new FloorTable<number>({ maxClients: cfg.settings.maxProposers, maxPerClient: cfg.settings.maxOutstanding * 2 });
   }
 
   /** May instance i be buffered in `map`? Hard bound learnerBuffer on each map, even before starting. */
@@ -269,11 +269,11 @@ export class Learner {
       const cur = this.dedup.open(g.pid, g.floor);
       for (let k = 0; k < g.seqs.length; k++) {
         const seq = g.seqs[k]!;
-        if (cur.check(seq) !== undefined) {
+        if (this.dedup.find(cur, seq) !== undefined) {
           this.stats.duplicatesDropped++;
           continue;
         }
-        cur.mark(seq, 1);
+        this.dedup.mark(cur, seq, 1);
         if (isHoldData(g.datas[k]!)) {
           this.stats.holdValues++;
           continue;

@@ -18,8 +18,8 @@ export type PersistRecord =
   | { kind: 'rejoined'; ring: number };
 
 /**
- * The one output channel of the cores (etcd-io/raft's Ready, flattened): roles push what to send and what
- * to persist; the driver drains it after each step, persisting first.
+ * The one output channel of the cores: roles push what to send and what to persist; `RingNode.ready()`
+ * drains it with the roles' other results into one Ready, which the driver persists first.
  */
 export class Outbox {
   sends: Send[] = [];

@@ -1,8 +1,8 @@
 import { Acceptor } from './acceptor.js';
-import { Coordinator } from './coordinator.js';
-import { Learner, type LearnerConfig } from './learner.js';
+import { Coordinator, type DecidedInfo } from './coordinator.js';
+import { Learner, type Delivery, type GapTrimmed, type InstanceRecord, type LearnerConfig } from './learner.js';
 import { ballotNode, ballotRound, MessageType, type Message } from './messages.js';
-import { Outbox } from './outbox.js';
+import { Outbox, type PersistRecord, type Send } from './outbox.js';
 import { Proposer } from './proposer.js';
 import type { RingSettings } from './settings.js';
 
@@ -41,6 +41,27 @@ const FROM_ANYONE: Readonly<Record<number, boolean>> = Object.freeze({
   [MessageType.RetransmitRequest]: true,
   [MessageType.SkipRequest]: true,
 });
+
+/**
+ * What a node produced since its last `ready()` (etcd-io/raft's Ready): the driver makes `persist` durable
+ * first, then sends `sends`, then hands the rest to the application. An empty part may be an array the node
+ * reuses: read a Ready at once, do not keep or fill it.
+ */
+export interface Ready {
+  persist: PersistRecord[];
+  sends: Send[];
+  /** Learner: values delivered in order, the instance records (`records` on), a gap the acceptors trimmed. */
+  deliveries: Delivery[];
+  records: InstanceRecord[];
+  gapTrimmed: GapTrimmed | undefined;
+  /** Proposer: seqs acknowledged (decided), seqs given up after maxSends. */
+  acked: number[];
+  failed: number[];
+  /** Coordinator: instances decided by its Phase 2, for metrics. */
+  decided: DecidedInfo[];
+}
+
+const NONE: never[] = [];
 
 /**
  * All roles one identity holds in one ring, behind one step/tick/flush interface (pure). An acceptor of the
@@ -198,7 +219,7 @@ export class RingNode {
         if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.SkipRequest:
-        if (c) return c.onSkipRequest(m, now, out);
+        if (c) return c.onSkipRequest(m, now);
         if (this.acceptor) return this.redirect(m.from);
         break;
       case MessageType.Status:
@@ -285,6 +306,26 @@ export class RingNode {
     if (this.coordinator?.deposed) {
       this.coordinator = undefined;
     }
+  }
+
+  /** Take everything produced since the last call, leaving the node's output empty. */
+  ready(): Ready {
+    const { sends, persist } = this.out.drain();
+    const l = this.learner;
+    const p = this.proposer;
+    const c = this.coordinator;
+    let gapTrimmed: GapTrimmed | undefined;
+    if (l?.gapTrimmed) {
+      gapTrimmed = l.gapTrimmed;
+      l.gapTrimmed = undefined;
+    }
+    let acked = NONE as number[];
+    let failed = NONE as number[];
+    if (p && p.acked.length > 0) (acked = p.acked), (p.acked = []);
+    if (p && p.failed.length > 0) (failed = p.failed), (p.failed = []);
+    let decided = NONE as DecidedInfo[];
+    if (c && c.decidedLog.length > 0) (decided = c.decidedLog), (c.decidedLog = []);
+    return { persist, sends, deliveries: l ? l.takeDeliveries() : NONE, records: l ? l.takeRecords() : NONE, gapTrimmed, acked, failed, decided };
   }
 
   /** End of a turn: let the roles send what they batched during it. */
