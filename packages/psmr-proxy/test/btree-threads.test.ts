@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
+import { Prng } from '@ringcast/ring-paxos';
 import { checkTree } from '../src/services/btree-tree.js';
 import { btreeService, rangeBounds, type BtreeCommand } from '../src/services/btree.js';
 
@@ -17,21 +18,16 @@ const OPS = 6000;
 const PARAMS = { keys: 3000, order: 16, fill: 0.75, range: 6000, nodes: 2000 };
 const TIME_LIMIT_MS = 5000;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Uniform floats in [0, 1) from the project's seeded generator. */
+function seeded(seed: number): () => number {
+  const p = new Prng(seed);
+  return () => p.float();
 }
 
 type Op = [kind: 0 | 1 | 2 | 3, key: number, value: number]; // insert, delete, own get, foreign get
 
 function opsOf(thread: number): Op[] {
-  const rnd = mulberry32(1000 + thread);
+  const rnd = seeded(1000 + thread);
   const b = rangeBounds(BigInt(PARAMS.range), THREADS).map(Number);
   const own = (): number => b[thread]! + Math.floor(rnd() * (b[thread + 1]! - b[thread]!));
   return Array.from({ length: OPS }, (_, i): Op => {

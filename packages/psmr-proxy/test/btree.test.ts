@@ -2,26 +2,21 @@
 // the opt-PSMR safety check's three conditions, snapshot/restore, the O(1) digest, codecs, params and the
 // cluster file's services section.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ERR, parseCluster } from '@ringcast/ring-paxos';
+import { ConfigError, ERR, Prng, parseCluster } from '@ringcast/ring-paxos';
 import { ByteReader, ByteWriter } from '../src/protocol/bytes.js';
 import { loadService } from '../src/service-loader.js';
 import { BTREE_ERR } from '../src/services/btree-errors.js';
-import { BTree, bulkLoad, checkConditions, checkTree, restoreTree, snapshotTree, treeBytes } from '../src/services/btree-tree.js';
+import { BTree, checkConditions, checkTree, restoreTree, snapshotTree, treeBytes } from '../src/services/btree-tree.js';
 import { btreeParams, btreeService, rangeBounds, rangeOf, type BtreeCommand, type BtreeReply } from '../src/services/btree.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Uniform floats in [0, 1) from the project's seeded generator. */
+function seeded(seed: number): () => number {
+  const p = new Prng(seed);
+  return () => p.float();
 }
 
 const tree = (order: number, capacity: number, range: number, keys = 0, fill = 0.75): BTree =>
-  bulkLoad(new SharedArrayBuffer(treeBytes(order, capacity)), { order, capacity, range: BigInt(range) }, keys, fill);
+  BTree.bulkLoad(new SharedArrayBuffer(treeBytes(order, capacity)), { order, capacity, range: BigInt(range) }, keys, fill);
 
 describe('B+-tree against a sorted-map model', () => {
   for (const [seed, order] of [
@@ -34,7 +29,7 @@ describe('B+-tree against a sorted-map model', () => {
       const t = tree(order, 1000, range, 120);
       const model = new Map<bigint, bigint>();
       for (let i = 0; i < 120; i++) model.set(BigInt(Math.floor((i * range) / 120)), BigInt(i + 1));
-      const rnd = mulberry32(seed);
+      const rnd = seeded(seed);
       let splits = 0;
       let merges = 0;
       let maxHeight = 0;
@@ -101,7 +96,7 @@ describe('B+-tree against a sorted-map model', () => {
 
   it('a full node pool refuses an insert (ERR_BTREE_FULL) and changes nothing', () => {
     const t = tree(4, 12, 1000, 0);
-    const rnd = mulberry32(9);
+    const rnd = seeded(9);
     let refused = 0;
     for (let s = 0; s < 400; s++) {
       const k = BigInt(Math.floor(rnd() * 1000));
@@ -255,7 +250,7 @@ describe('the opt-PSMR safety check', () => {
 
 describe('digest, snapshot and restore', () => {
   const ops = (seed: number, n: number, range: number): BtreeCommand[] => {
-    const rnd = mulberry32(seed);
+    const rnd = seeded(seed);
     return Array.from({ length: n }, (_, i): BtreeCommand => {
       const key = BigInt(Math.floor(rnd() * range));
       const r = rnd();

@@ -586,83 +586,83 @@ export class BTree {
     this.i32.copyWithin(pc + s + 1, pc + s + 2, pc + pn + 1);
     this.setCount(parent, pn - 1);
   }
+
+  /**
+   * Lay out `shared` and bulk-load `keys` entries, identically on every replica: entry i has key
+   * floor(i * range / keys) and value i + 1; leaves hold floor(order * fill) entries and internal nodes
+   * floor((order + 1) * fill) children (clamped to the node's bounds; the count is spread evenly over a level,
+   * so no node falls below the minimum), built bottom-up, the leaves linked in key order. The whole bulk
+   * load counts as worker 0's writes.
+   */
+  static bulkLoad(shared: SharedArrayBuffer, shape: TreeShape, keys: number, fill: number): BTree {
+    const t = BTree.init(shared, shape);
+    if (keys === 0) return t;
+    const { order } = shape;
+    const range = Number(shape.range);
+    const i32 = t.i32;
+    const clamp = (x: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, x));
+    // Node count for `count` items at `per` each, none below `min`.
+    const spread = (count: number, per: number, min: number): number => {
+      let nodes = Math.ceil(count / per);
+      while (nodes > 1 && Math.floor(count / nodes) < min) nodes--;
+      return nodes;
+    };
+    // Leaves. The root leaf laid out by init is the first leaf.
+    let level: number[] = [];
+    let firstKeys: bigint[] = [];
+    const leaves = spread(keys, clamp(Math.floor(order * fill), t.minKeys || 1, order), t.minKeys);
+    for (let l = 0, i = 0; l < leaves; l++) {
+      const id = l === 0 ? t.root : t.alloc(true);
+      const end = Math.floor(((l + 1) * keys) / leaves);
+      const kb = t.keyAt(id) << 1;
+      const vb = kb + order * 2;
+      for (let j = 0; i < end; i++, j++) {
+        const k = Math.floor((i * range) / keys);
+        i32[kb + 2 * j] = k % 0x1_0000_0000;
+        i32[kb + 2 * j + 1] = Math.floor(k / 0x1_0000_0000);
+        i32[vb + 2 * j] = i + 1;
+        i32[vb + 2 * j + 1] = 0;
+        t.account(id, j, 1);
+      }
+      t.setCount(id, end - Math.floor((l * keys) / leaves));
+      if (l > 0) t.setNext(level[l - 1]!, id);
+      level.push(id);
+      firstKeys.push(t.key(id, 0));
+    }
+    t.addCount(keys);
+    // Internal levels, bottom-up, until one node is left: the root.
+    const per = clamp(Math.floor((order + 1) * fill), t.minKeys + 1, order + 1);
+    let height = 1;
+    while (level.length > 1) {
+      const nodes = spread(level.length, per, t.minKeys + 1);
+      const up: number[] = [];
+      const upFirst: bigint[] = [];
+      for (let u = 0; u < nodes; u++) {
+        const from = Math.floor((u * level.length) / nodes);
+        const to = Math.floor(((u + 1) * level.length) / nodes);
+        const id = t.alloc(false);
+        const kb = t.keyAt(id);
+        const cb = t.kidAt(id);
+        for (let c = from; c < to; c++) {
+          i32[cb + c - from] = level[c]!;
+          if (c > from) t.i64[kb + c - from - 1] = firstKeys[c]!;
+        }
+        t.setCount(id, to - from - 1);
+        up.push(id);
+        upFirst.push(firstKeys[from]!);
+      }
+      level = up;
+      firstKeys = upFirst;
+      height++;
+    }
+    i32[H_ROOT] = level[0]!;
+    i32[H_HEIGHT] = height;
+    return t;
+  }
 }
 
 // ---- the tree's setup, copies and checks --------------------------------------------------------------
 
-/**
- * Lay out `shared` and bulk-load `keys` entries, identically on every replica: entry i has key
- * floor(i * range / keys) and value i + 1; leaves hold floor(order * fill) entries and internal nodes
- * floor((order + 1) * fill) children (clamped to the node's bounds; the count is spread evenly over a level,
- * so no node falls below the minimum), built bottom-up, the leaves linked in key order. The whole bulk
- * load counts as worker 0's writes.
- */
-export function bulkLoad(shared: SharedArrayBuffer, shape: TreeShape, keys: number, fill: number): BTree {
-  const t = BTree.init(shared, shape);
-  if (keys === 0) return t;
-  const { order } = shape;
-  const range = Number(shape.range);
-  const i32 = t.i32;
-  const clamp = (x: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, x));
-  // Node count for `count` items at `per` each, none below `min`.
-  const spread = (count: number, per: number, min: number): number => {
-    let nodes = Math.ceil(count / per);
-    while (nodes > 1 && Math.floor(count / nodes) < min) nodes--;
-    return nodes;
-  };
-  const a = t as unknown as { alloc(leaf: boolean): number; account(id: number, j: number, s: 1): void; addCount(d: number): void };
-  // Leaves. The root leaf laid out by init is the first leaf.
-  let level: number[] = [];
-  let firstKeys: bigint[] = [];
-  const leaves = spread(keys, clamp(Math.floor(order * fill), t.minKeys || 1, order), t.minKeys);
-  for (let l = 0, i = 0; l < leaves; l++) {
-    const id = l === 0 ? t.root : a.alloc(true);
-    const end = Math.floor(((l + 1) * keys) / leaves);
-    const kb = t.keyAt(id) << 1;
-    const vb = kb + order * 2;
-    for (let j = 0; i < end; i++, j++) {
-      const k = Math.floor((i * range) / keys);
-      i32[kb + 2 * j] = k % 0x1_0000_0000;
-      i32[kb + 2 * j + 1] = Math.floor(k / 0x1_0000_0000);
-      i32[vb + 2 * j] = i + 1;
-      i32[vb + 2 * j + 1] = 0;
-      a.account(id, j, 1);
-    }
-    i32[(HEADER_BYTES >> 2) + id * (nodeBytes(order) >> 2) + 1] = end - Math.floor((l * keys) / leaves);
-    if (l > 0) i32[(HEADER_BYTES >> 2) + level[l - 1]! * (nodeBytes(order) >> 2) + 2] = id;
-    level.push(id);
-    firstKeys.push(t.key(id, 0));
-  }
-  a.addCount(keys);
-  // Internal levels, bottom-up, until one node is left: the root.
-  const per = clamp(Math.floor((order + 1) * fill), t.minKeys + 1, order + 1);
-  let height = 1;
-  while (level.length > 1) {
-    const nodes = spread(level.length, per, t.minKeys + 1);
-    const up: number[] = [];
-    const upFirst: bigint[] = [];
-    for (let u = 0; u < nodes; u++) {
-      const from = Math.floor((u * level.length) / nodes);
-      const to = Math.floor(((u + 1) * level.length) / nodes);
-      const id = a.alloc(false);
-      const kb = t.keyAt(id);
-      const cb = kb * 2 + order * 2;
-      for (let c = from; c < to; c++) {
-        i32[cb + c - from] = level[c]!;
-        if (c > from) t.i64[kb + c - from - 1] = firstKeys[c]!;
-      }
-      i32[(HEADER_BYTES >> 2) + id * (nodeBytes(order) >> 2) + 1] = to - from - 1;
-      up.push(id);
-      upFirst.push(firstKeys[from]!);
-    }
-    level = up;
-    firstKeys = upFirst;
-    height++;
-  }
-  i32[H_ROOT] = level[0]!;
-  i32[H_HEIGHT] = height;
-  return t;
-}
 
 /**
  * The opt-PSMR safety check of the seed, for an insert or delete of k delivered optimistically to worker

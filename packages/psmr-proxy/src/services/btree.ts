@@ -18,7 +18,7 @@ import type { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { WireError } from '../protocol/bytes.js';
 import { ServiceError, type GroupChoice, type Service } from '../service.js';
 import { BTREE_ERR } from './btree-errors.js';
-import { BTree, MAX_ORDER, MAX_WORKERS, MIN_ORDER, bulkLoad, checkConditions, restoreTree, snapshotTree, treeBytes } from './btree-tree.js';
+import { BTree, MAX_ORDER, MAX_WORKERS, MIN_ORDER, checkConditions, restoreTree, snapshotTree, treeBytes } from './btree-tree.js';
 
 export type BtreeKey = bigint | number;
 
@@ -87,7 +87,8 @@ export function btreeParams(raw: unknown, field = 'services.btree'): BtreeParams
   const order = int('order', BTREE_DEFAULTS.order, MIN_ORDER, MAX_ORDER);
   const fill = o.fill ?? BTREE_DEFAULTS.fill;
   if (typeof fill !== 'number' || !(fill > 0.5 && fill <= 1)) throw new ConfigError(`${field}.fill`, `must be a number in (0.5, 1], got ${JSON.stringify(fill)}`);
-  const range = int('range', Math.max(2 * keys, 2), Math.max(keys, 2), Number.MAX_SAFE_INTEGER);
+  // keys * range stays exact in a double: the bulk load computes floor(i * range / keys).
+  const range = int('range', Math.max(2 * keys, 2), Math.max(keys, 2), Math.floor(Number.MAX_SAFE_INTEGER / Math.max(keys, 1)));
   const minLeaf = order >> 1;
   const atMin = Math.ceil(Math.max(keys, 1) / minLeaf);
   const nodes = int('nodes', Math.ceil(1.5 * atMin) + 64, Math.ceil(atMin * 1.1) + 2, 0x7fff_ffff);
@@ -164,7 +165,7 @@ export function btreeService(raw?: unknown): BtreeService {
     sharedBytes: treeBytes(params.order, params.nodes),
     configure: (p) => btreeService(p),
     initShared(shared) {
-      bulkLoad(shared, shape, params.keys, params.fill);
+      BTree.bulkLoad(shared, shape, params.keys, params.fill);
     },
     group(c, n): GroupChoice {
       if (n === 1) return 0;
