@@ -2,7 +2,7 @@ import { loadavg } from 'node:os';
 import { ERR, ConfigError, DEFAULT_RING_SETTINGS } from '@ringcast/ring-paxos';
 import { intFlag, parse } from './flags.js';
 import { runKvLoad } from './kv-load.js';
-import { kvService, routeGroup } from '@ringcast/psmr-proxy';
+import { kvService, modeNamed } from '@ringcast/psmr-proxy';
 import { metricSamples, metricValue } from './bench-multiring.js';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 import { percentile } from './progress.js';
@@ -111,14 +111,15 @@ async function benchPsmrFailover(kills: number, durable: 'sync' | 'async', gallS
     process.stderr.write(`bench failover: closed loop ${Math.round(closedLoop)} commands/s; load at ${rate}/s\n`);
 
     // Per group: the last answer, and (while a kill is measured) the longest wait since the kill.
-    const groups = ['g0', 'g1', 'gall'];
+    const psmr = modeNamed('psmr');
+    const groups = psmr.replicaGroups(workers);
     const last = new Map<string, number>(groups.map((g) => [g, 0]));
     const worst = new Map<string, number>();
     let killedAt = -1;
     const onReply = (c: Parameters<typeof kvService.group>[0], err: Error | null): void => {
       const code = (err as { code?: string } | null)?.code;
       if (code === ERR.NO_REPLY || code === ERR.STOPPED) return;
-      const g = routeGroup('psmr', kvService.group(c, workers));
+      const g = psmr.route(kvService.group(c, workers));
       const t = performance.now();
       if (killedAt >= 0) worst.set(g, Math.max(worst.get(g) ?? 0, t - Math.max(last.get(g)!, killedAt)));
       last.set(g, t);

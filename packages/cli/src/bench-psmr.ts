@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '@ringcast/ring-paxos';
 import { intFlag, parse } from './flags.js';
-import type { Mode } from '@ringcast/psmr-proxy';
+import { modeNamed, type ModeName } from '@ringcast/psmr-proxy';
 import { cpuSecondsOf, machineTicks, stealShare } from './bench-multiring.js';
 import { spawnRingcast, stopProcess, type Spawned } from './local.js';
 import { launchLocalPsmr } from './psmr-local.js';
@@ -51,11 +51,13 @@ interface Run {
 
 const round = (x: number, d = 3): number => Number(x.toFixed(d));
 
-function parseConfig(c: string): { mode: Mode; workers: number } {
-  if (c === 'smr') return { mode: 'smr', workers: 1 };
-  const m = /^psmr-(\d+)$/.exec(c);
-  if (!m || Number(m[1]) < 1 || Number(m[1]) > 8) throw new ConfigError('--configs', `'${c}' is not smr or psmr-N (N in 1..8)`);
-  return { mode: 'psmr', workers: Number(m[1]) };
+/** A config: a mode's name, with `-N` for N workers (N in 1..8; without it, 1): smr, psmr-2. */
+function parseConfig(c: string): { mode: ModeName; workers: number } {
+  const m = /^([a-z-]+?)(?:-(\d+))?$/.exec(c);
+  const workers = m?.[2] === undefined ? 1 : Number(m[2]);
+  if (!m || workers < 1 || workers > 8) throw new ConfigError('--configs', `'${c}' is not a mode or mode-N (N in 1..8), like smr or psmr-2`);
+  const mode = modeNamed(m[1], '--configs');
+  return { mode: mode.name, workers: mode.partitions(workers) };
 }
 
 export async function benchPsmr(args: string[]): Promise<number> {

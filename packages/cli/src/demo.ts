@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { intFlag, listenHttp, parse } from './flags.js';
 import { runKvLoad } from './kv-load.js';
 import { modeFlag, shareFlag } from './replica.js';
+import { modeNamed } from '@ringcast/psmr-proxy';
 import { launchLocalPsmr } from './psmr-local.js';
 import { RateDisplay } from './progress.js';
 
@@ -36,7 +37,8 @@ export async function runDemo(args: string[]): Promise<number> {
   const server = createServer((_req, res) => void registry.metrics().then((t) => res.writeHead(200, { 'content-type': registry.contentType }).end(t)));
   const port = await listenHttp(server, intFlag(o['metrics-port'], 'metrics-port', 0, 0, 65535), '--metrics-port');
   const say = (s: string): void => void process.stderr.write(`ringcast demo: ${s}\n`);
-  say(`starting ${mode === 'smr' ? 'one ring (smr)' : `${workers + 1} rings (g0..g${workers - 1}, gall)`} on 3 acceptor processes and two replicas...`);
+  const groups = modeNamed(mode).replicaGroups(workers);
+  say(`starting ${mode}: ${groups.length} ring(s) for ${groups.join(', ')} on 3 acceptor processes and two replicas...`);
   const local = await launchLocalPsmr({ mode, workers });
   let ok = false;
   try {

@@ -6,7 +6,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ERR, Prng, type ClusterConfig } from '@ringcast/ring-paxos';
 import type { Registry } from 'prom-client';
-import { createKvClient, type HistoryOp, type KvCheckCommand, type KvCheckReply, type KvClient, type KvCommand, type KvReply, type Mode } from '@ringcast/psmr-proxy';
+import { createKvClient, type HistoryOp, type KvCheckCommand, type KvCheckReply, type KvClient, type KvCommand, type KvReply, type ModeName as Mode } from '@ringcast/psmr-proxy';
 
 export interface KvLoadOptions {
   cluster: ClusterConfig;

@@ -1,5 +1,5 @@
 import type { ClusterConfig } from '@ringcast/ring-paxos';
-import type { Mode } from '@ringcast/psmr-proxy';
+import { modeNamed, type ModeName } from '@ringcast/psmr-proxy';
 import { launchLocalRing, spawnRingcast, stopProcess, type LocalRing, type Spawned } from './local.js';
 
 /**
@@ -15,7 +15,7 @@ export interface LocalPsmr {
   ring: LocalRing;
   cluster: ClusterConfig;
   clusterPath: string;
-  mode: Mode;
+  mode: ModeName;
   workers: number;
   /** Replica i runs with id replica-i and reply tag i + 1. */
   replicas: Spawned[];
@@ -31,8 +31,8 @@ export interface LocalPsmr {
  * rings' coordinators are spread over the nodes), and
  * `replicas` replica processes (`ringcast replica`), all on 127.0.0.1.
  */
-export async function launchLocalPsmr(opts: { mode: Mode; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0]; replicaEnv?: NodeJS.ProcessEnv }): Promise<LocalPsmr> {
-  const workers = opts.mode === 'smr' ? 1 : opts.workers;
+export async function launchLocalPsmr(opts: { mode: ModeName; workers: number; replicas?: number; settings?: Record<string, number>; ringArgs?: Parameters<typeof launchLocalRing>[0]; replicaEnv?: NodeJS.ProcessEnv }): Promise<LocalPsmr> {
+  const workers = modeNamed(opts.mode).partitions(opts.workers);
   const groups: Record<string, number> = { gall: workers };
   for (let i = 0; i < workers; i++) groups[`g${i}`] = i;
   const ring = await launchLocalRing({ acceptors: 3, rings: workers + 1, groups, mergeM: 1, tickMs: PSMR_TICK_MS, rotateCoordinators: true, settings: { ...PSMR_SETTINGS, ...opts.settings }, ...opts.ringArgs });

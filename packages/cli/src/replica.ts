@@ -5,13 +5,12 @@ import { unpack } from 'msgpackr';
 import { createServer } from 'node:http';
 import { intFlag, listenHttp, need, parse } from './flags.js';
 import { runKvLoad } from './kv-load.js';
-import { checkpointToken, createKvClient, hasCheckpointTrailer, startReplica, unframeCheckpoint, type Mode, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
+import { checkpointToken, createKvClient, hasCheckpointTrailer, modeNamed, startReplica, unframeCheckpoint, type ModeName, type ReplicaCheckpoint } from '@ringcast/psmr-proxy';
 import { RateDisplay } from './progress.js';
 
-export function modeFlag(v: string | boolean | undefined): Mode {
-  const m = v ?? 'psmr';
-  if (m !== 'smr' && m !== 'psmr') throw new ConfigError('--mode', `must be smr or psmr, got ${JSON.stringify(m)}`);
-  return m;
+/** `--mode`: the name of a registered mode (default psmr). */
+export function modeFlag(v: string | boolean | undefined): ModeName {
+  return modeNamed(v ?? 'psmr', '--mode').name;
 }
 
 function replyFromFlag(v: string | boolean | undefined): 'one' | 'all' {

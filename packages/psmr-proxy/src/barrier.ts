@@ -9,7 +9,7 @@
  * others spin briefly (a g_all round is usually short) and then wait with Atomics.waitAsync, so a waiting
  * worker's event loop keeps draining its sockets and answering metrics requests.
  */
-import type { BarrierPort } from './core/executor.js';
+import type { BarrierPort } from './core/worker-core.js';
 
 const COUNT = 0;
 const GEN = 1;

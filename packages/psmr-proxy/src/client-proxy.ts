@@ -12,7 +12,8 @@ import { createMulticaster, ringsOf, type Multicaster } from '@ringcast/multicas
 import { ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
 import { ClientCore, clientSettings, type ClientBatch, type ClientSettings, type ClientStats, type ClientStep, type Settled } from './core/client-core.js';
 import { modeNamed } from './modes/index.js';
-import type { Mode, Service } from './service.js';
+import type { Service } from './service.js';
+import type { ModeName } from './modes/index.js';
 import { checkReplicaGroups } from './replica.js';
 
 export { NoReplyError } from './core/client-core.js';
@@ -64,7 +65,7 @@ class FastHistogram {
 
 export interface ClientProxyOptions<C, R> extends Partial<ClientSettings> {
   service: Service<C, R, unknown>;
-  mode: Mode;
+  mode: ModeName;
   /** Partitions (worker threads per replica) in psmr mode; ignored in smr. */
   workers?: number;
   /** Register client metrics here (reply latency, retries, duplicate replies dropped, outstanding). */

@@ -13,12 +13,13 @@ import { CheckpointStore } from './checkpoint-store.js';
 import { SharedBarrier } from './barrier.js';
 import { MAX_REPLY_TAG } from './protocol/wire.js';
 import { kvKeyHash } from './services/kv.js';
-import { ALL_GROUP, groupName, workerGroups, type Mode } from './service.js';
+import { modeNamed, type Mode, type ModeName } from './modes/index.js';
 import { loadService } from './service-loader.js';
 import type { FromWorker, ToWorker, WorkerCheckpoint, WorkerInit, WorkerState } from './worker.js';
 
 export interface ReplicaOptions {
-  mode: Mode;
+  /** A registered mode's name (`MODES`): smr or psmr. */
+  mode: ModeName;
   /** Worker threads (psmr); smr always runs one. */
   workers?: number;
   /** Service: 'kv' or a module path whose default export is a Service. */
@@ -70,7 +71,7 @@ export interface ReplicaCheckpoint {
   version: 1;
   replica: string;
   service: string;
-  mode: Mode;
+  mode: ModeName;
   workers: number;
   /** Replicated-state parameters the state was built with: a replica resuming from it must use the same. */
   mergeM: number;
@@ -118,7 +119,7 @@ function whyNot(svc: { state: string }): string {
 }
 
 /** Decode and check a checkpoint against the replica that would start from it (errors name `resume`). */
-export function readCheckpoint(bytes: Uint8Array, want: { cluster: string; mode: Mode; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
+export function readCheckpoint(bytes: Uint8Array, want: { cluster: string; mode: ModeName; workers: number; service: string; mergeM: number; maxClients: number; maxReplies: number }): ReplicaCheckpoint {
   let c: ReplicaCheckpoint;
   try {
     c = unpack(bytes) as ReplicaCheckpoint;
@@ -145,7 +146,7 @@ export function readCheckpoint(bytes: Uint8Array, want: { cluster: string; mode:
 
 export interface Replica {
   id: string;
-  mode: Mode;
+  mode: ModeName;
   workers: number;
   metricsPort?: number;
   /** The merge round of the checkpoint this replica started from (ReplicaOptions.resume, or checkpointDir). */
@@ -169,28 +170,29 @@ export function replyTagOf(id: string): number {
   return (kvKeyHash(id) % MAX_REPLY_TAG) + 1;
 }
 
-/** Check that the cluster has the groups a replica of this mode and width needs, each on its own ring. */
-export function checkReplicaGroups(cluster: ClusterConfig, mode: Mode, workers: number): void {
-  const names = mode === 'smr' ? [groupName(0)] : [...Array.from({ length: workers }, (_, i) => groupName(i)), ALL_GROUP];
+/**
+ * Check that the cluster has the groups a replica of this mode and width needs, each on its own ring, and
+ * what else the mode refuses. `mode` is a mode or a registered mode's name (ConfigError on `mode` if none).
+ */
+export function checkReplicaGroups(cluster: ClusterConfig, mode: Mode | ModeName, workers: number): void {
+  const m = typeof mode === 'string' ? modeNamed(mode) : mode;
   const seen = new Map<number, string>();
-  for (const g of names) {
+  for (const g of m.replicaGroups(workers)) {
     const r = hasName(cluster.groups, g) ? cluster.groups[g] : undefined;
-    if (r === undefined) throw new ConfigError(`groups.${g}`, `a ${mode} replica with ${workers} worker(s) needs group '${g}' in the cluster file`);
+    if (r === undefined) throw new ConfigError(`groups.${g}`, `a ${m.name} replica with ${workers} worker(s) needs group '${g}' in the cluster file`);
     const other = seen.get(r);
     if (other !== undefined) throw new ConfigError(`groups.${g}`, `shares ring ${r} with group '${other}'; P-SMR needs one ring per group`);
     seen.set(r, g);
   }
-  if (mode === 'psmr' && workers > 1 && cluster.settings.lambda <= 0) {
-    throw new ConfigError('settings.lambda', 'psmr workers merge two rings: set rate leveling (lambda > 0)');
-  }
+  m.checkCluster(cluster, workers);
 }
 
 export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions): Promise<Replica> {
-  const mode = opts.mode;
-  if (mode !== 'smr' && mode !== 'psmr') throw new ConfigError('mode', `must be 'smr' or 'psmr', got ${JSON.stringify(mode)}`);
-  const workers = mode === 'smr' ? 1 : (opts.workers ?? 2);
+  const m = modeNamed(opts.mode);
+  const mode = m.name;
+  const workers = m.partitions(opts.workers ?? 2);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('workers', `must be an integer in 1..64, got ${String(opts.workers)}`);
-  checkReplicaGroups(cluster, mode, workers);
+  checkReplicaGroups(cluster, m, workers);
   const service = opts.service ?? 'kv';
   const svc = await loadService(service); // fail here, on the main thread, with a clear error
   const maxClients = opts.maxClients ?? 65536;
@@ -415,7 +417,7 @@ export async function startReplica(cluster: ClusterConfig, opts: ReplicaOptions)
     metricsPort = typeof a === 'object' && a ? a.port : undefined;
   }
   // Started last, once nothing else can fail: a replica that does not start leaves no timer or socket behind.
-  const durable = store ? durableCheckpoints(cluster, store, { id, mode, workers, host: opts.host ?? '127.0.0.1', every: opts.checkpointEvery ?? { seconds: 30 }, registry: main, refusedFiles, resumedFrom: own ? resume : undefined, take: checkpointWith, state, warn: (e) => opts.onWarning?.(e) }) : undefined;
+  const durable = store ? durableCheckpoints(cluster, store, { id, mode: m, workers, host: opts.host ?? '127.0.0.1', every: opts.checkpointEvery ?? { seconds: 30 }, registry: main, refusedFiles, resumedFrom: own ? resume : undefined, take: checkpointWith, state, warn: (e) => opts.onWarning?.(e) }) : undefined;
   return {
     id,
     mode,
@@ -509,7 +511,7 @@ interface DurableOptions {
  */
 function durableCheckpoints(cluster: ClusterConfig, store: CheckpointStore, o: DurableOptions): { stop(): Promise<void> } {
   const holder = holderOf(o.id);
-  const groups = Array.from({ length: o.workers }, (_, w) => workerGroups(o.mode, w)).flat();
+  const groups = Array.from({ length: o.workers }, (_, w) => o.mode.workerGroups(w)).flat();
   const rings = [...new Set(groups.map((g) => cluster.groups[g]!))];
   const st = { written: 0, failures: 0, lastTime: 0, lastBytes: 0, lastRound: -1, holds: 0, holdFailures: 0, holdsBroken: 0 };
   const reg = o.registry;

@@ -109,16 +109,3 @@ export interface Service<C, R, S, P = unknown> {
 /** The group name of partition `i`, and of g_all. */
 export const groupName = (i: number): string => `g${i}`;
 export const ALL_GROUP = 'gall';
-
-export type Mode = 'smr' | 'psmr';
-
-/** The groups a worker subscribes to: its own partition's group and, in psmr, g_all. */
-export function workerGroups(mode: Mode, worker: number): string[] {
-  return mode === 'smr' ? [groupName(0)] : [groupName(worker), ALL_GROUP];
-}
-
-/** The group a client multicasts a command to, from C-G (smr: everything to g0). */
-export function routeGroup(mode: Mode, choice: GroupChoice): string {
-  if (mode === 'smr') return groupName(0);
-  return choice === 'all' ? ALL_GROUP : groupName(choice);
-}

@@ -1,8 +1,9 @@
 /**
  * A deterministic simulation of P-SMR replicas (no sockets, no threads): rings are generated as positioned
  * instance streams (batches of key-value commands, skips, retried duplicates); each replica's workers merge
- * their own ring and g_all with the real Merger and execute with the real Executor, meeting at an in-memory
- * barrier with the same interface as the SharedArrayBuffer one, under a seeded random schedule.
+ * the rings their mode subscribes them to (g_i and g_all) with the real Merger and run what it delivers
+ * through the same `WorkerCore` and psmr scheduler a replica worker runs, meeting at an in-memory barrier
+ * with the same interface as the SharedArrayBuffer one, under a seeded random schedule.
  *
  * Checks: every reply equals the reply of a sequential execution of the whole merged order (classic SMR);
  * every worker of a replica takes part in the same g_all rounds; the replicas end in the same state, and
@@ -10,8 +11,10 @@
  */
 import { Merger } from '@ringcast/multicast';
 import { Prng } from '@ringcast/ring-paxos';
-import { Executor, type BarrierPort } from './core/executor.js';
+import { WorkerCore, type BarrierPort, type BrokenWorkerLoop, type Delivery } from './core/worker-core.js';
+import { modeNamed } from './modes/index.js';
 import { CommandBatchWriter, ReplyBatchReader } from './protocol/wire.js';
+import { ALL_GROUP, groupName } from './service.js';
 import { kvService, type KvCommand, type KvReply, type KvState } from './services/kv.js';
 
 export interface PsmrSimOptions {
@@ -21,6 +24,8 @@ export interface PsmrSimOptions {
   replicas?: number;
   /** 'none' lets workers pass g_all commands without waiting (a broken replica, to test the checkers). */
   barrier?: 'memory' | 'none';
+  /** A broken worker loop in every worker-core (to test the checkers). */
+  loop?: BrokenWorkerLoop;
 }
 
 export interface PsmrSimResult {
@@ -62,6 +67,9 @@ class MemoryBarrier {
     };
   }
 }
+
+/** Turns of the event loop with every unfinished worker waiting at the barrier before the run counts as stuck. */
+const STUCK_TURNS = 100;
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -158,54 +166,65 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
   for (const r of ringIds) ref.push(r, { pos: steps + 1, items: [] });
   const refReplies = new Map<string, string>();
   const refState = kvService.createPartition(0, 1);
-  const refExec = new Executor<KvCommand, KvReply, KvState>({ service: kvService, mode: 'smr', worker: 0, workers: 1, state: refState, send: collect(refReplies, failures, 'reference') });
-  for (const m of ref.take()) refExec.runOwn(m.item);
+  const reference = modeNamed('smr').scheduler<KvCommand, KvReply, KvState>({ service: kvService, worker: 0, workers: 1, state: refState, send: collect(refReplies, failures, 'reference') });
+  for (const m of ref.take()) void reference.deliver(groupName(0), [m.item]);
 
+  // The simulated cluster: ring i carries g_i, ring n carries g_all.
+  const psmr = modeNamed('psmr');
+  const ringOf = new Map<string, number>([...ringIds.slice(0, n).map((i): [string, number] => [groupName(i), i]), [ALL_GROUP, all]]);
+  const groupOf = new Map([...ringOf].map(([g, r]) => [r, g]));
   let gallRounds = -1;
   const digests: string[] = [];
   for (let rep = 0; rep < (o.replicas ?? 2); rep++) {
     const replies = new Map<string, string>();
     const barrier = new MemoryBarrier(n);
     const states = Array.from({ length: n }, (_, w) => kvService.createPartition(w, n));
-    const workers = Array.from({ length: n }, (_, w) => ({
-      w,
-      exec: new Executor<KvCommand, KvReply, KvState>({
+    // The round size must be the same on every worker of a replica (it cuts g_all batches into rounds).
+    const roundSize = 1 + rnd.int(4);
+    const workers = Array.from({ length: n }, (_, w) => {
+      const subscribed = psmr.workerGroups(w).map((g) => ringOf.get(g)!);
+      const sched = psmr.scheduler<KvCommand, KvReply, KvState>({
         service: kvService,
-        mode: 'psmr',
         worker: w,
         workers: n,
         state: states[w]!,
         barrier: n > 1 ? barrier.port(w, o.barrier === 'none') : undefined,
         send: collect(replies, failures, `replica ${rep} worker ${w}`),
-        roundSize: 1 + rnd.int(4),
-      }),
-      merger: new Merger<Uint8Array>({ rings: [w, all], m: 1, startRound: 0, maxBuffered: 1 << 20 }),
-      fed: [0, 0],
-      ready: [] as Array<{ ring: number; pos: number; item: Uint8Array }>,
-      blocked: false,
-    }));
-    // The round size must be the same on every worker of a replica (it cuts g_all batches into rounds).
-    const rs = 1 + rnd.int(4);
-    for (const x of workers) (x.exec as unknown as { roundSize: number }).roundSize = rs;
-    const streams = (w: number): Inst[][] => [rings[w]!, rings[all]!];
-    const done = (x: (typeof workers)[number]): boolean => !x.blocked && x.fed[0] === streams(x.w)[0]!.length && x.fed[1] === streams(x.w)[1]!.length && x.ready.length === 0;
+        roundSize,
+      });
+      const ready: Delivery[] = [];
+      return {
+        sched,
+        core: new WorkerCore({ scheduler: sched, groupOf: (r) => groupOf.get(r)!, mergeM: 1, checkpointReady: () => {}, broken: o.loop }),
+        subscribed,
+        streams: subscribed.map((r) => rings[r]!),
+        merger: new Merger<Uint8Array>({ rings: subscribed, m: 1, startRound: 0, maxBuffered: 1 << 20 }),
+        fed: subscribed.map(() => 0),
+        ready,
+        source: { peek: () => ready[0], poll: () => ready.shift() },
+        blocked: false,
+      };
+    });
+    const done = (x: (typeof workers)[number]): boolean => !x.blocked && x.ready.length === 0 && x.streams.every((st, k) => x.fed[k] === st.length);
+    let stuck = 0;
     for (let guard = 0; guard < 1_000_000; guard++) {
       const live = workers.filter((x) => !done(x));
       if (live.length === 0) break;
       const runnable = live.filter((x) => !x.blocked);
+      stuck = runnable.length > 0 ? 0 : stuck + 1;
+      if (stuck > STUCK_TURNS) {
+        failures.push(`replica ${rep}: workers ${live.map((x) => workers.indexOf(x)).join(', ')} wait at the barrier forever`);
+        break;
+      }
       if (runnable.length === 0 || rnd.next() < 0.05) {
         await new Promise((r) => setImmediate(r));
         continue;
       }
       const x = runnable[rnd.int(runnable.length)]!;
-      const st = streams(x.w);
-      const canFeed = [0, 1].filter((k) => x.fed[k]! < st[k]!.length);
+      const canFeed = x.streams.map((_, k) => k).filter((k) => x.fed[k]! < x.streams[k]!.length);
       if (x.ready.length > 0 && (canFeed.length === 0 || rnd.next() < 0.5)) {
-        const d = x.ready.shift()!;
-        // A g_all instance's batches run together (as a replica worker does); they are in `ready` together.
-        const group = [d.item];
-        while (d.ring === all && x.ready.length > 0 && x.ready[0]!.ring === all && x.ready[0]!.pos === d.pos) group.push(x.ready.shift()!.item);
-        const p = d.ring === all ? x.exec.runAll(group) : (x.exec.runOwn(d.item), undefined);
+        // The worker-core takes the rest of the instance from what the merge released (all of it, together).
+        const p = x.core.run(x.ready.shift()!, x.source);
         if (p) {
           x.blocked = true;
           void p.then(() => (x.blocked = false));
@@ -214,17 +233,17 @@ async function simulate(o: PsmrSimOptions): Promise<PsmrSimResult> {
       }
       if (canFeed.length === 0) continue;
       const k = canFeed[rnd.int(canFeed.length)]!;
-      const inst = st[k]![x.fed[k]!++]!;
-      x.merger.push(k === 0 ? x.w : all, inst);
-      if (x.fed[k] === st[k]!.length) x.merger.push(k === 0 ? x.w : all, { pos: steps + 1, items: [] });
-      for (const m of x.merger.take()) x.ready.push({ ring: m.ring, pos: m.pos, item: m.item });
+      const inst = x.streams[k]![x.fed[k]!++]!;
+      x.merger.push(x.subscribed[k]!, inst);
+      if (x.fed[k] === x.streams[k]!.length) x.merger.push(x.subscribed[k]!, { pos: steps + 1, items: [] });
+      for (const m of x.merger.take()) x.ready.push({ ring: m.ring, pos: m.pos, data: m.item });
     }
     for (const [k, v] of refReplies) {
       const got = replies.get(k);
       if (got !== v && failures.length < 20) failures.push(`replica ${rep}: command ${k} replied ${got ?? 'nothing'}, sequential SMR replied ${v}`);
     }
     if (replies.size !== refReplies.size && failures.length < 20) failures.push(`replica ${rep}: ${replies.size} commands answered, sequential SMR answered ${refReplies.size}`);
-    const rounds = workers.map((x) => x.exec.stats.barrierRounds);
+    const rounds = workers.map((x) => x.sched.stats.barrierRounds);
     if (new Set(rounds).size !== 1) failures.push(`replica ${rep}: workers took part in different numbers of g_all rounds: ${rounds.join(', ')}`);
     gallRounds = rounds[0]!;
     const union = new Map<string, string>();

@@ -1,17 +1,19 @@
 /**
- * A replica worker thread. It has its own learner sockets for its g_i ring and the g_all ring (no thread
- * reads a stream for another), merges them itself, executes, and replies to clients from its own socket.
- * Its metrics live in its own registry; the replica's main thread asks for them on each scrape.
+ * A replica worker thread: the thread, its sockets, the barrier memory and the metrics around its
+ * worker-core. It has its own learner sockets for the groups its mode subscribes it to (psmr: g_i and
+ * g_all; no thread reads a stream for another), feeds what the merge delivers to its `WorkerCore` (which
+ * runs it through the mode's scheduler), and replies to clients from its own socket. Its metrics live in
+ * its own registry; the replica's main thread asks for them on each scrape.
  */
 import { createSocket } from 'node:dgram';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
 import { ERR, RingMetrics, ipv4Lookup, type ClusterConfig } from '@ringcast/ring-paxos';
-import { startGroupLearner, type ResumePoint } from '@ringcast/multicast';
+import { startGroupLearner, type GroupDelivery, type ResumePoint } from '@ringcast/multicast';
 import { SharedBarrier } from './barrier.js';
-import { Executor } from './core/executor.js';
-import { groupName, workerGroups, type Mode } from './service.js';
+import { WorkerCore, type Delivery } from './core/worker-core.js';
+import { modeNamed, type ModeName } from './modes/index.js';
 import { loadService } from './service-loader.js';
 
 export interface WorkerInit {
@@ -19,7 +21,7 @@ export interface WorkerInit {
   replica: string;
   worker: number;
   workers: number;
-  mode: Mode;
+  mode: ModeName;
   service: string;
   host: string;
   /** The barrier's memory. */
@@ -89,7 +91,8 @@ async function run(): Promise<void> {
     void shutdown?.();
   };
   const service = await loadService(init.service);
-  const partitions = init.mode === 'smr' ? 1 : init.workers;
+  const mode = modeNamed(init.mode);
+  const partitions = mode.partitions(init.workers);
   // The replica checked the service can be checkpointed before it handed out a checkpoint's parts.
   const state = init.resume ? service.restore!(init.resume.state, init.worker, partitions) : service.createPartition(init.worker, partitions, init.stateSab);
   const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20, lookup: ipv4Lookup });
@@ -103,9 +106,8 @@ async function run(): Promise<void> {
     if (e) sendErrors++;
   };
   const barrier = partitions > 1 ? new SharedBarrier(init.sab, init.workers, init.worker, init.slotBytes) : undefined;
-  const exec = new Executor({
+  const exec = mode.scheduler({
     service,
-    mode: init.mode,
     worker: init.worker,
     workers: partitions,
     state,
@@ -115,7 +117,7 @@ async function run(): Promise<void> {
     replyTag: init.replyTag,
     // As many g_all commands per barrier round as the shared slot holds in the worst case.
     roundSize: Math.max(1, Math.min(1024, Math.floor(init.slotBytes / (service.maxPartBytes ?? 65536)))),
-    // The executor reuses its buffer: copy before the asynchronous send.
+    // The scheduler reuses its buffer: copy before the asynchronous send.
     send: (host, p, d) => sock.send(Buffer.from(d), p, host, onSent),
   });
   if (init.resume) exec.restoreSessions(init.resume.sessions);
@@ -135,8 +137,8 @@ async function run(): Promise<void> {
   counterFrom(reg, 'ringcast_psmr_replies_left_to_others_total', 'Replies not sent: the client asked another replica to answer', undefined, () => exec.stats.repliesLeftToOthers);
   counterFrom(reg, 'ringcast_psmr_reply_send_errors_total', 'Reply datagrams the socket refused', undefined, () => sendErrors + exec.stats.sendErrors);
   counterFrom(reg, 'ringcast_psmr_session_evictions_total', 'Session-table evictions (least recently active clients, oldest cached replies)', 'what', () => ({
-    clients: exec.own.evictedClients + exec.all.evictedClients,
-    replies: exec.own.evictedReplies + exec.all.evictedReplies,
+    clients: exec.sessions.reduce((a, x) => a + x.table.evictedClients, 0),
+    replies: exec.sessions.reduce((a, x) => a + x.table.evictedReplies, 0),
   }));
   // How long this worker's event loop was held up (GC, a long batch, the CPU taken by others): the usual
   // cause of latency spikes. Quantiles over the time since the previous scrape.
@@ -165,35 +167,31 @@ async function run(): Promise<void> {
     labelNames: ['stream'],
     registers: [reg],
     collect() {
-      this.set({ stream: 'own' }, exec.own.size);
-      this.set({ stream: 'all' }, exec.all.size);
+      for (const x of exec.sessions) this.set({ stream: x.stream }, x.table.size);
     },
   });
-  let delivered = 0;
   let stopping = false;
+  const groups = mode.workerGroups(init.worker);
   const learner = await startGroupLearner(init.cluster, {
-    groups: workerGroups(init.mode, init.worker),
+    groups,
     from: 'start',
     resume: init.resume?.resume,
     metrics,
     onError: (e) => fatal(e),
   });
-  // Checkpoints: the merge round of the last delivery executed, and the one asked for (at most one at a time).
-  const m = init.cluster.mergeM;
-  const roundOf = (pos: number): number => Math.floor((pos - 1) / m);
-  let lastRound = init.resume ? init.resume.resume.round - 1 : -1;
-  let busy = false;
-  let asked: { id: number; round: number } | undefined;
+  const groupOfRing = new Map(groups.map((g) => [init.cluster.groups[g]!, g]));
+  // Checkpoints: the one asked for (at most one at a time), answered when the core says it is due.
+  let asked: number | undefined;
   let idleCheck: NodeJS.Timeout | undefined;
   const answer = (reply: Omit<Extract<FromWorker, { type: 'checkpoint' }>, 'type' | 'id'>): void => {
-    post({ type: 'checkpoint', id: asked!.id, ...reply });
+    post({ type: 'checkpoint', id: asked!, ...reply });
     asked = undefined;
+    core.cancelCheckpoint();
     if (idleCheck) clearInterval(idleCheck);
     idleCheck = undefined;
   };
   /** Take the checkpoint asked for now: every delivery before its round has run and none after. */
-  const snapshotNow = (): void => {
-    const round = asked!.round;
+  const snapshotNow = (round: number): void => {
     try {
       const resume = learner.resumePoint(round);
       if (!resume) return answer({ error: `no resume point for round ${round} in what this worker's learner kept` });
@@ -202,21 +200,25 @@ async function run(): Promise<void> {
       answer({ error: (e as Error).message });
     }
   };
+  const core = new WorkerCore({
+    scheduler: exec,
+    groupOf: (ring) => groupOfRing.get(ring)!,
+    mergeM: init.cluster.mergeM,
+    startRound: init.resume?.resume.round,
+    checkpointReady: snapshotNow,
+  });
   /** Round -1: this worker's current merge round (a replica of one worker needs no common round). */
   const onCheckpoint = (id: number, asks: number): void => {
-    if (asked) answer({ error: 'superseded by a newer request' });
+    if (asked !== undefined) answer({ error: 'superseded by a newer request' });
     const round = asks >= 0 ? asks : learner.mergedRound();
-    asked = { id, round: round ?? 0 };
+    asked = id;
     if (stopping) return answer({ error: 'the worker is stopping' });
     if (round === undefined) return answer({ error: 'the worker is not merging yet' });
-    if (lastRound >= round) return answer({ passed: true });
-    // No delivery of that round may ever come (an idle worker): take it once the merge has passed the round
-    // and everything it released has run.
-    idleCheck = setInterval(() => {
-      if (asked && !busy && learner.peek() === undefined && (learner.mergedRound() ?? -1) >= asked.round) snapshotNow();
-    }, 2);
+    if (!core.askCheckpoint(round)) return answer({ passed: true });
+    // No delivery of that round may ever come (an idle worker): the core takes it once the merge has passed
+    // the round and everything it released has run.
+    idleCheck = setInterval(() => core.idle(learner.mergedRound(), learner.peek() !== undefined), 2);
   };
-  const ownRing = init.cluster.groups[groupName(init.mode === 'smr' ? 0 : init.worker)];
   port.on('message', (m: ToWorker) => {
     if (m.type === 'metrics') {
       void reg.getMetricsAsJSON().then((json) => post({ type: 'metrics', id: m.id, json }));
@@ -225,8 +227,8 @@ async function run(): Promise<void> {
     } else if (m.type === 'checkpoint') {
       onCheckpoint(m.id, m.round);
     } else if (m.type === 'state') {
-      const digest = `${service.digest(state)}/${exec.own.digest()}/${exec.all.digest()}`;
-      post({ type: 'state', id: m.id, state: { worker: init.worker, executed: exec.executedTotal, digest, delivered } });
+      const digest = [service.digest(state), ...exec.sessions.map((x) => x.table.digest())].join('/');
+      post({ type: 'state', id: m.id, state: { worker: init.worker, executed: exec.executedTotal, digest, delivered: core.delivered } });
     } else if (m.type === 'stop') {
       void shutdown!().then(() => {
         post({ type: 'stopped' });
@@ -243,24 +245,12 @@ async function run(): Promise<void> {
       sock.close();
     })());
   post({ type: 'ready', replyPort: sock.address().port });
+  // The rest of an instance, queued behind the delivery the iterator gave (the learner queues them together).
+  const take = (d: GroupDelivery | undefined): Delivery | undefined => d && { ring: d.ring, pos: d.pos, data: d.delivery.data };
+  const source = { peek: () => take(learner.peek()), poll: () => take(learner.poll()) };
   for await (const d of learner) {
-    const round = roundOf(d.pos);
-    if (asked && round >= asked.round) snapshotNow();
-    busy = true;
-    lastRound = round;
-    delivered++;
-    if (d.ring === ownRing) exec.runOwn(d.delivery.data);
-    else {
-      // Every batch of this g_all instance is queued now: run them as one (one set of barrier rounds).
-      const batches = [d.delivery.data];
-      for (let n = learner.peek(); n && n.ring === d.ring && n.pos === d.pos; n = learner.peek()) {
-        batches.push(learner.poll()!.delivery.data);
-        delivered++;
-      }
-      const p = exec.runAll(batches);
-      if (p) await p;
-    }
-    busy = false;
+    const p = core.run({ ring: d.ring, pos: d.pos, data: d.delivery.data }, source);
+    if (p) await p;
     if (stopping) break;
   }
 }

@@ -35,6 +35,23 @@ describe('P-SMR simulation: merge, barrier and execution', () => {
     expect(multi).toBeGreaterThan(10);
     expect(caught).toBe(multi);
   });
+
+  it('the checkers catch a worker loop that groups deliveries of one ring across instances', async () => {
+    let multi = 0;
+    const missed: number[] = [];
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = await runPsmrSimulation({ seed, loop: 'group-by-ring' });
+      if (r.workers === 1) continue;
+      multi++;
+      if (r.ok) missed.push(seed);
+    }
+    expect(multi).toBeGreaterThan(4);
+    expect(missed).toEqual([]);
+    // Seed 2 (three workers): the workers cut different g_all rounds and stop meeting at the barrier.
+    const two = await runPsmrSimulation({ seed: 2, loop: 'group-by-ring' });
+    expect(two.failures.join('\n')).toMatch(/wait at the barrier forever/);
+    expect((await runPsmrSimulation({ seed: 2 })).ok).toBe(true);
+  });
 });
 
 describe('SharedArrayBuffer barrier across real worker threads', () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Executor } from '../src/core/executor.js';
+import { PsmrScheduler } from '../src/core/psmr-scheduler.js';
 import { CommandBatchWriter, ReplyBatchReader, STATUS_OK } from '../src/protocol/wire.js';
 import { ServiceError, type Service } from '../src/service.js';
 import { loadService } from '../src/service-loader.js';
@@ -45,7 +45,7 @@ export const bank: Service<Cmd, Reply, Part, number> = {
   },
 };
 
-function run(ex: Executor<Cmd, Reply, Part>, cmds: Cmd[], firstSeq: number): Reply[] {
+function run(ex: PsmrScheduler<Cmd, Reply, Part>, cmds: Cmd[], firstSeq: number): Reply[] {
   const sent: Buffer[] = [];
   (ex as unknown as { o: { send: unknown } }).o.send = (_h: string, _p: number, d: Uint8Array) => sent.push(Buffer.from(d));
   const w = new CommandBatchWriter();
@@ -73,7 +73,7 @@ function run(ex: Executor<Cmd, Reply, Part>, cmds: Cmd[], firstSeq: number): Rep
 
 describe('Service API (the README example)', () => {
   it('a custom partitioned service runs single-partition and g_all commands', async () => {
-    const one = new Executor<Cmd, Reply, Part>({ service: bank, mode: 'smr', worker: 0, workers: 1, state: bank.createPartition(0, 1), send: () => {} });
+    const one = new PsmrScheduler<Cmd, Reply, Part>({ service: bank, worker: 0, workers: 1, state: bank.createPartition(0, 1), send: () => {} });
     expect(run(one, [{ op: 'add', account: 7, amount: 5 }, { op: 'add', account: 8, amount: 2 }, { op: 'add', account: 7, amount: 1 }, { op: 'total' }], 1)).toEqual([
       { balance: 5 },
       { balance: 2 },
@@ -134,9 +134,8 @@ describe('shared-state services', () => {
     const sent: Array<{ w: number; d: Buffer }> = [];
     const exs = [0, 1].map(
       (w) =>
-        new Executor<C2, { value: number }, Int32Array>({
+        new PsmrScheduler<C2, { value: number }, Int32Array>({
           service: counters,
-          mode: 'psmr',
           worker: w,
           workers: 2,
           state: counters.createPartition(w, 2, mem),

@@ -2,11 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { Prng } from '@ringcast/ring-paxos';
 import { ByteReader, ByteWriter, WireError } from '../src/protocol/bytes.js';
 import { CommandBatchReader, CommandBatchWriter, ReplyBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK } from '../src/protocol/wire.js';
-import { Executor } from '../src/core/executor.js';
+import { PsmrScheduler } from '../src/core/psmr-scheduler.js';
 import { SessionTable } from '../src/core/session.js';
 import { checkpointAllowed, checkpointToken } from '../src/replica.js';
 import { kvKeyHash, kvService, KV_LIMITS, type KvCommand, type KvReply } from '../src/services/kv.js';
-import { routeGroup, ServiceError } from '../src/service.js';
+import { ServiceError } from '../src/service.js';
+import { modeNamed } from '../src/modes/index.js';
 
 const header = { clientId: 2 ** 40 + 12345, replyHost: '127.0.0.1', replyPort: 40000, floor: 0 };
 
@@ -22,11 +23,11 @@ function batch(cmds: KvCommand[], firstSeq = 1, h = header): Buffer {
 }
 
 /** Run commands through a one-worker executor and decode the replies as a client would. */
-function runSmr(cmds: KvCommand[], ex?: Executor<KvCommand, KvReply, unknown>, firstSeq = 1): Array<KvReply | { error: string }> {
+function runSmr(cmds: KvCommand[], ex?: PsmrScheduler<KvCommand, KvReply, unknown>, firstSeq = 1): Array<KvReply | { error: string }> {
   const sent: Buffer[] = [];
   const e =
     ex ??
-    new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)) });
+    new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)) });
   (e as unknown as { o: { send: (h: string, p: number, d: Uint8Array) => void } }).o.send = (_h, _p, d) => sent.push(Buffer.from(d));
   e.runOwn(batch(cmds, firstSeq));
   const out: Array<KvReply | { error: string }> = [];
@@ -91,7 +92,7 @@ describe('P-SMR wire formats', () => {
   it('only the replica a batch names answers it; every replica runs it and a retry asking everyone is answered by all', () => {
     const replicas = [1, 2].map((tag) => {
       const sent: Buffer[] = [];
-      const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)), replyTag: tag });
+      const ex = new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: (_h, _p, d) => sent.push(Buffer.from(d)), replyTag: tag });
       return { ex, sent };
     });
     const first = batch([{ op: 'put', key: 'k', value: 'v1' }, { op: 'get', key: 'k' }], 1, { ...header, replier: 2 });
@@ -191,9 +192,9 @@ describe('key-value service', () => {
         expect(kvService.group(kvService.readCommand(rd.r), n)).toBe(g);
       }
       expect(kvService.group({ op: 'mget', keys: ['a'] }, n)).toBe('all');
-      expect(routeGroup('psmr', 'all')).toBe('gall');
-      expect(routeGroup('psmr', 1)).toBe('g1');
-      expect(routeGroup('smr', 'all')).toBe('g0');
+      expect(modeNamed('psmr').route('all')).toBe('gall');
+      expect(modeNamed('psmr').route(1)).toBe('g1');
+      expect(modeNamed('smr').route('all')).toBe('g0');
     }
   });
 
@@ -218,7 +219,7 @@ describe('key-value service', () => {
   });
 
   it('a replica answers malformed or oversized command bytes with a typed error and changes nothing', () => {
-    const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
+    const ex = new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
     runSmr([{ op: 'put', key: 'a', value: '1' }], ex, 1);
     const w = new CommandBatchWriter();
     w.begin(header);
@@ -315,7 +316,7 @@ describe('key-value parts fit the barrier slots', () => {
 });
 
 function runSmrOn(state: unknown, cmds: KvCommand[]): void {
-  const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state, send: () => {} });
+  const ex = new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state, send: () => {} });
   ex.runOwn(batch(cmds));
 }
 
@@ -373,7 +374,7 @@ describe('bad batches at a replica', () => {
     const send = (_h: string, p: number): void => {
       if (p <= 0 || p > 65535) throw new RangeError(`bad port ${p}`);
     };
-    const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send });
+    const ex = new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send });
     const zero = batch([{ op: 'get', key: 'a' }], 1, { ...header, replyPort: 0 });
     expect(() => ex.runOwn(zero)).not.toThrow();
     expect(() => ex.runAll(zero)).not.toThrow();
@@ -391,14 +392,13 @@ describe('bad batches at a replica', () => {
 });
 
 /** Two psmr workers of one replica, in this thread, meeting at a real SharedArrayBuffer barrier. */
-async function twoWorkers(slot: number, roundSize: number, onSend: (port: number, d: Buffer) => void): Promise<Array<Executor<KvCommand, KvReply, unknown>>> {
+async function twoWorkers(slot: number, roundSize: number, onSend: (port: number, d: Buffer) => void): Promise<Array<PsmrScheduler<KvCommand, KvReply, unknown>>> {
   const { SharedBarrier } = await import('../src/barrier.js');
   const sab = SharedBarrier.allocate(2, slot);
   return [0, 1].map(
     (w) =>
-      new Executor<KvCommand, KvReply, unknown>({
+      new PsmrScheduler<KvCommand, KvReply, unknown>({
         service: kvService as never,
-        mode: 'psmr',
         worker: w,
         workers: 2,
         state: kvService.createPartition(w, 2),
@@ -453,8 +453,8 @@ describe('a g_all instance with the batches of several clients', () => {
 
 describe('checkpoints of a worker', () => {
   it('a restored worker has the same state and sessions: retries replay their original replies, new commands agree', () => {
-    const mk = (state = kvService.createPartition(0, 1)): Executor<KvCommand, KvReply, unknown> =>
-      new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state, send: () => {} });
+    const mk = (state = kvService.createPartition(0, 1)): PsmrScheduler<KvCommand, KvReply, unknown> =>
+      new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state, send: () => {} });
     const a = mk();
     const rng = new Prng(11);
     const cmds: KvCommand[] = [];
@@ -475,7 +475,7 @@ describe('checkpoints of a worker', () => {
     }
     runSmr(cmds, a, 1);
     // An error outcome is cached too: a command with an unknown operation (seq 1000).
-    const unknownOp = (ex: Executor<KvCommand, KvReply, unknown>): string[] => {
+    const unknownOp = (ex: PsmrScheduler<KvCommand, KvReply, unknown>): string[] => {
       const w = new CommandBatchWriter();
       w.begin(header);
       w.beginCommand(1000);
@@ -495,7 +495,7 @@ describe('checkpoints of a worker', () => {
     const sessions = a.sessionsSnapshot();
     const b = mk(kvService.restore!(state, 0, 1));
     b.restoreSessions(sessions);
-    const digest = (e: Executor<KvCommand, KvReply, unknown>): string =>
+    const digest = (e: PsmrScheduler<KvCommand, KvReply, unknown>): string =>
       `${kvService.digest((e as unknown as { o: { state: never } }).o.state)}/${e.own.digest()}/${e.all.digest()}/${e.executedTotal}`;
     expect(digest(b)).toBe(digest(a));
     // The cached outcomes themselves (decoded commands and replies) came back as they were.
@@ -524,8 +524,8 @@ describe('checkpoints of a worker', () => {
   });
 
   it('a batch of nothing but retries changes no session (so a replica that saw a retry its ring filtered elsewhere stays equal)', () => {
-    const mk = (): Executor<KvCommand, KvReply, unknown> =>
-      new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
+    const mk = (): PsmrScheduler<KvCommand, KvReply, unknown> =>
+      new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
     const a = mk();
     const b = mk();
     const ha = { ...header, clientId: 7 };
@@ -550,7 +550,7 @@ describe('checkpoints of a worker', () => {
   });
 
   it('refuses a damaged snapshot with a typed error', () => {
-    const ex = new Executor<KvCommand, KvReply, unknown>({ service: kvService as never, mode: 'smr', worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
+    const ex = new PsmrScheduler<KvCommand, KvReply, unknown>({ service: kvService as never, worker: 0, workers: 1, state: kvService.createPartition(0, 1), send: () => {} });
     expect(() => ex.restoreSessions(Uint8Array.of(0xc1))).toThrow(ServiceError);
     expect(() => ex.restoreSessions(Buffer.from(JSON.stringify({ v: 1 })))).toThrow(/session snapshot/);
     expect(() => kvService.restore!(Uint8Array.of(0x91, 0x01), 0, 1)).toThrow(ServiceError);

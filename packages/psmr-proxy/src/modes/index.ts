@@ -4,12 +4,9 @@ import type { Mode } from './mode.js';
 import { psmr } from './psmr.js';
 import { smr } from './smr.js';
 
-export type { Mode } from './mode.js';
+export type { Mode, ModeName } from './mode.js';
 
 export const MODES: readonly Mode[] = [smr, psmr];
-
-/** The name of a registered mode. */
-export type ModeName = string;
 
 /** The mode of this name, or a ConfigError on `field` that lists the modes there are. */
 export function modeNamed(name: unknown, field = 'mode'): Mode {

@@ -5,11 +5,15 @@
  * `modeNamed`.
  */
 import type { ClusterConfig } from '@ringcast/ring-paxos';
+import type { Scheduler, SchedulerContext } from '../core/worker-core.js';
 import type { GroupChoice } from '../service.js';
+
+/** The name of a registered mode, as flags, options, checkpoints and worker init messages carry it. */
+export type ModeName = string;
 
 export interface Mode {
   /** The name in flags, options, checkpoints and metrics. */
-  readonly name: string;
+  readonly name: ModeName;
   /** Worker threads a replica runs when asked for `workers` (smr: always 1). */
   partitions(workers: number): number;
   /** The groups a replica of `workers` workers needs in the cluster file, each on its own ring. */
@@ -20,4 +24,9 @@ export interface Mode {
   route(choice: GroupChoice): string;
   /** What a replica refuses beyond its groups: throws ConfigError naming the field. */
   checkCluster(cluster: ClusterConfig, workers: number): void;
+  /**
+   * Worker side: how worker `ctx.worker` runs what its merged stream delivers (the `Scheduler` its
+   * worker-core feeds one instance at a time). Called once per worker thread, and by the simulator.
+   */
+  scheduler<C, R, S>(ctx: SchedulerContext<C, R, S>): Scheduler;
 }

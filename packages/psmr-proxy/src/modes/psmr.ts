@@ -4,6 +4,7 @@
  * meets at a barrier.
  */
 import { ConfigError } from '@ringcast/ring-paxos';
+import { PsmrScheduler } from '../core/psmr-scheduler.js';
 import { ALL_GROUP, groupName } from '../service.js';
 import type { Mode } from './mode.js';
 
@@ -18,4 +19,5 @@ export const psmr: Mode = {
       throw new ConfigError('settings.lambda', 'psmr workers merge two rings: set rate leveling (lambda > 0)');
     }
   },
+  scheduler: (ctx) => new PsmrScheduler(ctx),
 };

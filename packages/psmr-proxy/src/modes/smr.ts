@@ -1,4 +1,5 @@
-/** `smr`: the baseline. One worker reads one ring (g0) and runs every command in delivery order. */
+/** `smr`: the baseline. One worker reads one ring (g0) and runs every command in delivery order (the psmr scheduler with one partition). */
+import { PsmrScheduler } from '../core/psmr-scheduler.js';
 import { groupName } from '../service.js';
 import type { Mode } from './mode.js';
 
@@ -9,4 +10,5 @@ export const smr: Mode = {
   workerGroups: () => [groupName(0)],
   route: () => groupName(0),
   checkCluster: () => {},
+  scheduler: (ctx) => new PsmrScheduler(ctx),
 };

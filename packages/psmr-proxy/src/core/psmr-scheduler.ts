@@ -1,5 +1,7 @@
 /**
- * One worker's execution of its merged stream (pure: the barrier and the datagram sender are injected).
+ * The psmr scheduler (smr runs it with one partition): one worker's execution of its merged stream, one
+ * instance at a time as its worker-core hands them over (pure: the barrier and the datagram sender are
+ * injected).
  *
  * - A batch from the worker's own group g_i: each command is checked against the session table, decoded,
  *   executed at once on this worker's state, and answered in one reply batch per client.
@@ -12,39 +14,9 @@
 import { pack, unpack } from 'msgpackr';
 import { ERR } from '@ringcast/ring-paxos';
 import { CommandBatchReader, ReplyBatchWriter, STATUS_ERROR, STATUS_OK, type BatchHeader } from '../protocol/wire.js';
-import { ServiceError, type Mode, type Service } from '../service.js';
+import { ALL_GROUP, ServiceError, type Service } from '../service.js';
 import { SessionTable, type Session, type Verdict } from './session.js';
-
-/** The synchronisation a worker needs for g_all commands (SharedArrayBuffer + Atomics in a replica). */
-export interface BarrierPort {
-  /** Resolve once every worker has arrived (may return undefined when it did not have to wait). */
-  arrive(): void | Promise<void>;
-  /** Publish this worker's partial results for the current round. */
-  writeSlot(data: Uint8Array): void;
-  /** Read worker `w`'s partial results of the current round (valid between the round's second await and the next round). */
-  readSlot(w: number): Uint8Array;
-}
-
-export interface ExecutorOptions<C, R, S> {
-  service: Service<C, R, S>;
-  mode: Mode;
-  worker: number;
-  workers: number;
-  state: S;
-  barrier?: BarrierPort;
-  /** Send one reply datagram to a client (the buffer is the executor's: copy it if sending later). */
-  send(host: string, port: number, datagram: Uint8Array): void;
-  maxClients?: number;
-  maxReplies?: number;
-  roundSize?: number;
-  /** A reply batch is sent once it passes this many bytes. */
-  maxReplyBatchBytes?: number;
-  /**
-   * This replica's reply tag (1..255; 0: none). A command batch that names another replica as its replier
-   * is executed and remembered in the session table like any other, but only that replica answers it.
-   */
-  replyTag?: number;
-}
+import type { Scheduler, SchedulerContext, SchedulerStats } from './worker-core.js';
 
 /**
  * One batch's client session. It is opened (made the most recently active, the batch's floor applied) at the
@@ -78,20 +50,6 @@ interface Outcome<C, R> {
   msg?: string;
 }
 
-export interface ExecutorStats {
-  executed: Record<string, number>;
-  errors: Record<string, number>;
-  duplicatesReplied: number;
-  duplicatesDropped: number;
-  malformedBatches: number;
-  barrierRounds: number;
-  replyBatches: number;
-  /** Reply datagrams the sender refused (counted, never thrown). */
-  sendErrors: number;
-  /** Replies not sent because the client asked another replica to answer (the outcome is still kept). */
-  repliesLeftToOthers: number;
-}
-
 /** The message of anything thrown (a service may throw null or a string). */
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -102,8 +60,8 @@ const WRONG_GROUP = ERR.PSMR_WRONG_GROUP;
 const FAILED_SLOT = Uint8Array.of(0xc1);
 const SERVICE_FAILED = ERR.PSMR_SERVICE_FAILED;
 
-export class Executor<C, R, S> {
-  readonly stats: ExecutorStats = {
+export class PsmrScheduler<C, R, S> implements Scheduler {
+  readonly stats: SchedulerStats = {
     executed: Object.create(null) as Record<string, number>,
     errors: Object.create(null) as Record<string, number>,
     duplicatesReplied: 0,
@@ -118,20 +76,25 @@ export class Executor<C, R, S> {
   executedTotal = 0;
   readonly own: SessionTable<Outcome<C, R>>;
   readonly all: SessionTable<Outcome<C, R>>;
+  readonly sessions: Scheduler['sessions'];
   private readonly reply = new ReplyBatchWriter();
   private readonly service: Service<C, R, S>;
   private readonly roundSize: number;
   private readonly maxReplyBytes: number;
   private readonly tag: number;
 
-  constructor(private readonly o: ExecutorOptions<C, R, S>) {
+  constructor(private readonly o: SchedulerContext<C, R, S>) {
     this.service = o.service;
     this.tag = o.replyTag ?? 0;
     this.own = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
     this.all = new SessionTable(o.maxClients ?? 65536, o.maxReplies ?? 16384);
+    this.sessions = [
+      { stream: 'own', table: this.own },
+      { stream: 'all', table: this.all },
+    ];
     this.roundSize = o.roundSize ?? 32;
     this.maxReplyBytes = o.maxReplyBatchBytes ?? 40_000;
-    if (o.workers > 1 && !o.barrier) throw new Error('an executor of several workers needs a barrier');
+    if (o.workers > 1 && !o.barrier) throw new Error('a scheduler of several workers needs a barrier');
     if (o.service.state === 'partitioned' && (!o.service.executePart || !o.service.combine)) {
       throw new ServiceError(ERR.PSMR_SERVICE, `service '${o.service.name}' is partitioned but lacks executePart/combine`);
     }
@@ -287,6 +250,12 @@ export class Executor<C, R, S> {
     return t.check(b.sess!, seq);
   }
 
+  /** One instance of g_all, or of this worker's own group (smr: the only group), batch by batch. */
+  deliver(group: string, batches: readonly Uint8Array[]): void | Promise<void> {
+    if (group === ALL_GROUP) return this.runAll(batches);
+    for (const b of batches) this.runOwn(b);
+  }
+
   /** Run a batch delivered from this worker's own group (smr: the only group). */
   runOwn(data: Uint8Array): void {
     const rd = this.header(data);
@@ -295,7 +264,7 @@ export class Executor<C, R, S> {
     const t = this.own;
     const b: BatchSession<C, R> = { clientId: h.clientId, floor: h.floor, sess: t.peek(h.clientId), opened: false };
     const svc = this.service;
-    const n = this.o.mode === 'smr' ? 1 : this.o.workers;
+    const n = this.o.workers;
     this.reply.begin(h.clientId, this.tag);
     while (this.next(rd)) {
       const seq = rd.seq;
@@ -472,7 +441,7 @@ export class Executor<C, R, S> {
           } catch {
             ps = undefined;
           }
-          all.push(Array.isArray(ps) && ps.length === run.length ? ps : run.map(() => Executor.FAILED_PART));
+          all.push(Array.isArray(ps) && ps.length === run.length ? ps : run.map(() => PsmrScheduler.FAILED_PART));
         }
         run.forEach((o, i) => this.combineInto(o, all.map((ps) => ps[i])));
       };
@@ -490,7 +459,7 @@ export class Executor<C, R, S> {
     try {
       return this.service.executePart!(this.o.state, c);
     } catch {
-      return Executor.FAILED_PART;
+      return PsmrScheduler.FAILED_PART;
     }
   }
 
