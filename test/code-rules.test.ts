@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 // The catalogues straight from their files (the package entry points would load every module).
 import { ERR } from '../packages/ring-paxos/src/errors.js';
 import { KV_ERR } from '../packages/psmr-proxy/src/services/kv-errors.js';
+import { BTREE_ERR } from '../packages/psmr-proxy/src/services/btree-errors.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const PACKAGES = join(ROOT, 'packages');
@@ -30,16 +31,17 @@ const SOURCES = readdirSync(PACKAGES).flatMap((p) => {
 });
 const read = (f: string): string => readFileSync(join(ROOT, f), 'utf8');
 
-const OWN_CODE = /\bERR_(?:RINGCAST|PSMR|KV)_[A-Z0-9_]*[A-Z0-9]/g;
-const CATALOGUE_FILES = ['packages/ring-paxos/src/errors.ts', 'packages/psmr-proxy/src/services/kv-errors.ts'];
+const OWN_CODE = /\bERR_(?:RINGCAST|PSMR|KV|BTREE)_[A-Z0-9_]*[A-Z0-9]/g;
+const CATALOGUE_FILES = ['packages/ring-paxos/src/errors.ts', 'packages/psmr-proxy/src/services/kv-errors.ts', 'packages/psmr-proxy/src/services/btree-errors.ts'];
 
 describe('error codes', () => {
-  const catalogue = [...Object.values(ERR), ...Object.values(KV_ERR)];
+  const catalogue = [...Object.values(ERR), ...Object.values(KV_ERR), ...Object.values(BTREE_ERR)];
 
   it('each code is defined once, under its family prefix', () => {
     expect(new Set(catalogue).size).toBe(catalogue.length);
     for (const c of Object.values(ERR)) expect(c).toMatch(/^ERR_(RINGCAST|PSMR)_[A-Z0-9_]+$/);
     for (const c of Object.values(KV_ERR)) expect(c).toMatch(/^ERR_KV_[A-Z0-9_]+$/);
+    for (const c of Object.values(BTREE_ERR)) expect(c).toMatch(/^ERR_BTREE_[A-Z0-9_]+$/);
   });
 
   it("the root README's \"Error codes\" section lists exactly the catalogue, and no README names a code outside it", () => {
@@ -56,7 +58,7 @@ describe('error codes', () => {
   });
 
   it('no source file spells a code as a string outside the catalogue', () => {
-    const literal = /['"`]ERR_(?:RINGCAST|PSMR|KV)_/;
+    const literal = /['"`]ERR_(?:RINGCAST|PSMR|KV|BTREE)_/;
     const spelled = SOURCES.filter((f) => !CATALOGUE_FILES.includes(f)).flatMap((f) =>
       read(f)
         .split('\n')

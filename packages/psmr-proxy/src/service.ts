@@ -44,6 +44,27 @@ export interface Service<C, R, S, P = unknown> {
   initShared?(shared: SharedArrayBuffer): void;
   /** C-G: the partition a command can only conflict inside, or 'all'. `partitions` is 1 in smr mode. */
   group(command: C, partitions: number): GroupChoice;
+  /**
+   * opt-PSMR (optional, with `check`): where a command goes optimistically. A command `group` sends to
+   * g_all may go to one partition here (the B+-tree: an insert or delete to its key's range); the worker
+   * that delivers it runs `check` first. Absent: opt-PSMR routes as `group` does.
+   */
+  optimisticGroup?(command: C, partitions: number): GroupChoice;
+  /**
+   * opt-PSMR's safety check, run by worker `worker` of `workers` on a command `optimisticGroup` sent to its
+   * partition, before anything runs: true when executing it at once, while the other workers run their
+   * own partitions' commands, touches only state no other worker reads or writes (it then writes only
+   * that); false when it must run at a barrier of all workers instead (the command changed nothing; the
+   * client resubmits it to g_all). Reads only replicated state, so every replica decides alike at the same
+   * point of the stream. Must not throw.
+   */
+  check?(state: S, command: C, worker: number, workers: number): boolean;
+  /**
+   * Service parameters (optional): the service configured with `params`, the cluster file's
+   * `services.<name>` object (the same on every replica); throws a ConfigError naming the bad field.
+   * Without `configure` a service takes no parameters.
+   */
+  configure?(params: unknown): Service<C, R, S, P>;
   /** A short label for metrics (for example the operation name). */
   kind(command: C): string;
   /** Encode a command at the client; throw ServiceError for a command the service refuses. */
@@ -76,6 +97,13 @@ export interface Service<C, R, S, P = unknown> {
    */
   snapshot?(state: S): Uint8Array;
   restore?(bytes: Uint8Array, index: number, partitions: number): S;
+  /**
+   * 'shared' services with checkpoints: lay out the state from `snapshot`'s bytes in `shared` instead of
+   * `initShared` (main thread, before any worker starts; workers then `createPartition` over it). For a
+   * 'shared' service `snapshot` of any worker's state is the whole shared state: take it at a barrier of
+   * all workers, once. Throws ServiceError (ERR_PSMR_BAD_SNAPSHOT) for bytes it cannot use.
+   */
+  restoreShared?(shared: SharedArrayBuffer, bytes: Uint8Array): void;
 }
 
 /** The group name of partition `i`, and of g_all. */

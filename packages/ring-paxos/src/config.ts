@@ -38,6 +38,11 @@ export interface ClusterConfig {
   groups: Record<string, number>;
   /** Multi-Ring Paxos merge: positions taken from each ring per round (M). */
   mergeM: number;
+  /**
+   * Per-service parameters by service name (`services.btree = { keys, order, fill }`), the same for every
+   * replica since they share the file. Opaque here: the service validates its own object.
+   */
+  services: Record<string, Record<string, unknown>>;
 }
 
 type Json = unknown;
@@ -132,7 +137,7 @@ export function parseSettings(raw: Json, prefix = 'settings'): RingSettings {
 export function parseCluster(raw: Json): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'the cluster file must be a JSON object');
   // Unknown keys at every level are refused by name: a misspelt key would otherwise read as a missing one.
-  checkKeys(raw, ['secret', 'nodes', 'rings', 'settings', 'tickMs', 'groups', 'mergeM']);
+  checkKeys(raw, ['secret', 'nodes', 'rings', 'settings', 'tickMs', 'groups', 'mergeM', 'services']);
   let secret: string | undefined;
   if (raw.secret !== undefined) {
     if (typeof raw.secret !== 'string' || raw.secret.length < 16) throw new ConfigError('secret', 'must be a string of at least 16 characters');
@@ -213,7 +218,16 @@ export function parseCluster(raw: Json): ClusterConfig {
     }
   }
   const mergeM = raw.mergeM === undefined ? 1 : int(raw.mergeM, 'mergeM', 1, 1_000_000);
-  return { secret, nodes, rings, settings, tickMs, groups, mergeM };
+  const services: Record<string, Record<string, unknown>> = Object.create(null) as Record<string, Record<string, unknown>>;
+  if (raw.services !== undefined) {
+    if (!isObj(raw.services)) throw new ConfigError('services', 'must be an object of service name -> parameters object');
+    for (const [name, params] of Object.entries(raw.services)) {
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || name === '__proto__') throw new ConfigError(`services.${name}`, 'names are 1-64 letters, digits, _ . - (not __proto__)');
+      if (!isObj(params)) throw new ConfigError(`services.${name}`, 'must be an object of parameters');
+      services[name] = params;
+    }
+  }
+  return { secret, nodes, rings, settings, tickMs, groups, mergeM, services };
 }
 
 /** Read and validate a cluster file; a JSON syntax error names the file. */
