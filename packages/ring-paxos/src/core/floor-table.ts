@@ -102,7 +102,8 @@ export class FloorTable<V> {
   /** Remember `seq` with `value` (a seq seen already keeps its place and takes the new value). */
   mark(e: FloorEntry<V>, seq: number, value: V): void {
     const seen = e.seen;
-    if (!seen.has(seq)) {
+    // `ordered` and `top` serve only the 'all' cut (the prefix cut stops at the first seq at or above the floor).
+    if (!this.prefixCut && !seen.has(seq)) {
       if (seq < e.top) e.ordered = false;
       else e.top = seq;
     }
